@@ -1,0 +1,93 @@
+"""Configuration: feed groups, verbs and limits, read once at start from TOML and the environment.
+
+Precedence: built-in defaults, then the TOML file (``NOTIFIER_CONFIG`` or ``--config``), then
+environment variables for deployment settings (``NOTIFIER_STORAGE_URL``,
+``NOTIFIER_KEY_PREFIX``). The result is one immutable ``Config`` passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from notifier.errors import ConfigError
+from notifier.feedgroups import FeedGroups, default_groups, group_from_mapping
+from notifier.model import Limits, Verb, VerbRegistry
+
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "cassandra")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything notifier's core needs to know, validated."""
+
+    feeds: FeedGroups = field(default_factory=lambda: FeedGroups.of(default_groups()))
+    verbs: VerbRegistry = field(default_factory=VerbRegistry)
+    limits: Limits = field(default_factory=Limits)
+    storage_url: str = "memory://"
+    key_prefix: str = "notifier"
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.storage_url).scheme
+        if scheme not in STORAGE_SCHEMES:
+            raise ConfigError(
+                f"storage url {self.storage_url!r} must start with one of "
+                + ", ".join(f"{s}://" for s in STORAGE_SCHEMES)
+            )
+        if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
+            raise ConfigError("key prefix must be non-empty without spaces or braces")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+        """Build from a parsed TOML document, then apply environment overrides."""
+        env = os.environ if env is None else env
+        unknown = set(raw) - {"feeds", "verbs", "limits", "storage"}
+        if unknown:
+            raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}")
+        storage = dict(raw.get("storage", {}))
+        unknown = set(storage) - {"url", "prefix", "actor_feed"}
+        if unknown:
+            raise ConfigError(f"storage: unknown setting(s) {', '.join(sorted(unknown))}")
+        actor_feed = storage.get("actor_feed", "user")
+        if "feeds" in raw:
+            groups = [group_from_mapping(n, t) for n, t in raw["feeds"].items()]
+        else:
+            groups = default_groups()
+        verbs = VerbRegistry()
+        for name, past in raw.get("verbs", {}).items():
+            if not isinstance(past, str):
+                raise ConfigError(f"verbs.{name} must be the past tense as a string")
+            verbs.register(Verb(name, past))
+        try:
+            limits = msgspec.convert(raw.get("limits", {}), Limits)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"limits: {exc}") from None
+        return cls(
+            feeds=FeedGroups.of(groups, actor_feed),
+            verbs=verbs,
+            limits=limits,
+            storage_url=env.get("NOTIFIER_STORAGE_URL", storage.get("url", "memory://")),
+            key_prefix=env.get("NOTIFIER_KEY_PREFIX", storage.get("prefix", "notifier")),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+        """Read ``path`` (or ``$NOTIFIER_CONFIG``) if any, with environment overrides."""
+        env = os.environ if env is None else env
+        path = path or env.get("NOTIFIER_CONFIG")
+        raw: dict[str, Any] = {}
+        if path:
+            try:
+                raw = tomllib.loads(Path(path).read_text())
+            except OSError as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        return cls.from_mapping(raw, env)

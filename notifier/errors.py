@@ -1,0 +1,44 @@
+"""The error hierarchy: every failure a caller can cause has one type, mapped once to a response."""
+
+from __future__ import annotations
+
+
+class NotifierError(Exception):
+    """Root of every error notifier raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidInput(NotifierError):
+    """The caller sent a value that breaks a documented rule or limit."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+
+
+class ConfigError(NotifierError):
+    """The configuration cannot be used; raised at start, never during a request."""
+
+    code = "config"
+
+
+class NotFound(NotifierError):
+    """The thing named does not exist (or is not visible to the caller)."""
+
+    code = "not_found"
+
+
+class Conflict(NotifierError):
+    """The request contradicts what is stored."""
+
+    code = "conflict"

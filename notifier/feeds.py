@@ -1,0 +1,257 @@
+"""Feeds as an app developer sees them: add, remove, read pages, count, mark.
+
+A feed is a feed group (its kind and limits) plus a user id. It turns activities into the
+entries storage keeps (rendering group keys with the group's aggregation rule) and storage's
+ids back into activities, fetching the bodies of a whole page in one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from notifier import ids
+from notifier.errors import InvalidInput
+from notifier.feedgroups import FeedGroup, FeedKind
+from notifier.model import Activity, check_user_id
+from notifier.storage.base import Counts, Entry, Marks, Storage, StoredGroup
+
+MAX_PAGE = 100
+
+
+class FlatPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of a flat feed, newest first; ``next`` is the ``id_lt`` of the following page."""
+
+    activities: list[Activity]
+    next: str | None
+
+
+class Group(msgspec.Struct, frozen=True, kw_only=True):
+    """An aggregated group with its newest activities: "ana and 3 others liked your photo"."""
+
+    id: str
+    key: str
+    verb: str
+    activities: list[Activity]
+    activity_count: int
+    actor_count: int
+    actors: list[str]
+    """Distinct actors of the shown activities, most recent first."""
+    created_at: datetime
+    updated_at: datetime
+    position: str
+    is_seen: bool
+    is_read: bool
+    is_archived: bool
+
+
+class GroupPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of an aggregated feed by position, newest first, with counts when it has them."""
+
+    groups: list[Group]
+    next: str | None
+    counts: Counts | None = None
+
+
+def entries_for(group: FeedGroup, activities: Sequence[Activity]) -> list[Entry]:
+    """The entries ``group``'s feeds store for ``activities`` (group keys rendered once)."""
+    rule = group.rule
+    return [
+        Entry(a.id, a.actor, a.verb, rule.key(a) if rule is not None else "") for a in activities
+    ]
+
+
+def check_cursor(value: str | None, field: str) -> str | None:
+    """A cursor must be an activity id; anything else is the caller's mistake."""
+    if value is not None and not ids.is_id(value):
+        raise InvalidInput(field, "must be an activity id (26 hex digits)")
+    return value
+
+
+def check_limit(limit: int, maximum: int = MAX_PAGE) -> int:
+    """Page sizes are 1..maximum."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise InvalidInput("limit", f"must be an integer from 1 to {maximum}")
+    return limit
+
+
+class Feed:
+    """Operations every feed kind has."""
+
+    def __init__(self, storage: Storage, group: FeedGroup, user: str) -> None:
+        self.storage = storage
+        self.group = group
+        self.user = check_user_id(user, "user")
+
+    @property
+    def id(self) -> str:
+        """``group:user``, as used in ``to`` and the HTTP API."""
+        return f"{self.group.name}:{self.user}"
+
+    async def add(self, activity: Activity) -> bool:
+        """Store ``activity`` and add it to this feed; False when it was already there."""
+        return bool(await self.add_many([activity]))
+
+    async def add_many(self, activities: Sequence[Activity]) -> list[str]:
+        """Store and add several activities at once; returns the ids that were new here."""
+        entries = entries_for(self.group, activities)
+        await self.storage.put_activities(activities)
+        changes = await self.storage.add_to_feeds(self.group, [self.user], entries)
+        return changes[0].added if changes else []
+
+    async def remove(
+        self, activity_id: str | None = None, *, foreign_id: str | None = None
+    ) -> list[str]:
+        """Take an activity out of this feed by id or by foreign id; returns removed ids."""
+        if (activity_id is None) == (foreign_id is None):
+            raise InvalidInput("activity_id", "give exactly one of activity_id and foreign_id")
+        if activity_id is not None:
+            targets = [activity_id]
+        else:
+            targets = await self.storage.find_foreign_ids([foreign_id or ""])
+        changes = await self.storage.remove_from_feeds(self.group, [self.user], targets)
+        return changes[0].removed if changes else []
+
+    async def count(self) -> int:
+        """Activities (flat) or groups (aggregated) in the feed."""
+        return await self.storage.count(self.group, self.user)
+
+    async def trim(self) -> None:
+        """Enforce ``max_length`` now."""
+        await self.storage.trim(self.group, [self.user])
+
+
+class FlatFeed(Feed):
+    """Activities, newest first."""
+
+    async def read(
+        self, limit: int = 25, *, id_lt: str | None = None, id_gt: str | None = None
+    ) -> FlatPage:
+        """A page of activities strictly older than ``id_lt`` / newer than ``id_gt``."""
+        check_limit(limit)
+        found = await self.storage.read_flat(
+            self.group,
+            self.user,
+            limit=limit,
+            id_lt=check_cursor(id_lt, "id_lt"),
+            id_gt=check_cursor(id_gt, "id_gt"),
+        )
+        bodies = await self.storage.get_activities(found)
+        activities = [bodies[i] for i in found if i in bodies]
+        return FlatPage(activities=activities, next=found[-1] if len(found) == limit else None)
+
+
+class AggregatedFeed(Feed):
+    """Groups of activities, most recently updated first."""
+
+    async def read(
+        self, limit: int = 25, *, id_lt: str | None = None, id_gt: str | None = None
+    ) -> GroupPage:
+        """A page of groups whose position is strictly between the cursors."""
+        check_limit(limit)
+        stored = await self.storage.read_groups(
+            self.group,
+            self.user,
+            limit=limit,
+            id_lt=check_cursor(id_lt, "id_lt"),
+            id_gt=check_cursor(id_gt, "id_gt"),
+        )
+        groups = await hydrate(self.storage, stored)
+        return GroupPage(
+            groups=groups,
+            next=stored[-1].position if len(stored) == limit else None,
+            counts=await self._page_counts(),
+        )
+
+    async def _page_counts(self) -> Counts | None:
+        return None
+
+
+class NotificationFeed(AggregatedFeed):
+    """An aggregated feed with seen / read / archived state and exact counts."""
+
+    async def _page_counts(self) -> Counts | None:
+        return await self.counts()
+
+    async def counts(self) -> Counts:
+        """Exact unseen and unread counts."""
+        return await self.storage.counts(self.group, self.user)
+
+    async def mark(
+        self,
+        *,
+        seen: bool | None = None,
+        read: bool | None = None,
+        archived: bool | None = None,
+        group_ids: Sequence[str] = (),
+        activity_ids: Sequence[str] = (),
+    ) -> Counts:
+        """Set or clear flags on some groups (named directly or by one of their activities)."""
+        return await self.storage.mark(
+            self.group,
+            self.user,
+            _marks(seen, read, archived),
+            group_ids=group_ids,
+            activity_ids=activity_ids,
+        )
+
+    async def mark_all(
+        self,
+        *,
+        seen: bool | None = None,
+        read: bool | None = None,
+        archived: bool | None = None,
+        up_to: str | None = None,
+    ) -> Counts:
+        """Set or clear flags on every group (only those at or below ``up_to`` when given)."""
+        return await self.storage.mark(
+            self.group,
+            self.user,
+            _marks(seen, read, archived),
+            all=True,
+            up_to=check_cursor(up_to, "up_to"),
+        )
+
+
+def _marks(seen: bool | None, read: bool | None, archived: bool | None) -> Marks:
+    if seen is None and read is None and archived is None:
+        raise InvalidInput("seen", "set at least one of seen, read, archived")
+    return Marks(seen, read, archived)
+
+
+async def hydrate(storage: Storage, stored: Sequence[StoredGroup]) -> list[Group]:
+    """Groups with their activity bodies, all fetched in one round trip."""
+    wanted = [i for g in stored for i in g.activity_ids]
+    bodies = await storage.get_activities(wanted)
+    groups = []
+    for g in stored:
+        activities = [bodies[i] for i in g.activity_ids if i in bodies]
+        groups.append(
+            Group(
+                id=g.id,
+                key=g.key,
+                verb=g.verb,
+                activities=activities,
+                activity_count=g.activity_count,
+                actor_count=g.actor_count,
+                actors=list(dict.fromkeys(a.actor for a in activities)),
+                created_at=ids.id_time(g.oldest),
+                updated_at=ids.id_time(g.position),
+                position=g.position,
+                is_seen=g.is_seen,
+                is_read=g.is_read,
+                is_archived=g.is_archived,
+            )
+        )
+    return groups
+
+
+def open_feed(storage: Storage, group: FeedGroup, user: str) -> Feed:
+    """The feed object for ``group``'s kind."""
+    if group.kind is FeedKind.NOTIFICATION:
+        return NotificationFeed(storage, group, user)
+    if group.kind is FeedKind.AGGREGATED:
+        return AggregatedFeed(storage, group, user)
+    return FlatFeed(storage, group, user)

@@ -1,0 +1,212 @@
+"""The domain values: activities, verbs, the limits they obey, and the rules that check them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from notifier import ids
+from notifier.errors import InvalidInput
+
+#: User ids appear inside storage keys and channel names, so their alphabet is restricted.
+#: ``{`` and ``}`` in particular are excluded: they would change Redis Cluster hash slots.
+USER_ID = re.compile(r"^[A-Za-z0-9_.@=+-]{1,128}$")
+#: Feed group names: lowercase identifiers.
+GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Verb(msgspec.Struct, frozen=True):
+    """A kind of action: its name as sent (``like``) and its display form (``liked``)."""
+
+    name: str
+    past_tense: str
+
+
+DEFAULT_VERBS: tuple[Verb, ...] = (
+    Verb("like", "liked"),
+    Verb("comment", "commented on"),
+    Verb("follow", "started following"),
+    Verb("mention", "mentioned"),
+    Verb("share", "shared"),
+    Verb("pin", "pinned"),
+    Verb("post", "posted"),
+    Verb("reply", "replied to"),
+    Verb("invite", "invited"),
+    Verb("add", "added"),
+)
+
+
+class VerbRegistry:
+    """The verbs a deployment accepts; an activity with an unregistered verb is rejected."""
+
+    def __init__(self, verbs: Iterable[Verb] = DEFAULT_VERBS) -> None:
+        self._verbs: dict[str, Verb] = {}
+        for verb in verbs:
+            self.register(verb)
+
+    def register(self, verb: Verb) -> None:
+        """Add or replace a verb (replacing changes only how it is displayed)."""
+        if not re.match(r"^[a-z][a-z0-9_]{0,63}$", verb.name):
+            raise InvalidInput("verb", f"verb name {verb.name!r} must match [a-z][a-z0-9_]*")
+        if not verb.past_tense or len(verb.past_tense) > 64:
+            raise InvalidInput("verb", f"past tense of {verb.name!r} must be 1-64 characters")
+        self._verbs[verb.name] = verb
+
+    def get(self, name: str) -> Verb:
+        """The verb called ``name``; raises InvalidInput naming the field when unknown."""
+        try:
+            return self._verbs[name]
+        except KeyError:
+            raise InvalidInput("verb", f"unknown verb {name!r}; register it first") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._verbs
+
+    def __iter__(self) -> Iterator[Verb]:
+        return iter(self._verbs.values())
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every size limit an activity obeys. All are configurable; the defaults are generous."""
+
+    max_ref_length: int = 256
+    """Longest ``object``, ``target`` or ``foreign_id`` (characters)."""
+    max_extra_bytes: int = 16_384
+    """Largest ``extra`` object, measured as compact JSON (bytes)."""
+    max_to: int = 100
+    """Most feeds one activity may be copied into with ``to``."""
+    max_batch: int = 1_000
+    """Most activities in one batch write."""
+
+
+class Activity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Something an actor did. Stored once by id; feeds hold only the id.
+
+    ``id`` is assigned by notifier (see ``notifier.ids``); ``time`` is always aware UTC.
+    """
+
+    id: str
+    actor: str
+    verb: str
+    object: str
+    time: datetime
+    target: str | None = None
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    foreign_id: str | None = None
+    to: tuple[str, ...] = ()
+
+
+def split_feed_id(feed_id: str, field: str = "to") -> tuple[str, str]:
+    """``"notifications:bo"`` → ``("notifications", "bo")``, or InvalidInput naming ``field``."""
+    group, sep, user = feed_id.partition(":")
+    if not sep or not GROUP_NAME.match(group) or not USER_ID.match(user):
+        raise InvalidInput(field, f"{feed_id!r} is not a feed id of the form group:user_id")
+    return group, user
+
+
+def check_user_id(value: object, field: str) -> str:
+    """A valid user id, or InvalidInput naming ``field``."""
+    if not isinstance(value, str) or not USER_ID.match(value):
+        raise InvalidInput(field, "must be 1-128 characters of A-Z a-z 0-9 _ . @ = + -")
+    return value
+
+
+def _check_ref(value: object, field: str, limits: Limits) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(field, "must be a non-empty string")
+    if len(value) > limits.max_ref_length:
+        raise InvalidInput(field, f"longer than {limits.max_ref_length} characters")
+    if _CONTROL.search(value):
+        raise InvalidInput(field, "must not contain control characters")
+    return value
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def new_activity(
+    *,
+    actor: str,
+    verb: str,
+    object: str,
+    target: str | None = None,
+    time: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
+    foreign_id: str | None = None,
+    to: Sequence[str] = (),
+    verbs: VerbRegistry,
+    limits: Limits,
+    known_groups: Iterable[str] | None = None,
+) -> Activity:
+    """Validate the parts of an activity and give it an id.
+
+    Raises InvalidInput naming the first offending field. ``time`` defaults to now; a naive
+    datetime is taken as UTC. With ``known_groups``, every ``to`` feed must name one of them.
+    """
+    check_user_id(actor, "actor")
+    verbs.get(verb)
+    _check_ref(object, "object", limits)
+    if target is not None:
+        _check_ref(target, "target", limits)
+    if foreign_id is not None:
+        _check_ref(foreign_id, "foreign_id", limits)
+    if time is None:
+        time = datetime.now(UTC)
+    elif not isinstance(time, datetime):
+        raise InvalidInput("time", "must be a datetime")
+    elif time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    else:
+        time = time.astimezone(UTC)
+    try:
+        activity_id = ids.make_id(time, foreign_id)
+    except ValueError:
+        raise InvalidInput("time", "must be between 1970 and 4253") from None
+    extra_dict = dict(extra or {})
+    if not all(isinstance(key, str) for key in extra_dict):
+        raise InvalidInput("extra", "keys must be strings")
+    try:
+        size = len(_json_encoder.encode(extra_dict))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput("extra", f"must be JSON-serialisable ({exc})") from None
+    if size > limits.max_extra_bytes:
+        raise InvalidInput("extra", f"larger than {limits.max_extra_bytes} bytes as JSON")
+    if isinstance(to, str):
+        raise InvalidInput("to", "must be a list of feed ids")
+    if len(to) > limits.max_to:
+        raise InvalidInput("to", f"more than {limits.max_to} feeds")
+    groups = set(known_groups) if known_groups is not None else None
+    for feed_id in to:
+        group, _ = split_feed_id(feed_id)
+        if groups is not None and group not in groups:
+            raise InvalidInput("to", f"unknown feed group {group!r} in {feed_id!r}")
+    return Activity(
+        id=activity_id,
+        actor=actor,
+        verb=verb,
+        object=object,
+        target=target,
+        time=time,
+        extra=extra_dict,
+        foreign_id=foreign_id,
+        to=tuple(dict.fromkeys(to)),
+    )
+
+
+_activity_encoder = msgspec.json.Encoder()
+_activity_decoder = msgspec.json.Decoder(Activity)
+
+
+def encode_activity(activity: Activity) -> bytes:
+    """The stored form of an activity (compact JSON)."""
+    return _activity_encoder.encode(activity)
+
+
+def decode_activity(data: bytes | str) -> Activity:
+    """The inverse of ``encode_activity``."""
+    return _activity_decoder.decode(data)

@@ -1,0 +1,335 @@
+"""The Redis backend: sorted sets and hashes, one Lua call per feed, one pipeline per batch.
+
+Key layout (``P`` is the configured prefix; ``{…}`` is a Redis Cluster hash tag, so all keys
+of one feed live in one slot and a script may touch them together):
+
+- ``P:a:<id>``           string: an activity body (JSON), written once
+- ``P:fid:<foreign_id>`` set: ids of activities carrying that foreign id
+- ``P:f:{<group>:<user>}``  zset, all scores 0: a flat feed's ids in lexical (= time) order
+- ``P:g:{<group>:<user>}:…`` an aggregated feed: see ``redis_scripts/common.lua``
+- ``P:fr:<user>`` / ``P:fg:<user>``  zsets, lexical: followers / following
+
+Ids are members with score 0 and ordered lexically, never float scores: cursors are exact and
+two ids never tie (Stream Framework's float scores skipped items sharing a millisecond).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from notifier.feedgroups import FeedGroup, FeedKind
+from notifier.model import Activity, decode_activity, encode_activity
+from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+
+
+def _script(name: str, *, common: bool) -> str:
+    folder = resources.files("notifier.storage").joinpath("redis_scripts")
+    body = folder.joinpath(f"{name}.lua").read_text()
+    return folder.joinpath("common.lua").read_text() + "\n" + body if common else body
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _flag(value: bool | None) -> str:
+    return "-" if value is None else "1" if value else "0"
+
+
+class RedisStorage:
+    """Storage on one Redis server (or a Sentinel-managed primary); see the module docstring."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "notifier") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._flat_add = self._register("flat_add", common=False)
+        self._flat_remove = self._register("flat_remove", common=False)
+        self._agg_add = self._register("aggregated_add", common=True)
+        self._agg_remove = self._register("aggregated_remove", common=True)
+        self._agg_mark = self._register("aggregated_mark", common=True)
+        self._agg_read = self._register("aggregated_read", common=True)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "notifier") -> RedisStorage:
+        """Connect lazily to ``redis://host:port/db`` (``rediss://`` for TLS)."""
+        return cls(aioredis.Redis.from_url(url), prefix)
+
+    def _register(self, name: str, *, common: bool) -> AsyncScript:
+        return self.client.register_script(_script(name, common=common))
+
+    # -- keys ------------------------------------------------------------------------------
+    def _activity_key(self, activity_id: str) -> str:
+        return f"{self.prefix}:a:{activity_id}"
+
+    def _foreign_key(self, foreign_id: str) -> str:
+        return f"{self.prefix}:fid:{foreign_id}"
+
+    def _flat_key(self, group: FeedGroup, user: str) -> str:
+        return f"{self.prefix}:f:{{{group.name}:{user}}}"
+
+    def _agg_key(self, group: FeedGroup, user: str) -> str:
+        return f"{self.prefix}:g:{{{group.name}:{user}}}:"
+
+    # -- activities ------------------------------------------------------------------------
+    async def put_activities(self, activities: Sequence[Activity]) -> None:
+        if not activities:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for activity in activities:
+                pipe.set(self._activity_key(activity.id), encode_activity(activity))
+                if activity.foreign_id is not None:
+                    pipe.sadd(self._foreign_key(activity.foreign_id), activity.id)
+            await pipe.execute()
+
+    async def get_activities(self, ids: Sequence[str]) -> dict[str, Activity]:
+        if not ids:
+            return {}
+        bodies = await self.client.mget([self._activity_key(i) for i in ids])
+        return {i: decode_activity(b) for i, b in zip(ids, bodies, strict=True) if b is not None}
+
+    async def delete_activities(self, ids: Sequence[str]) -> None:
+        found = await self.get_activities(ids)
+        if not found:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for activity in found.values():
+                pipe.delete(self._activity_key(activity.id))
+                if activity.foreign_id is not None:
+                    pipe.srem(self._foreign_key(activity.foreign_id), activity.id)
+            await pipe.execute()
+
+    async def find_foreign_ids(self, foreign_ids: Sequence[str]) -> list[str]:
+        if not foreign_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for foreign_id in foreign_ids:
+                pipe.smembers(self._foreign_key(foreign_id))
+            found = await pipe.execute()
+        return sorted({_text(i) for members in found for i in members})
+
+    # -- timelines -------------------------------------------------------------------------
+    async def add_to_feeds(
+        self, group: FeedGroup, users: Sequence[str], entries: Sequence[Entry]
+    ) -> list[FeedChange]:
+        users = list(dict.fromkeys(users))
+        if not users or not entries:
+            return []
+        ordered = sorted(entries, key=lambda e: e.id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            if group.aggregated:
+                args: list[Any] = [group.merge_window, group.max_length]
+                for e in ordered:
+                    args += [e.id, e.actor, e.verb, e.key]
+                for user in users:
+                    await self._agg_add(keys=[self._agg_key(group, user)], args=args, client=pipe)
+            else:
+                flat_args: list[Any] = [group.max_length, *(e.id for e in ordered)]
+                for user in users:
+                    key = self._flat_key(group, user)
+                    await self._flat_add(keys=[key], args=flat_args, client=pipe)
+            results = await pipe.execute()
+        return self._changes(group, users, results, "added")
+
+    async def remove_from_feeds(
+        self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]
+    ) -> list[FeedChange]:
+        users = list(dict.fromkeys(users))
+        ids = list(dict.fromkeys(ids))
+        if not users or not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user in users:
+                if group.aggregated:
+                    key = self._agg_key(group, user)
+                    await self._agg_remove(keys=[key], args=ids, client=pipe)
+                else:
+                    key = self._flat_key(group, user)
+                    await self._flat_remove(keys=[key], args=ids, client=pipe)
+            results = await pipe.execute()
+        return self._changes(group, users, results, "removed")
+
+    @staticmethod
+    def _changes(
+        group: FeedGroup, users: list[str], results: list[Any], what: str
+    ) -> list[FeedChange]:
+        changes = []
+        for user, result in zip(users, results, strict=True):
+            counts = None
+            if group.aggregated:
+                counts = Counts(int(result[0]), int(result[1]))
+                result = result[2:]
+            if result:
+                if group.kind is not FeedKind.NOTIFICATION:
+                    counts = None
+                ids = [_text(i) for i in result]
+                changes.append(FeedChange(user=user, counts=counts, **{what: ids}))
+        return changes
+
+    async def read_flat(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> list[str]:
+        found = await self.client.zrevrangebylex(
+            self._flat_key(group, user),
+            f"({id_lt}" if id_lt else "+",
+            f"({id_gt}" if id_gt else "-",
+            start=0,
+            num=limit,
+        )
+        return [_text(i) for i in found]
+
+    async def read_groups(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> list[StoredGroup]:
+        # Members are position..gid: "(id_lt" excludes every member at that position, and
+        # "(id_gt" + "g" (above any hex digit) excludes every member at id_gt.
+        result = await self._agg_read(
+            keys=[self._agg_key(group, user)],
+            args=[
+                f"({id_lt}" if id_lt else "+",
+                f"({id_gt}g" if id_gt else "-",
+                limit,
+                group.max_activities,
+            ],
+        )
+        return [_stored_group(row) for row in result[2:]]
+
+    async def count(self, group: FeedGroup, user: str) -> int:
+        if group.aggregated:
+            return int(await self.client.zcard(self._agg_key(group, user) + "o"))
+        return int(await self.client.zcard(self._flat_key(group, user)))
+
+    async def trim(self, group: FeedGroup, users: Sequence[str]) -> None:
+        if group.aggregated:
+            # Adding nothing runs the script's trim step.
+            async with self.client.pipeline(transaction=False) as pipe:
+                for user in users:
+                    args = [group.merge_window, group.max_length]
+                    await self._agg_add(keys=[self._agg_key(group, user)], args=args, client=pipe)
+                await pipe.execute()
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.zremrangebyrank(self._flat_key(group, user), 0, -group.max_length - 1)
+            await pipe.execute()
+
+    # -- notification state ----------------------------------------------------------------
+    async def counts(self, group: FeedGroup, user: str) -> Counts:
+        unseen, unread = await self.client.hmget(
+            self._agg_key(group, user) + "c", ["unseen", "unread"]
+        )
+        return Counts(int(unseen or 0), int(unread or 0))
+
+    async def mark(
+        self,
+        group: FeedGroup,
+        user: str,
+        marks: Marks,
+        *,
+        group_ids: Sequence[str] = (),
+        activity_ids: Sequence[str] = (),
+        all: bool = False,
+        up_to: str | None = None,
+    ) -> Counts:
+        flags = [_flag(marks.seen), _flag(marks.read), _flag(marks.archived)]
+        key = self._agg_key(group, user)
+        if all:
+            result = await self._agg_mark(keys=[key], args=[*flags, "all", up_to or ""])
+            return Counts(int(result[0]), int(result[1]))
+        result = None
+        for mode, targets in (("group", group_ids), ("activity", activity_ids)):
+            if targets:
+                args = [*flags, mode, "", *dict.fromkeys(targets)]
+                result = await self._agg_mark(keys=[key], args=args)
+        if result is None:
+            return await self.counts(group, user)
+        return Counts(int(result[0]), int(result[1]))
+
+    # -- follow graph ----------------------------------------------------------------------
+    def _followers_key(self, user: str) -> str:
+        return f"{self.prefix}:fr:{user}"
+
+    def _following_key(self, user: str) -> str:
+        return f"{self.prefix}:fg:{user}"
+
+    async def follow(self, user: str, targets: Sequence[str]) -> list[str]:
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for target in targets:
+                pipe.zadd(self._following_key(user), {target: 0}, nx=True)
+                pipe.zadd(self._followers_key(target), {user: 0}, nx=True)
+            results = await pipe.execute()
+        return [t for t, added in zip(targets, results[::2], strict=True) if added]
+
+    async def unfollow(self, user: str, targets: Sequence[str]) -> list[str]:
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for target in targets:
+                pipe.zrem(self._following_key(user), target)
+                pipe.zrem(self._followers_key(target), user)
+            results = await pipe.execute()
+        return [t for t, removed in zip(targets, results[::2], strict=True) if removed]
+
+    async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
+        return await self._page(self._followers_key(user), limit, after)
+
+    async def following(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
+        return await self._page(self._following_key(user), limit, after)
+
+    async def _page(self, key: str, limit: int, after: str | None) -> list[str]:
+        found = await self.client.zrangebylex(
+            key, f"({after}" if after else "-", "+", start=0, num=limit
+        )
+        return [_text(i) for i in found]
+
+    async def follow_counts(self, user: str) -> tuple[int, int]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._followers_key(user))
+            pipe.zcard(self._following_key(user))
+            followers, following = await pipe.execute()
+        return int(followers), int(following)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _stored_group(row: list[Any]) -> StoredGroup:
+    gid, key, verb, position, oldest, count, actors, state, ids = row
+    state = _text(state)
+    return StoredGroup(
+        id=_text(gid),
+        key=_text(key),
+        verb=_text(verb),
+        activity_ids=[_text(i) for i in ids],
+        activity_count=int(count),
+        actor_count=int(actors),
+        position=_text(position),
+        oldest=_text(oldest),
+        is_seen=state[0] == "1",
+        is_read=state[1] == "1",
+        is_archived=state[2] == "1",
+    )

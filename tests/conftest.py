@@ -1,0 +1,55 @@
+"""Session-wide services and the backend matrix every contract test runs on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from notifier.storage.base import Storage
+from notifier.storage.memory import MemoryStorage
+from tests import services
+
+BACKENDS = ["memory", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with services.redis_url() as url:
+        yield url
+
+
+StorageFactory = Callable[[], Storage]
+
+
+@pytest.fixture(params=BACKENDS)
+def storage_factory(request: pytest.FixtureRequest) -> StorageFactory:
+    """Makes a new, empty storage of one backend each call (its own key prefix / keyspace)."""
+    backend = request.param
+    if backend == "memory":
+        return MemoryStorage
+    url = request.getfixturevalue("redis_url")
+    from notifier.storage.redis import RedisStorage
+
+    return lambda: RedisStorage.from_url(url, prefix=f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def storage(storage_factory: StorageFactory) -> AsyncIterator[Storage]:
+    store = storage_factory()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a test that did not run: fail the session."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if services.IN_CI and reporter is not None and reporter.stats.get("skipped"):
+        reporter.write_line(
+            f"CI=true: {len(reporter.stats['skipped'])} test(s) skipped; failing the run",
+            red=True,
+        )
+        session.exitstatus = 1

@@ -53,3 +53,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             red=True,
         )
         session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show how many storage-parametrised tests ran on each backend."""
+    per_backend: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            for backend in BACKENDS:
+                if nodeid.endswith(f"[{backend}]") or f"[{backend}-" in nodeid:
+                    counts = per_backend.setdefault(backend, {})
+                    counts[outcome] = counts.get(outcome, 0) + 1
+    if per_backend:
+        terminalreporter.section("storage backends")
+        for backend, counts in per_backend.items():
+            summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+            terminalreporter.write_line(f"{backend:>10}: {summary}")

@@ -71,8 +71,10 @@ def test_defaults_have_user_timeline_and_notification() -> None:
         ("[feeds.user]\nkind='flat'\ncolour='red'", "unknown setting"),
         ("[feeds.x]\nkind='flat'", "actor feed group 'user'"),
         ("[feeds.user]\nkind='notification'", "must be flat"),
-        ("[feeds.user]\nkind='flat'\n[feeds.n]\nkind='aggregated'\nrule='{{ verb.__class__ }}'",
-         "private attributes"),
+        (
+            "[feeds.user]\nkind='flat'\n[feeds.n]\nkind='aggregated'\nrule='{{ verb.__class__ }}'",
+            "private attributes",
+        ),
         ("[limits]\nmax_to='many'", "limits"),
         ("[storage]\nurl='mysql://x'", "storage url"),
         ("[nonsense]\na=1", "unknown configuration section"),

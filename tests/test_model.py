@@ -8,7 +8,14 @@ import pytest
 
 from notifier import ids
 from notifier.errors import InvalidInput
-from notifier.model import Limits, Verb, VerbRegistry, decode_activity, encode_activity, new_activity
+from notifier.model import (
+    Limits,
+    Verb,
+    VerbRegistry,
+    decode_activity,
+    encode_activity,
+    new_activity,
+)
 
 VERBS = VerbRegistry()
 LIMITS = Limits()
@@ -49,7 +56,9 @@ def test_naive_and_offset_times_are_normalised_to_utc() -> None:
 
 
 def test_activity_survives_encoding() -> None:
-    activity = make(target="album:1", extra={"url": "/p/1", "n": [1, 2]}, foreign_id="f", to=["notification:bo"])
+    activity = make(
+        target="album:1", extra={"url": "/p/1", "n": [1, 2]}, foreign_id="f", to=["notification:bo"]
+    )
     assert decode_activity(encode_activity(activity)) == activity  # type: ignore[arg-type]
 
 

@@ -91,7 +91,9 @@ def test_aggregated_feeds_match_the_reference_model(
     asyncio.run(replay_aggregated(storage_factory(), program, max_length, window))
 
 
-async def replay_flat(store: Storage, program: list[tuple[str, list[int]]], max_length: int) -> None:
+async def replay_flat(
+    store: Storage, program: list[tuple[str, list[int]]], max_length: int
+) -> None:
     group = flat(max_length=max_length)
     model: set[str] = set()
     try:

@@ -11,6 +11,7 @@ The Python API in brief::
 from notifier.aggregation import NOTIFICATION_RULE, RECENT_VERB_RULE, AggregationRule
 from notifier.config import Config
 from notifier.errors import ConfigError, InvalidInput, NotFound, NotifierError
+from notifier.fanout.manager import Manager
 from notifier.feedgroups import FeedGroup, FeedGroups, FeedKind
 from notifier.feeds import AggregatedFeed, FlatFeed, Group, GroupPage, NotificationFeed
 from notifier.model import Activity, Limits, Verb, VerbRegistry
@@ -34,6 +35,7 @@ __all__ = [
     "GroupPage",
     "InvalidInput",
     "Limits",
+    "Manager",
     "NotFound",
     "NotificationFeed",
     "Notifier",

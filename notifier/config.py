@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from notifier.errors import ConfigError
+from notifier.fanout.settings import FanoutSettings
 from notifier.feedgroups import FeedGroups, default_groups, group_from_mapping
 from notifier.model import Limits, Verb, VerbRegistry
 
@@ -33,6 +34,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     storage_url: str = "memory://"
     key_prefix: str = "notifier"
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.storage_url).scheme
@@ -48,7 +50,7 @@ class Config:
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
         """Build from a parsed TOML document, then apply environment overrides."""
         env = os.environ if env is None else env
-        unknown = set(raw) - {"feeds", "verbs", "limits", "storage"}
+        unknown = set(raw) - {"feeds", "verbs", "limits", "storage", "fanout"}
         if unknown:
             raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}")
         storage = dict(raw.get("storage", {}))
@@ -75,6 +77,7 @@ class Config:
             limits=limits,
             storage_url=env.get("NOTIFIER_STORAGE_URL", storage.get("url", "memory://")),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX", storage.get("prefix", "notifier")),
+            fanout=FanoutSettings.from_mapping(raw.get("fanout", {}), env),
         )
 
     @classmethod

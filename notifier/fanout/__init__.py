@@ -1,0 +1,37 @@
+"""Fanout: activities reach their followers' feeds through dramatiq workers.
+
+``open_manager(config)`` gives the ``Manager`` (add / remove activities, follow / unfollow);
+``notifier worker`` runs the workers. See docs/fanout.md.
+"""
+
+from notifier.fanout.jobs import ChunkJob, FanoutJob, Priority
+from notifier.fanout.manager import FollowCounts, FollowerLookup, Manager, StorageFollowers
+from notifier.fanout.policy import (
+    MemoryPresence,
+    Presence,
+    PriorityPolicy,
+    RecentlyActive,
+    RedisPresence,
+    Uniform,
+)
+from notifier.fanout.runtime import open_manager, run_worker
+from notifier.fanout.settings import FanoutSettings
+
+__all__ = [
+    "ChunkJob",
+    "FanoutJob",
+    "FanoutSettings",
+    "FollowCounts",
+    "FollowerLookup",
+    "Manager",
+    "MemoryPresence",
+    "Presence",
+    "Priority",
+    "PriorityPolicy",
+    "RecentlyActive",
+    "RedisPresence",
+    "StorageFollowers",
+    "Uniform",
+    "open_manager",
+    "run_worker",
+]

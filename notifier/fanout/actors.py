@@ -1,0 +1,140 @@
+"""The dramatiq actors of fanout, declared on an explicit broker, and the way jobs reach them.
+
+Four thin actors, two per priority: ``fanout`` (page followers into chunks) and ``chunk``
+(write one chunk). They decode their job and call the handler bound to them (the ``Manager``
+of that process). Actors are declared per ``FanoutActors`` instance on the broker it is given,
+never on dramatiq's global broker, so a process can hold a Redis and an in-process broker
+side by side and tests can build as many as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import dramatiq
+import msgspec
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.errors import QueueJoinTimeout
+
+from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
+from notifier.fanout.settings import FanoutSettings
+
+log = logging.getLogger(__name__)
+
+#: Work-queue priorities inside a worker (lower runs first): HIGH jobs always jump LOW ones.
+_ACTOR_PRIORITY = {Priority.HIGH: 0, Priority.LOW: 100}
+
+
+_ActorFn = Callable[[dict[str, Any]], Awaitable[None]]
+JobActor = dramatiq.Actor[[dict[str, Any]], None]
+
+
+class FanoutHandler(Protocol):
+    """What the actors call: implemented by ``Manager``."""
+
+    async def run_fanout(self, job: FanoutJob) -> None: ...
+
+    async def run_chunk(self, job: ChunkJob) -> None: ...
+
+
+class FanoutActors:
+    """The actors declared on one broker; also the manager's ``Dispatcher`` for that broker."""
+
+    def __init__(self, broker: dramatiq.Broker, settings: FanoutSettings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.queues = {Priority.HIGH: settings.high_queue, Priority.LOW: settings.low_queue}
+        self._handler: FanoutHandler | None = None
+        self.worker: dramatiq.Worker | None = None
+        self.fanout = {p: self._declare(self._run_fanout, "fanout", p) for p in Priority}
+        self.chunk = {p: self._declare(self._run_chunk, "chunk", p) for p in Priority}
+
+    def _declare(self, fn: _ActorFn, kind: str, priority: Priority) -> JobActor:
+        actor: JobActor = dramatiq.Actor(
+            fn,
+            broker=self.broker,
+            actor_name=f"notifier.{kind}.{priority}",
+            queue_name=self.queues[priority],
+            priority=_ACTOR_PRIORITY[priority],
+            # A message that does not decode cannot succeed later: dead-letter it at once.
+            options={"throws": (msgspec.ValidationError,)},
+        )
+        return actor
+
+    def bind(self, handler: FanoutHandler) -> None:
+        """Route this process's jobs to ``handler`` (the manager living on the worker loop)."""
+        self._handler = handler
+
+    def _require(self) -> FanoutHandler:
+        if self._handler is None:
+            raise RuntimeError("fanout actors received a job before a manager was bound")
+        return self._handler
+
+    async def _run_fanout(self, job: dict[str, Any]) -> None:
+        await self._require().run_fanout(msgspec.convert(job, FanoutJob))
+
+    async def _run_chunk(self, job: dict[str, Any]) -> None:
+        await self._require().run_chunk(msgspec.convert(job, ChunkJob))
+
+    # -- Dispatcher ------------------------------------------------------------------------
+    def message(self, priority: Priority, job: Job) -> dramatiq.Message[Any]:
+        """The dramatiq message that runs ``job`` on ``priority``'s queue."""
+        actors = self.chunk if isinstance(job, ChunkJob) else self.fanout
+        message: dramatiq.Message[Any] = actors[priority].message(encode_job(job))
+        return message
+
+    async def send(self, jobs: Sequence[tuple[Priority, Job]]) -> None:
+        if not jobs:
+            return
+        messages = [self.message(priority, job) for priority, job in jobs]
+        if isinstance(self.broker, StubBroker):
+            self._enqueue(messages)
+        else:
+            # The Redis broker's client is synchronous: keep its round trips off the loop.
+            await asyncio.to_thread(self._enqueue, messages)
+
+    def _enqueue(self, messages: list[dramatiq.Message[Any]]) -> None:
+        for message in messages:
+            self.broker.enqueue(message)
+
+    async def join(self, seconds: float) -> None:
+        await asyncio.to_thread(self._join, seconds)
+
+    def _join(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            for queue in self.queues.values():
+                remaining = max(1, int((deadline - time.monotonic()) * 1000))
+                try:
+                    if isinstance(self.broker, RedisBroker):
+                        self.broker.join(queue, timeout=remaining, interval=20)
+                    elif isinstance(self.broker, StubBroker):
+                        self.broker.join(queue, timeout=remaining, fail_fast=False)
+                    else:
+                        self.broker.join(queue, timeout=remaining)
+                except QueueJoinTimeout:
+                    raise TimeoutError(f"fanout queues not drained after {seconds}s") from None
+            # A job on one queue may have enqueued onto the other while we waited: only a pass
+            # that finds both empty is done.
+            if all(self.pending(queue) == 0 for queue in self.queues.values()):
+                return
+
+    def pending(self, queue: str) -> int:
+        """Jobs enqueued on ``queue`` (or its delay queue) and not yet acknowledged."""
+        if isinstance(self.broker, StubBroker):
+            return sum(self.broker.queues[name].unfinished_tasks for name in (queue, f"{queue}.DQ"))
+        if isinstance(self.broker, RedisBroker):
+            size: int = self.broker.do_qsize(queue)
+            return size
+        raise TypeError(f"cannot count the jobs of a {type(self.broker).__name__}")
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            await asyncio.to_thread(worker.stop, self.settings.time_limit_ms)
+        self.broker.close()

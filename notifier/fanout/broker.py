@@ -1,0 +1,209 @@
+"""Broker set-up: dramatiq's Redis broker in production, its in-process broker for memory storage.
+
+Both get the same middleware, chosen explicitly rather than dramatiq's defaults: time limits,
+retries with exponential backoff then dead-lettering, the AsyncIO middleware (the actors are
+coroutines run on one event loop per process), and ``FailureLog``, which logs every failure and
+every dead letter with the job's context so nothing fails silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, Middleware, Retries, TimeLimit
+
+from notifier.errors import ConfigError
+from notifier.fanout.settings import FanoutSettings
+
+if TYPE_CHECKING:
+    from notifier.config import Config
+    from notifier.fanout.actors import FanoutActors, FanoutHandler
+
+log = logging.getLogger(__name__)
+
+IN_PROCESS = "memory://"
+
+
+def broker_url_for(config: Config) -> str:
+    """The broker a configuration implies; ConfigError for combinations that cannot work.
+
+    Memory storage lives in one process, so its fanout must too (the in-process broker);
+    Redis storage defaults to its own Redis as the broker; Cassandra needs a broker URL.
+    """
+    url = config.fanout.broker_url
+    scheme = urlsplit(config.storage_url).scheme
+    if scheme == "memory":
+        if url not in (None, IN_PROCESS):
+            raise ConfigError(
+                "memory storage lives in one process: its fanout needs the in-process broker "
+                "(unset NOTIFIER_BROKER_URL or use a Redis storage url)"
+            )
+        return IN_PROCESS
+    if url is not None:
+        return url
+    if scheme in ("redis", "rediss"):
+        return config.storage_url
+    raise ConfigError(f"{scheme} storage needs a broker: set NOTIFIER_BROKER_URL=redis://…")
+
+
+def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
+    """A broker for ``url`` (``memory://`` or ``redis://…``) with notifier's middleware."""
+    middleware: list[Middleware] = [
+        TimeLimit(time_limit=settings.time_limit_ms),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+        ),
+        AsyncIO(),
+        FailureLog(),
+    ]
+    broker: dramatiq.Broker
+    if url == IN_PROCESS:
+        broker = StubBroker(middleware=middleware)
+    else:
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=url,
+            middleware=middleware,
+            namespace=settings.namespace,
+            heartbeat_timeout=settings.heartbeat_timeout_ms,
+            dead_message_ttl=settings.dead_letter_ttl_s * 1000,
+            maintenance_chance=settings.maintenance_chance,
+        )
+    # What dramatiq's own CLI does once per process: starts the time-limit watchdog.
+    broker.emit_after("process_boot")
+    return broker
+
+
+def _job_context(message: Any) -> str:
+    """``actor=… op=… activities=… users=…`` from a message, however malformed it is."""
+    job = message.args[0] if message.args and isinstance(message.args[0], dict) else {}
+    ids = job.get("activity_ids") or []
+    users = job.get("users")
+    parts = [
+        f"message={message.message_id}",
+        f"queue={message.queue_name}",
+        f"job={message.actor_name}",
+        f"op={job.get('op')}",
+        f"actor={job.get('actor')}",
+        f"activities={','.join(map(str, ids[:3]))}{'…' if len(ids) > 3 else ''}",
+    ]
+    if users is not None:
+        parts.append(f"users={len(users)}")
+    if job.get("after"):
+        parts.append(f"after={job['after']}")
+    parts.append(f"retries={message.options.get('retries', 0)}")
+    return " ".join(parts)
+
+
+class FailureLog(Middleware):
+    """Logs failed attempts (warning) and dead-lettered jobs (error) with the job's context."""
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        if exception is not None:
+            log.warning(
+                "fanout job failed %s error=%s: %s",
+                _job_context(message),
+                type(exception).__name__,
+                exception,
+            )
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        log.error(
+            "fanout job dead-lettered %s: kept for requeue_dead_letters()", _job_context(message)
+        )
+
+
+class ManagerLifecycle(Middleware):
+    """Creates the worker process's manager on the worker's event loop, and closes it there.
+
+    Storage clients bind to the loop that first uses them, so the manager is built by a
+    coroutine run on the AsyncIO middleware's loop, before the first job can arrive.
+    """
+
+    def __init__(self, actors: FanoutActors, factory: Callable[[], Awaitable[Any]]) -> None:
+        self.actors = actors
+        self.factory = factory
+        self.manager: Any = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop = get_event_loop_thread()
+        if loop is None:
+            raise RuntimeError("the AsyncIO middleware must come before ManagerLifecycle")
+        self.manager = loop.run_coroutine(self.factory())
+        handler: FanoutHandler = self.manager
+        self.actors.bind(handler)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop = get_event_loop_thread()
+        if self.manager is not None and loop is not None:
+            loop.run_coroutine(self.manager.close())
+
+
+def start_worker(
+    actors: FanoutActors, *, threads: int, queues: Sequence[str] | None = None
+) -> dramatiq.Worker:
+    """Start consuming ``actors``' queues on ``threads`` threads in this process."""
+    worker = dramatiq.Worker(
+        actors.broker,
+        queues=set(queues) if queues else None,
+        worker_threads=threads,
+        worker_timeout=actors.settings.poll_ms,
+    )
+    worker.start()
+    return worker
+
+
+# -- dead letters -----------------------------------------------------------------------------
+def dead_letters(actors: FanoutActors) -> list[dramatiq.Message[Any]]:
+    """Jobs that exhausted their retries (or could not be decoded), oldest first per queue."""
+    return [message for _, _, message in _dead(actors)]
+
+
+def _dead(actors: FanoutActors) -> list[tuple[str, bytes, dramatiq.Message[Any]]]:
+    broker = actors.broker
+    if isinstance(broker, StubBroker):
+        return [("", b"", proxy._message) for proxy in broker.dead_letters]
+    if not isinstance(broker, RedisBroker):
+        raise TypeError(f"no dead letters to read from a {type(broker).__name__}")
+    found = []
+    for queue in actors.queues.values():
+        key = f"{broker.namespace}:{queue}.XQ"
+        ids = cast(list[bytes], broker.client.zrange(key, 0, -1))
+        if ids:
+            for redis_id, data in zip(ids, broker.client.hmget(f"{key}.msgs", ids), strict=True):
+                if data is not None:
+                    found.append((key, redis_id, dramatiq.Message.decode(data)))
+    return found
+
+
+def requeue_dead_letters(actors: FanoutActors) -> int:
+    """Send every dead-lettered job back to its queue with fresh retries; returns how many.
+
+    Each job is enqueued before its dead letter is deleted: a crash in between leaves a
+    duplicate (harmless, jobs are idempotent), never a loss.
+    """
+    broker = actors.broker
+    letters = _dead(actors)
+    for key, redis_id, message in letters:
+        fresh = message.copy(options={"retries": 0})
+        fresh.options.pop("traceback", None)
+        broker.enqueue(fresh)
+        if key and isinstance(broker, RedisBroker):
+            broker.client.zrem(key, redis_id)
+            broker.client.hdel(f"{key}.msgs", redis_id)
+    if isinstance(broker, StubBroker):
+        for queue_letters in broker.dead_letters_by_queue.values():
+            queue_letters.clear()
+    if letters:
+        log.warning("requeued %d dead-lettered fanout jobs", len(letters))
+    return len(letters)

@@ -1,0 +1,446 @@
+"""``Manager``: add and remove activities, follow and unfollow; decides what fanout enqueues.
+
+As in Stream Framework, the manager is the one object an app talks to. What a caller waits for
+is bounded and small: storing the activity, writing the actor's own feed and the ``to`` feeds,
+and enqueueing one fanout job. Everything proportional to the number of followers runs in
+workers (``run_fanout`` pages the followers into chunk jobs, ``run_chunk`` writes one chunk),
+and every write is idempotent, so a job that runs twice leaves the feeds as one run would.
+
+Removal is ordered so that no copy survives a race with an in-flight add: the removal job is
+enqueued before anything is deleted (so it cannot be lost), the activity bodies are deleted
+before any follower feed is cleaned, and a chunk that adds checks *after* writing that the
+bodies still exist, taking its copies back out if they do not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from notifier.errors import ConfigError, InvalidInput
+from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, describe
+from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RecentlyActive
+from notifier.feedgroups import FeedGroup
+from notifier.feeds import entries_for
+from notifier.model import Activity, check_user_id, split_feed_id
+from notifier.realtime.bus import Bus, NullBus, UserEvent, events_for
+from notifier.storage.base import Storage
+
+if TYPE_CHECKING:
+    from notifier.config import Config
+
+log = logging.getLogger(__name__)
+
+#: Ids read from an actor's own feed per round trip when unfollowing.
+_PAGE = 1_000
+
+
+class FollowerLookup(Protocol):
+    """Who follows a user: notifier's own graph by default, or an app's (override this)."""
+
+    async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
+        """Followers in a stable order, the page after ``after``; a page shorter than
+        ``limit`` is the last."""
+
+    async def follower_count(self, user: str) -> int:
+        """How many followers ``user`` has (decides the celebrity policy)."""
+
+
+class StorageFollowers:
+    """The follow graph notifier keeps in its storage."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
+        return await self.storage.followers(user, limit=limit, after=after)
+
+    async def follower_count(self, user: str) -> int:
+        return (await self.storage.follow_counts(user))[0]
+
+
+class Dispatcher(Protocol):
+    """Where jobs go: dramatiq's broker (``FanoutActors``) in every real setup."""
+
+    async def send(self, jobs: Sequence[tuple[Priority, Job]]) -> None:
+        """Enqueue ``jobs`` in order; returns once the broker holds them."""
+
+    async def join(self, seconds: float) -> None:
+        """Wait until every queued job is done (TimeoutError after ``seconds``)."""
+
+    async def close(self) -> None:
+        """Stop in-process workers, if any, and release the broker."""
+
+
+class FollowCounts(msgspec.Struct, frozen=True):
+    """How many users follow a user, and how many it follows."""
+
+    followers: int
+    following: int
+
+
+class Manager:
+    """Activities in, feeds out: the Python API of fanout (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        dispatcher: Dispatcher,
+        *,
+        bus: Bus | None = None,
+        policy: PriorityPolicy | None = None,
+        presence: Presence | None = None,
+        followers: FollowerLookup | None = None,
+        owns_storage: bool = False,
+    ) -> None:
+        self.config = config
+        self.settings = config.fanout
+        self.storage = storage
+        self.dispatcher = dispatcher
+        self.bus: Bus = bus or NullBus()
+        self.presence: Presence = presence or MemoryPresence()
+        self.policy: PriorityPolicy = policy or RecentlyActive(
+            self.presence, self.settings.active_window_s
+        )
+        self.followers_of: FollowerLookup = followers or StorageFollowers(storage)
+        self.actor_group = config.feeds[config.feeds.actor_group]
+        self.fanout_groups = config.feeds.fanout_groups
+        self._owns_storage = owns_storage
+
+    # -- activities ------------------------------------------------------------------------
+    async def add_activity(self, activity: Activity) -> None:
+        """Store ``activity``, write the actor's feed and its ``to`` feeds, enqueue fanout."""
+        await self.add_activities([activity])
+
+    async def add_activities(self, activities: Sequence[Activity], *, fanout: bool = True) -> None:
+        """``add_activity`` for a batch: one storage call per feed group and actor, one fanout
+        job per actor. With ``fanout=False`` followers' feeds are left alone (bulk imports)."""
+        if len(activities) > self.config.limits.max_batch:
+            raise InvalidInput("activities", f"more than {self.config.limits.max_batch}")
+        targets = self._to_feeds(activities)
+        await self.storage.put_activities(activities)
+        events: list[UserEvent] = []
+        by_actor = _by_actor(activities)
+        for actor, own in by_actor.items():
+            changes = await self.storage.add_to_feeds(
+                self.actor_group, [actor], entries_for(self.actor_group, own)
+            )
+            events += events_for(self.actor_group.name, "added", changes)
+        for name, by_user in targets.items():
+            group = self.config.feeds[name]
+            for own, users in _same_activities(by_user):
+                changes = await self.storage.add_to_feeds(group, users, entries_for(group, own))
+                events += events_for(name, "added", changes)
+        if fanout and self.fanout_groups:
+            jobs: list[tuple[Priority, Job]] = []
+            for actor, own in by_actor.items():
+                entries = {g.name: entries_for(g, own) for g in self.fanout_groups}
+                job = FanoutJob(op="add", actor=actor, activity_ids=[a.id for a in own])
+                jobs.append((Priority.HIGH, msgspec.structs.replace(job, entries=entries)))
+            await self.dispatcher.send(jobs)
+        await self._publish(events)
+
+    async def remove_activity(
+        self, activity_id: str | None = None, *, foreign_id: str | None = None
+    ) -> list[str]:
+        """Take an activity out of every feed it reached, by id or foreign id (all activities
+        sharing it); returns the ids removed, empty when nothing was stored."""
+        if (activity_id is None) == (foreign_id is None):
+            raise InvalidInput("activity_id", "give exactly one of activity_id and foreign_id")
+        if activity_id is not None:
+            ids = [activity_id]
+        else:
+            ids = await self.storage.find_foreign_ids([foreign_id or ""])
+        bodies = await self.storage.get_activities(ids)
+        removals = [
+            FanoutJob(
+                op="remove",
+                actor=actor,
+                activity_ids=[a.id for a in own],
+                to=sorted({feed for a in own for feed in a.to}),
+            )
+            for actor, own in _by_actor(list(bodies.values())).items()
+        ]
+        # Enqueued first: once the broker holds the job, nothing below can be lost.
+        await self.dispatcher.send([(Priority.HIGH, job) for job in removals])
+        for job in removals:
+            await self._remove_direct(job)
+        return sorted(bodies)
+
+    async def _remove_direct(self, job: FanoutJob) -> None:
+        """Delete the bodies, then clean the actor's feed and the ``to`` feeds (idempotent)."""
+        await self.storage.delete_activities(job.activity_ids)
+        events: list[UserEvent] = []
+        changes = await self.storage.remove_from_feeds(
+            self.actor_group, [job.actor], job.activity_ids
+        )
+        events += events_for(self.actor_group.name, "removed", changes)
+        users_by_group: dict[str, list[str]] = defaultdict(list)
+        for feed in job.to:
+            name, user = split_feed_id(feed)
+            users_by_group[name].append(user)
+        for name, users in users_by_group.items():
+            if name in self.config.feeds:
+                group = self.config.feeds[name]
+                changes = await self.storage.remove_from_feeds(group, users, job.activity_ids)
+                events += events_for(name, "removed", changes)
+        await self._publish(events)
+
+    # -- workers ---------------------------------------------------------------------------
+    async def run_fanout(self, job: FanoutJob) -> None:
+        """Page through ``job.actor``'s followers and enqueue their chunk jobs.
+
+        Below the celebrity threshold one job enqueues every chunk, split HIGH / LOW by the
+        policy. Above it every chunk goes LOW and one step enqueues at most
+        ``celebrity_window`` chunks, then queues its own continuation behind them on LOW, so
+        other actors' chunks enqueued meanwhile run between a celebrity's slices.
+        """
+        if job.first_step:
+            prepared = await self._prepare(job)
+            if prepared is None:
+                return
+            job = prepared
+        size = self.settings.chunk_size
+        celebrity = job.celebrity
+        if celebrity is None:
+            count = await self.followers_of.follower_count(job.actor)
+            celebrity = count > self.settings.celebrity_threshold
+            if celebrity:
+                log.info("celebrity fanout: spreading on LOW followers=%d %s", count, describe(job))
+        buffers: dict[Priority, list[str]] = {Priority.HIGH: [], Priority.LOW: []}
+        after, sent = job.after, 0
+        while True:
+            page = await self.followers_of.followers(job.actor, limit=size, after=after)
+            if page:
+                after = page[-1]
+            high, low = ([], page) if celebrity else await self.policy.split(job.actor, page)
+            buffers[Priority.HIGH] += high
+            buffers[Priority.LOW] += low
+            last = len(page) < size
+            out: list[tuple[Priority, Job]] = []
+            for priority, users in buffers.items():
+                while len(users) >= size or (last and users):
+                    out.append((priority, self._chunk(job, users[:size])))
+                    del users[:size]
+            if out:
+                await self.dispatcher.send(out)
+                sent += len(out)
+            if last:
+                return
+            if celebrity and sent >= self.settings.celebrity_window:
+                rest = msgspec.structs.replace(job, after=after, celebrity=True)
+                await self.dispatcher.send([(Priority.LOW, rest)])
+                return
+
+    async def _prepare(self, job: FanoutJob) -> FanoutJob | None:
+        """First step only: finish a removal's direct part, or drop activities already gone."""
+        if job.op == "remove":
+            await self._remove_direct(job)
+            return job
+        present = await self.storage.get_activities(job.activity_ids)
+        ids = [i for i in job.activity_ids if i in present]
+        if not ids:
+            log.info("fanout skipped: activities removed before it ran %s", describe(job))
+            return None
+        if len(ids) == len(job.activity_ids):
+            return job
+        entries = {name: [e for e in es if e.id in present] for name, es in job.entries.items()}
+        return msgspec.structs.replace(job, activity_ids=ids, entries=entries)
+
+    @staticmethod
+    def _chunk(job: FanoutJob, users: list[str]) -> ChunkJob:
+        return ChunkJob(
+            op=job.op,
+            actor=job.actor,
+            activity_ids=job.activity_ids,
+            users=users,
+            entries=job.entries,
+        )
+
+    async def run_chunk(self, job: ChunkJob) -> None:
+        """Write one chunk: one batched storage call per fanout group, then one publish."""
+        events: list[UserEvent] = []
+        if job.op == "add":
+            for name, entries in job.entries.items():
+                changes = await self.storage.add_to_feeds(self._group(name), job.users, entries)
+                events += events_for(name, "added", changes)
+            present = await self.storage.get_activities(job.activity_ids)
+            gone = [i for i in job.activity_ids if i not in present]
+            if gone:
+                # Removed while this chunk ran: the removal's chunk may already have passed
+                # these users, so take the copies back out here.
+                log.info("chunk undone for removed activities %s", describe(job))
+                for name in job.entries:
+                    group = self._group(name)
+                    changes = await self.storage.remove_from_feeds(group, job.users, gone)
+                    events += events_for(name, "removed", changes)
+        else:
+            for group in self.fanout_groups:
+                changes = await self.storage.remove_from_feeds(group, job.users, job.activity_ids)
+                events += events_for(group.name, "removed", changes)
+        await self._publish(events)
+
+    def _group(self, name: str) -> FeedGroup:
+        if name not in self.config.feeds:
+            raise ConfigError(f"a fanout job names feed group {name!r}, unknown to this worker")
+        return self.config.feeds[name]
+
+    # -- follow graph ----------------------------------------------------------------------
+    async def follow(self, user: str, target: str, *, backfill: int | None = None) -> bool:
+        """Make ``user`` follow ``target`` and copy ``target``'s latest ``backfill`` activities
+        (default ``fanout.backfill_default``) into ``user``'s fanout feeds; False when
+        ``user`` already followed ``target`` (nothing is copied then)."""
+        return bool(await self.follow_many(user, [target], backfill=backfill))
+
+    async def follow_many(
+        self, user: str, targets: Sequence[str], *, backfill: int | None = None
+    ) -> list[str]:
+        """``follow`` for several targets at once; returns the targets newly followed."""
+        check_user_id(user, "user")
+        for target in targets:
+            check_user_id(target, "target")
+        limit = self.settings.backfill_default if backfill is None else backfill
+        if isinstance(limit, bool) or not 0 <= limit <= self.settings.backfill_max:
+            raise InvalidInput("backfill", f"must be an integer 0-{self.settings.backfill_max}")
+        new = await self.storage.follow(user, targets)
+        if not new or not limit or not self.fanout_groups:
+            return new
+        # The edge exists before the actor feeds are read: an activity missing from this read
+        # was written after it, so its fanout finds the new edge.
+        ids = [
+            i
+            for target in new
+            for i in await self.storage.read_flat(self.actor_group, target, limit=limit)
+        ]
+        bodies = await self.storage.get_activities(ids)
+        activities = [bodies[i] for i in ids if i in bodies]
+        events: list[UserEvent] = []
+        if activities:
+            for group in self.fanout_groups:
+                entries = entries_for(group, activities)
+                changes = await self.storage.add_to_feeds(group, [user], entries)
+                events += events_for(group.name, "added", changes)
+        await self._publish(events)
+        return new
+
+    async def unfollow(self, user: str, target: str, *, keep_history: bool = False) -> bool:
+        """Stop ``user`` following ``target`` and, unless ``keep_history``, remove
+        ``target``'s activities from ``user``'s fanout feeds; False when not followed."""
+        return bool(await self.unfollow_many(user, [target], keep_history=keep_history))
+
+    async def unfollow_many(
+        self, user: str, targets: Sequence[str], *, keep_history: bool = False
+    ) -> list[str]:
+        """``unfollow`` for several targets; returns the targets that were followed.
+
+        History is removed for every target named, followed or not, so that a retried
+        unfollow still cleans up. What is removed is what the target's own feed still holds
+        (its newest ``max_length`` activities), which is everything fanout copied as long as
+        the actor feed is at least as long as the fanout feeds.
+        """
+        check_user_id(user, "user")
+        for target in targets:
+            check_user_id(target, "target")
+        gone = await self.storage.unfollow(user, targets)
+        if keep_history or not self.fanout_groups:
+            return gone
+        ids: list[str] = []
+        for target in dict.fromkeys(targets):
+            cursor: str | None = None
+            while True:
+                page = await self.storage.read_flat(
+                    self.actor_group, target, limit=_PAGE, id_lt=cursor
+                )
+                ids += page
+                if len(page) < _PAGE:
+                    break
+                cursor = page[-1]
+        events: list[UserEvent] = []
+        if ids:
+            for group in self.fanout_groups:
+                changes = await self.storage.remove_from_feeds(group, [user], ids)
+                events += events_for(group.name, "removed", changes)
+        await self._publish(events)
+        return gone
+
+    async def followers(
+        self, user: str, *, limit: int = 100, after: str | None = None
+    ) -> list[str]:
+        """A page of ``user``'s followers (as the follower lookup sees them)."""
+        return await self.followers_of.followers(user, limit=limit, after=after)
+
+    async def following(
+        self, user: str, *, limit: int = 100, after: str | None = None
+    ) -> list[str]:
+        """A page of the users ``user`` follows, in id order."""
+        return await self.storage.following(user, limit=limit, after=after)
+
+    async def follow_counts(self, user: str) -> FollowCounts:
+        """Followers and followings of ``user`` (exact)."""
+        return FollowCounts(*await self.storage.follow_counts(user))
+
+    # -- presence and lifecycle ------------------------------------------------------------
+    async def mark_active(self, users: Sequence[str]) -> None:
+        """Record ``users`` as active now: the default policy sends their copies HIGH."""
+        await self.presence.touch(users)
+
+    async def join(self, seconds: float = 60.0) -> None:
+        """Wait until every queued fanout job is done (for tests, imports and shutdown);
+        TimeoutError after ``seconds``. Only meaningful while workers are running."""
+        await self.dispatcher.join(seconds)
+
+    async def close(self) -> None:
+        """Stop in-process workers and release the broker (and storage, if opened here)."""
+        await self.dispatcher.close()
+        if self._owns_storage:
+            await self.storage.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _to_feeds(self, activities: Sequence[Activity]) -> dict[str, dict[str, list[Activity]]]:
+        """``to`` feeds by group name, then user, then the activities each receives."""
+        targets: dict[str, dict[str, list[Activity]]] = defaultdict(lambda: defaultdict(list))
+        for activity in activities:
+            for feed in activity.to:
+                name, user = split_feed_id(feed)
+                if name not in self.config.feeds:
+                    raise InvalidInput("to", f"unknown feed group {name!r} in {feed!r}")
+                targets[name][user].append(activity)
+        return targets
+
+    async def _publish(self, events: list[UserEvent]) -> None:
+        """Publish after the writes. A bus failure is logged, not raised: the writes are done,
+        a retry would publish nothing new, and clients heal from storage when they resume."""
+        if not events:
+            return
+        try:
+            await self.bus.publish(events)
+        except Exception:
+            log.exception(
+                "realtime publish failed events=%d first_user=%s", len(events), events[0].user
+            )
+
+
+def _by_actor(activities: Sequence[Activity]) -> dict[str, list[Activity]]:
+    grouped: dict[str, list[Activity]] = defaultdict(list)
+    for activity in activities:
+        grouped[activity.actor].append(activity)
+    return grouped
+
+
+def _same_activities(
+    by_user: dict[str, list[Activity]],
+) -> list[tuple[list[Activity], list[str]]]:
+    """Users grouped by the exact activities they receive: one storage call per group."""
+    grouped: dict[tuple[str, ...], tuple[list[Activity], list[str]]] = {}
+    for user, activities in by_user.items():
+        key = tuple(a.id for a in activities)
+        grouped.setdefault(key, (activities, []))[1].append(user)
+    return list(grouped.values())
+
+
+__all__ = ["Dispatcher", "FollowCounts", "FollowerLookup", "Manager", "StorageFollowers"]

@@ -1,0 +1,83 @@
+"""``FanoutSettings``: every knob of fanout, named, bounded and defaulted in one place.
+
+Read from the ``[fanout]`` TOML section (unknown keys are errors) with ``NOTIFIER_BROKER_URL``
+from the environment on top; see docs/fanout.md for what each setting changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import msgspec
+
+from notifier.errors import ConfigError
+
+_QUEUE = msgspec.Meta(pattern=r"^[a-zA-Z_][a-zA-Z0-9._-]{0,63}$")
+
+
+class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How activities travel from an actor to their followers' feeds."""
+
+    broker_url: str | None = None
+    """``redis://…`` for dramatiq's Redis broker, ``memory://`` for the in-process broker;
+    None picks: the storage's Redis when storage is Redis, in-process for memory storage."""
+    chunk_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 300
+    """Followers per chunk job: one batched storage call per fanout group per chunk."""
+    backfill_default: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 100
+    """Activities a new follow copies from the target's own feed unless told otherwise."""
+    backfill_max: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 1_000
+    """The most a follow may ask to copy."""
+    celebrity_threshold: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    """Above this many followers an actor's fanout is spread out in slices on the LOW queue."""
+    celebrity_window: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
+    """Chunks one slice of a celebrity's fanout enqueues before queueing its continuation."""
+    active_window_s: Annotated[int, msgspec.Meta(ge=1)] = 86_400
+    """Followers seen within this many seconds count as active: their chunks go HIGH."""
+    high_queue: Annotated[str, _QUEUE] = "notifier.high"
+    low_queue: Annotated[str, _QUEUE] = "notifier.low"
+    namespace: Annotated[str, _QUEUE] = "notifier"
+    """Prefix of the broker's Redis keys (dramatiq's ``namespace``)."""
+    threads: Annotated[int, msgspec.Meta(ge=1, le=1_000)] = 8
+    """Worker threads per worker process (and for the in-process worker): jobs run at once."""
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 10
+    """Failed jobs are retried this many times with backoff, then dead-lettered."""
+    min_backoff_ms: Annotated[int, msgspec.Meta(ge=1)] = 1_000
+    max_backoff_ms: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400_000)] = 600_000
+    dead_letter_ttl_s: Annotated[int, msgspec.Meta(ge=60)] = 7 * 86_400
+    """How long dead-lettered jobs are kept by the Redis broker for inspection and requeueing."""
+    time_limit_ms: Annotated[int, msgspec.Meta(ge=1_000)] = 300_000
+    """A job running longer than this is interrupted (and retried)."""
+    heartbeat_timeout_ms: Annotated[int, msgspec.Meta(ge=500)] = 60_000
+    """A worker silent this long is dead: its unacknowledged jobs go back to their queues."""
+    maintenance_chance: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1_000
+    """Broker calls (per million) that also run that maintenance (dramatiq's default)."""
+    poll_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 100
+    """Longest pause of an idle (or full) queue consumer: bounds how late HIGH work is picked."""
+
+    def __post_init__(self) -> None:
+        if self.backfill_default > self.backfill_max:
+            raise ValueError("backfill_default must not exceed backfill_max")
+        if self.min_backoff_ms > self.max_backoff_ms:
+            raise ValueError("min_backoff_ms must not exceed max_backoff_ms")
+        if self.high_queue == self.low_queue:
+            raise ValueError("high_queue and low_queue must differ")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str]) -> FanoutSettings:
+        """From the ``[fanout]`` table, then ``NOTIFIER_BROKER_URL``; ConfigError names the key."""
+        try:
+            settings = msgspec.convert(dict(raw), cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"fanout: {exc}") from None
+        url = env.get("NOTIFIER_BROKER_URL")
+        if url:
+            settings = msgspec.structs.replace(settings, broker_url=url)
+        if settings.broker_url is not None and not settings.broker_url.startswith(
+            ("redis://", "rediss://", "unix://", "memory://")
+        ):
+            raise ConfigError(
+                f"fanout.broker_url {settings.broker_url!r} must be redis://, rediss:// "
+                "or memory://"
+            )
+        return settings

@@ -1,20 +1,24 @@
 """Broker set-up: dramatiq's Redis broker in production, its in-process broker for memory storage.
 
-Both get the same middleware, chosen explicitly rather than dramatiq's defaults: time limits,
-retries with exponential backoff then dead-lettering, the AsyncIO middleware (the actors are
-coroutines run on one event loop per process), and ``FailureLog``, which logs every failure and
-every dead letter with the job's context so nothing fails silently.
+Both are subclassed for one thing only: the LOW queue's consumer fetches nothing while HIGH
+jobs wait (``GatedConsumer``). Both get the same middleware, chosen explicitly rather than
+dramatiq's defaults: time limits, retries with exponential backoff then dead-lettering, the
+AsyncIO middleware (the actors are coroutines run on one event loop per process), and
+``FailureLog``, which logs every failure and every dead letter with the job's context so
+nothing fails silently.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, Middleware, Retries, TimeLimit
@@ -67,9 +71,10 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
     ]
     broker: dramatiq.Broker
     if url == IN_PROCESS:
-        broker = StubBroker(middleware=middleware)
+        broker = PriorityStubBroker(settings, middleware=middleware)
     else:
-        broker = RedisBroker(  # type: ignore[no-untyped-call]
+        broker = PriorityRedisBroker(
+            settings,
             url=url,
             middleware=middleware,
             namespace=settings.namespace,
@@ -80,6 +85,74 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
     # What dramatiq's own CLI does once per process: starts the time-limit watchdog.
     broker.emit_after("process_boot")
     return broker
+
+
+class GatedConsumer(Consumer):
+    """The LOW queue's consumer: it fetches nothing while HIGH jobs wait in the broker.
+
+    dramatiq orders only the jobs a worker already holds; a worker whose HIGH prefetch is full
+    (or slow to refill) would otherwise keep taking LOW jobs while HIGH ones queue up. With the
+    gate, LOW jobs a worker holds are at most its LOW prefetch while any HIGH job waits.
+    """
+
+    def __init__(self, inner: Consumer, high_waiting: Callable[[], bool], pause_s: float) -> None:
+        self.inner = inner
+        self.high_waiting = high_waiting
+        self.pause_s = pause_s
+
+    def __next__(self) -> MessageProxy | None:
+        if self.high_waiting():
+            time.sleep(self.pause_s)
+            return None
+        return next(self.inner)
+
+    def ack(self, message: MessageProxy) -> None:
+        self.inner.ack(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        self.inner.nack(message)
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        self.inner.requeue(messages)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+#: How long a gated LOW consumer waits before looking at the HIGH queue again.
+_GATE_PAUSE_S = 0.01
+
+
+class PriorityRedisBroker(RedisBroker):
+    """dramatiq's Redis broker whose LOW queue yields to a waiting HIGH queue."""
+
+    def __init__(self, settings: FanoutSettings, **options: Any) -> None:
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+        self.high_queue = settings.high_queue
+        self.low_queue = settings.low_queue
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        consumer = super().consume(queue_name, prefetch, timeout)
+        if queue_name != self.low_queue:
+            return consumer
+        high = f"{self.namespace}:{self.high_queue}"
+        return GatedConsumer(consumer, lambda: bool(self.client.llen(high)), _GATE_PAUSE_S)
+
+
+class PriorityStubBroker(StubBroker):
+    """dramatiq's in-process broker whose LOW queue yields to a waiting HIGH queue."""
+
+    def __init__(self, settings: FanoutSettings, **options: Any) -> None:
+        super().__init__(**options)
+        self.high_queue = settings.high_queue
+        self.low_queue = settings.low_queue
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> Consumer:
+        consumer = super().consume(queue_name, prefetch, timeout)
+        if queue_name != self.low_queue:
+            return consumer
+        high = self.queues[self.high_queue]
+        return GatedConsumer(consumer, lambda: high.qsize() > 0, _GATE_PAUSE_S)
 
 
 def _job_context(message: Any) -> str:

@@ -28,7 +28,7 @@ from notifier.feedgroups import FeedGroup
 from notifier.feeds import entries_for
 from notifier.model import Activity, check_user_id, split_feed_id
 from notifier.realtime.bus import Bus, NullBus, UserEvent, events_for
-from notifier.storage.base import Storage
+from notifier.storage.base import Entry, Storage
 
 if TYPE_CHECKING:
     from notifier.config import Config
@@ -124,18 +124,13 @@ class Manager:
             raise InvalidInput("activities", f"more than {self.config.limits.max_batch}")
         targets = self._to_feeds(activities)
         await self.storage.put_activities(activities)
-        events: list[UserEvent] = []
         by_actor = _by_actor(activities)
         for actor, own in by_actor.items():
-            changes = await self.storage.add_to_feeds(
-                self.actor_group, [actor], entries_for(self.actor_group, own)
-            )
-            events += events_for(self.actor_group.name, "added", changes)
+            await self._add(self.actor_group, [actor], entries_for(self.actor_group, own))
         for name, by_user in targets.items():
             group = self.config.feeds[name]
             for own, users in _same_activities(by_user):
-                changes = await self.storage.add_to_feeds(group, users, entries_for(group, own))
-                events += events_for(name, "added", changes)
+                await self._add(group, users, entries_for(group, own))
         if fanout and self.fanout_groups:
             jobs: list[tuple[Priority, Job]] = []
             for actor, own in by_actor.items():
@@ -143,7 +138,6 @@ class Manager:
                 job = FanoutJob(op="add", actor=actor, activity_ids=[a.id for a in own])
                 jobs.append((Priority.HIGH, msgspec.structs.replace(job, entries=entries)))
             await self.dispatcher.send(jobs)
-        await self._publish(events)
 
     async def remove_activity(
         self, activity_id: str | None = None, *, foreign_id: str | None = None
@@ -175,21 +169,14 @@ class Manager:
     async def _remove_direct(self, job: FanoutJob) -> None:
         """Delete the bodies, then clean the actor's feed and the ``to`` feeds (idempotent)."""
         await self.storage.delete_activities(job.activity_ids)
-        events: list[UserEvent] = []
-        changes = await self.storage.remove_from_feeds(
-            self.actor_group, [job.actor], job.activity_ids
-        )
-        events += events_for(self.actor_group.name, "removed", changes)
+        await self._remove(self.actor_group, [job.actor], job.activity_ids)
         users_by_group: dict[str, list[str]] = defaultdict(list)
         for feed in job.to:
             name, user = split_feed_id(feed)
             users_by_group[name].append(user)
         for name, users in users_by_group.items():
             if name in self.config.feeds:
-                group = self.config.feeds[name]
-                changes = await self.storage.remove_from_feeds(group, users, job.activity_ids)
-                events += events_for(name, "removed", changes)
-        await self._publish(events)
+                await self._remove(self.config.feeds[name], users, job.activity_ids)
 
     # -- workers ---------------------------------------------------------------------------
     async def run_fanout(self, job: FanoutJob) -> None:
@@ -263,12 +250,10 @@ class Manager:
         )
 
     async def run_chunk(self, job: ChunkJob) -> None:
-        """Write one chunk: one batched storage call per fanout group, then one publish."""
-        events: list[UserEvent] = []
+        """Write one chunk: one batched storage call (and one publish) per fanout group."""
         if job.op == "add":
             for name, entries in job.entries.items():
-                changes = await self.storage.add_to_feeds(self._group(name), job.users, entries)
-                events += events_for(name, "added", changes)
+                await self._add(self._group(name), job.users, entries)
             present = await self.storage.get_activities(job.activity_ids)
             gone = [i for i in job.activity_ids if i not in present]
             if gone:
@@ -276,14 +261,10 @@ class Manager:
                 # these users, so take the copies back out here.
                 log.info("chunk undone for removed activities %s", describe(job))
                 for name in job.entries:
-                    group = self._group(name)
-                    changes = await self.storage.remove_from_feeds(group, job.users, gone)
-                    events += events_for(name, "removed", changes)
+                    await self._remove(self._group(name), job.users, gone)
         else:
             for group in self.fanout_groups:
-                changes = await self.storage.remove_from_feeds(group, job.users, job.activity_ids)
-                events += events_for(group.name, "removed", changes)
-        await self._publish(events)
+                await self._remove(group, job.users, job.activity_ids)
 
     def _group(self, name: str) -> FeedGroup:
         if name not in self.config.feeds:
@@ -319,13 +300,9 @@ class Manager:
         ]
         bodies = await self.storage.get_activities(ids)
         activities = [bodies[i] for i in ids if i in bodies]
-        events: list[UserEvent] = []
         if activities:
             for group in self.fanout_groups:
-                entries = entries_for(group, activities)
-                changes = await self.storage.add_to_feeds(group, [user], entries)
-                events += events_for(group.name, "added", changes)
-        await self._publish(events)
+                await self._add(group, [user], entries_for(group, activities))
         return new
 
     async def unfollow(self, user: str, target: str, *, keep_history: bool = False) -> bool:
@@ -360,12 +337,9 @@ class Manager:
                 if len(page) < _PAGE:
                     break
                 cursor = page[-1]
-        events: list[UserEvent] = []
         if ids:
             for group in self.fanout_groups:
-                changes = await self.storage.remove_from_feeds(group, [user], ids)
-                events += events_for(group.name, "removed", changes)
-        await self._publish(events)
+                await self._remove(group, [user], ids)
         return gone
 
     async def followers(
@@ -412,9 +386,19 @@ class Manager:
                 targets[name][user].append(activity)
         return targets
 
+    async def _add(self, group: FeedGroup, users: Sequence[str], entries: list[Entry]) -> None:
+        changes = await self.storage.add_to_feeds(group, users, entries)
+        await self._publish(events_for(group.name, "added", changes))
+
+    async def _remove(self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]) -> None:
+        changes = await self.storage.remove_from_feeds(group, users, ids)
+        await self._publish(events_for(group.name, "removed", changes))
+
     async def _publish(self, events: list[UserEvent]) -> None:
-        """Publish after the writes. A bus failure is logged, not raised: the writes are done,
-        a retry would publish nothing new, and clients heal from storage when they resume."""
+        """Publish right after each write, so a job failing at its next write has already
+        announced this one (its retry finds nothing changed and announces nothing). A bus
+        failure is logged, not raised: the write is done and a retry would publish nothing;
+        clients heal from storage when they resume."""
         if not events:
             return
         try:

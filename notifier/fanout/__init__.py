@@ -4,8 +4,9 @@
 ``notifier worker`` runs the workers. See docs/fanout.md.
 """
 
+from notifier.fanout.followers import FollowCounts, FollowerLookup, StorageFollowers
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Priority
-from notifier.fanout.manager import FollowCounts, FollowerLookup, Manager, StorageFollowers
+from notifier.fanout.manager import Manager
 from notifier.fanout.policy import (
     MemoryPresence,
     Presence,

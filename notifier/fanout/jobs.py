@@ -9,7 +9,8 @@ decoded with ``msgspec.convert``, so a malformed message fails loudly at the bou
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -59,6 +60,19 @@ class ChunkJob(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Job = FanoutJob | ChunkJob
+
+
+class Dispatcher(Protocol):
+    """Where jobs go: dramatiq's broker (``FanoutActors``) in every real setup."""
+
+    async def send(self, jobs: Sequence[tuple[Priority, Job]]) -> None:
+        """Enqueue ``jobs`` in order; returns once the broker holds them."""
+
+    async def join(self, seconds: float) -> None:
+        """Wait until every queued job is done (TimeoutError after ``seconds``)."""
+
+    async def close(self) -> None:
+        """Stop in-process workers, if any, and release the broker."""
 
 
 def encode_job(job: Job) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from notifier.errors import ConfigError, InvalidInput
-from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, describe
+from notifier.fanout.followers import FollowCounts, FollowerLookup, StorageFollowers
+from notifier.fanout.jobs import ChunkJob, Dispatcher, FanoutJob, Job, Priority, describe
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RecentlyActive
 from notifier.feedgroups import FeedGroup
 from notifier.feeds import entries_for
@@ -37,50 +38,6 @@ log = logging.getLogger(__name__)
 
 #: Ids read from an actor's own feed per round trip when unfollowing.
 _PAGE = 1_000
-
-
-class FollowerLookup(Protocol):
-    """Who follows a user: notifier's own graph by default, or an app's (override this)."""
-
-    async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
-        """Followers in a stable order, the page after ``after``; a page shorter than
-        ``limit`` is the last."""
-
-    async def follower_count(self, user: str) -> int:
-        """How many followers ``user`` has (decides the celebrity policy)."""
-
-
-class StorageFollowers:
-    """The follow graph notifier keeps in its storage."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-
-    async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
-        return await self.storage.followers(user, limit=limit, after=after)
-
-    async def follower_count(self, user: str) -> int:
-        return (await self.storage.follow_counts(user))[0]
-
-
-class Dispatcher(Protocol):
-    """Where jobs go: dramatiq's broker (``FanoutActors``) in every real setup."""
-
-    async def send(self, jobs: Sequence[tuple[Priority, Job]]) -> None:
-        """Enqueue ``jobs`` in order; returns once the broker holds them."""
-
-    async def join(self, seconds: float) -> None:
-        """Wait until every queued job is done (TimeoutError after ``seconds``)."""
-
-    async def close(self) -> None:
-        """Stop in-process workers, if any, and release the broker."""
-
-
-class FollowCounts(msgspec.Struct, frozen=True):
-    """How many users follow a user, and how many it follows."""
-
-    followers: int
-    following: int
 
 
 class Manager:
@@ -427,4 +384,4 @@ def _same_activities(
     return list(grouped.values())
 
 
-__all__ = ["Dispatcher", "FollowCounts", "FollowerLookup", "Manager", "StorageFollowers"]
+__all__ = ["Manager"]

@@ -23,7 +23,8 @@ from notifier.fanout.broker import (
     make_broker,
     start_worker,
 )
-from notifier.fanout.manager import FollowerLookup, Manager
+from notifier.fanout.followers import FollowerLookup
+from notifier.fanout.manager import Manager
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RedisPresence
 from notifier.realtime.bus import Bus
 from notifier.storage.base import Storage

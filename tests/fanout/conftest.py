@@ -24,11 +24,13 @@ import pytest
 
 from notifier.config import Config
 from notifier.fanout.actors import FanoutActors
+from notifier.fanout.broker import IN_PROCESS, make_broker, start_worker
 from notifier.fanout.manager import Manager
 from notifier.fanout.runtime import open_manager
 from notifier.realtime.bus import RecordingBus
 from notifier.service import Notifier
 from notifier.storage.base import Storage
+from notifier.storage.memory import MemoryStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,18 +68,20 @@ FANOUT = {
 }
 
 
-def toml(storage_url: str, prefix: str, fanout: dict[str, Any]) -> str:
-    lines = [f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n', FEEDS, "[fanout]"]
+def toml(storage_url: str, prefix: str, fanout: dict[str, Any], feeds: str = FEEDS) -> str:
+    lines = [f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n', feeds, "[fanout]"]
     for key, value in fanout.items():
         lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
     return "\n".join(lines) + "\n"
 
 
-def make_config(storage_url: str, prefix: str, **fanout: Any) -> tuple[Config, Path]:
+def make_config(
+    storage_url: str, prefix: str, *, feeds: str = FEEDS, **fanout: Any
+) -> tuple[Config, Path]:
     """A config (and the TOML file worker processes read it from)."""
     settings = {**FANOUT, "namespace": f"ns{prefix}", **fanout}
     path = Path(tempfile.mkdtemp(prefix="notifier-fanout-")) / "notifier.toml"
-    path.write_text(toml(storage_url, prefix, settings))
+    path.write_text(toml(storage_url, prefix, settings, feeds))
     return Config.load(path, env={}), path
 
 
@@ -210,11 +214,21 @@ class Harness:
         return dict(await asyncio.gather(*(read(user) for user in users)))
 
 
-async def memory_harness(threads: int = 4, **fanout: Any) -> Harness:
+async def memory_harness(threads: int = 4, *, start: bool = True, **fanout: Any) -> Harness:
+    """The embedded setup; with ``start=False`` jobs queue until ``start_in_process``."""
     config, _ = make_config("memory://", "mem", **fanout)
     bus = RecordingBus()
-    manager = open_manager(config, bus=bus, threads=threads)
+    if start:
+        return Harness("memory", config, open_manager(config, bus=bus, threads=threads), bus=bus)
+    actors = FanoutActors(make_broker(config.fanout, IN_PROCESS), config.fanout)
+    manager = Manager(config, MemoryStorage(), actors, bus=bus)
+    actors.bind(manager)
     return Harness("memory", config, manager, bus=bus)
+
+
+def start_in_process(harness: Harness, threads: int) -> None:
+    """Start the worker threads of a harness made with ``start=False``."""
+    harness.actors.worker = start_worker(harness.actors, threads=threads)
 
 
 async def redis_harness(

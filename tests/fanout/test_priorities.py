@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from tests.fanout.conftest import Harness, close, memory_harness, redis_harness, wait_until
+from tests.fanout.conftest import (
+    Harness,
+    close,
+    memory_harness,
+    redis_harness,
+    start_in_process,
+    wait_until,
+)
 
 
 def timeline_order(harness: Harness) -> list[str]:
@@ -21,19 +27,15 @@ async def done(harness: Harness, users: Sequence[str]) -> list[bool]:
 
 # -- priorities -------------------------------------------------------------------------------
 async def test_in_process_active_followers_chunks_run_before_the_others() -> None:
-    harness = await memory_harness(threads=1, chunk_size=50)
+    harness = await memory_harness(start=False, chunk_size=50)
     try:
         followers = [f"f{i:04d}" for i in range(2_000)]
         active = set(followers[::2])
         await harness.follow_all(followers, "ana")
         await harness.manager.mark_active(sorted(active))
-        worker = harness.actors.worker
-        assert worker is not None
-        await asyncio.to_thread(worker.pause)  # everything below is queued before any runs
-        await harness.manager.add_activity(
-            harness.app().activity(actor="ana", verb="post", object="p")
-        )
-        worker.resume()
+        post = harness.app().activity(actor="ana", verb="post", object="p")
+        await harness.manager.add_activity(post)
+        start_in_process(harness, threads=1)  # everything above is queued before any job runs
         await harness.manager.join(60)
 
         order = timeline_order(harness)
@@ -80,20 +82,17 @@ async def test_redis_workers_run_high_chunks_before_low_ones(
 async def test_in_process_a_small_fanout_finishes_while_a_celebrity_fanout_is_in_progress() -> None:
     for threshold, small_waits_for_all in ((1_000, False), (100_000, True)):
         harness = await memory_harness(
-            threads=1, chunk_size=100, celebrity_threshold=threshold, celebrity_window=2
+            start=False, chunk_size=100, celebrity_threshold=threshold, celebrity_window=2
         )
         try:
             fans = [f"fan{i:04d}" for i in range(3_000)]
             friends = [f"friend{i}" for i in range(10)]
             await harness.follow_all(fans, "star")
             await harness.follow_all(friends, "sam")
-            worker = harness.actors.worker
-            assert worker is not None
-            await asyncio.to_thread(worker.pause)
             app = harness.app()
             await harness.manager.add_activity(app.activity(actor="star", verb="post", object="s"))
             await harness.manager.add_activity(app.activity(actor="sam", verb="post", object="t"))
-            worker.resume()
+            start_in_process(harness, threads=1)
             await harness.manager.join(60)
 
             order = timeline_order(harness)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notifier.errors import InvalidInput
-from notifier.fanout.manager import FollowCounts
+from notifier.fanout.followers import FollowCounts
 from tests.fanout.conftest import Harness
 
 

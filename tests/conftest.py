@@ -9,15 +9,21 @@ import pytest
 
 from notifier.storage.base import Storage
 from notifier.storage.memory import MemoryStorage
-from tests import services
+from tests import cassandra_node, services
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "cassandra"]
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with services.redis_url() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def cassandra_hosts() -> Iterator[str]:
+    with cassandra_node.contact_points() as hosts:
+        yield hosts
 
 
 StorageFactory = Callable[[], Storage]
@@ -29,6 +35,8 @@ def storage_factory(request: pytest.FixtureRequest) -> StorageFactory:
     backend = request.param
     if backend == "memory":
         return MemoryStorage
+    if backend == "cassandra":
+        return cassandra_node.storage_factory(request.getfixturevalue("cassandra_hosts"))
     url = request.getfixturevalue("redis_url")
     from notifier.storage.redis import RedisStorage
 

@@ -20,7 +20,7 @@ def open_storage(url: str, prefix: str = "notifier") -> Storage:
 
         return RedisStorage.from_url(url, prefix=prefix)
     if scheme == "cassandra":
-        from notifier.storage.cassandra import CassandraStorage  # type: ignore[import-not-found]
+        from notifier.storage.cassandra import CassandraStorage
 
-        return CassandraStorage.from_url(url, prefix=prefix)  # type: ignore[no-any-return]
+        return CassandraStorage.from_url(url, prefix=prefix)
     raise ConfigError(f"no storage backend for {url!r}")

@@ -1,0 +1,345 @@
+"""The Cassandra backend: tables designed per query, prepared statements, concurrent writes.
+
+Layout (``cassandra_schema/001_initial.cql``; ``ns`` is the storage prefix, first in every
+partition key, so many namespaces share one keyspace):
+
+- ``activities ((ns, id))``: bodies, written once; a page's bodies are one ``IN`` query.
+- ``foreign_ids ((ns, foreign_id), id)``.
+- ``flat_feeds ((ns, feed), id DESC)``: a page is the head of one partition slice.
+- ``aggregated_feeds ((ns, feed), kind, k1, k2)``: all of one aggregated feed, written only
+  by conditional batches (see ``cassandra_aggregated``).
+- ``followers ((ns, uid), follower)`` / ``following ((ns, uid), target)``.
+
+Flat feeds need no Paxos: adding ids commutes, so a write reads the feed's head (at most
+``max_length`` ids, the newest-first slice that stops there), inserts what is new and kept,
+and trims with **one** range tombstone ``id < floor`` in the same single-partition batch.
+Newest-first reads stop before the trimmed range; compaction drops the shadowed rows. Two
+writers racing on one full feed can leave it one id over ``max_length`` until its next write
+trims it (aggregated feeds, whose counts must be exact, are serialised instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+from cassandra.query import BatchStatement, BatchType
+
+from notifier.feedgroups import FeedGroup
+from notifier.model import Activity, decode_activity, encode_activity
+from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+from notifier.storage.cassandra_aggregated import QUERIES as AGGREGATED_QUERIES
+from notifier.storage.cassandra_aggregated import AggregatedFeeds
+from notifier.storage.cassandra_session import CassandraConnection, CassandraSettings
+
+T = TypeVar("T")
+_CHUNK = 100
+"""Ids per ``IN`` query: large enough for a page in one round trip, small enough to spare
+the coordinator."""
+_EDGES_PER_BATCH = 20
+"""Follow edges per logged batch (two rows each): under Cassandra's 5 KiB batch warning."""
+_ABOVE_IDS = "g"
+"""Sorts after every id (ids are hex), so ``id < 'g'`` means no upper bound."""
+
+QUERIES = {
+    "put_activity": "INSERT INTO {ks}.activities (ns, id, body) VALUES (?, ?, ?)",
+    "put_foreign": "INSERT INTO {ks}.foreign_ids (ns, foreign_id, id) VALUES (?, ?, ?)",
+    "get_activities": "SELECT id, body FROM {ks}.activities WHERE ns = ? AND id IN ?",
+    "delete_activity": "DELETE FROM {ks}.activities WHERE ns = ? AND id = ?",
+    "delete_foreign": "DELETE FROM {ks}.foreign_ids WHERE ns = ? AND foreign_id = ? AND id = ?",
+    "find_foreign": "SELECT id FROM {ks}.foreign_ids WHERE ns = ? AND foreign_id IN ?",
+    "flat_head": "SELECT id FROM {ks}.flat_feeds WHERE ns = ? AND feed = ? LIMIT ?",
+    "flat_page": "SELECT id FROM {ks}.flat_feeds WHERE ns = ? AND feed = ? AND id < ? AND id > ? "
+    "LIMIT ?",
+    "flat_has": "SELECT id FROM {ks}.flat_feeds WHERE ns = ? AND feed = ? AND id IN ?",
+    "flat_insert": "INSERT INTO {ks}.flat_feeds (ns, feed, id) VALUES (?, ?, ?)",
+    "flat_delete": "DELETE FROM {ks}.flat_feeds WHERE ns = ? AND feed = ? AND id IN ?",
+    "flat_trim": "DELETE FROM {ks}.flat_feeds WHERE ns = ? AND feed = ? AND id < ?",
+    "flat_count": "SELECT COUNT(*) FROM {ks}.flat_feeds WHERE ns = ? AND feed = ?",
+    "following_has": "SELECT target FROM {ks}.following WHERE ns = ? AND uid = ? AND target IN ?",
+    "follow_out": "INSERT INTO {ks}.following (ns, uid, target) VALUES (?, ?, ?)",
+    "follow_in": "INSERT INTO {ks}.followers (ns, uid, follower) VALUES (?, ?, ?)",
+    "unfollow_out": "DELETE FROM {ks}.following WHERE ns = ? AND uid = ? AND target = ?",
+    "unfollow_in": "DELETE FROM {ks}.followers WHERE ns = ? AND uid = ? AND follower = ?",
+    "followers_page": "SELECT follower FROM {ks}.followers WHERE ns = ? AND uid = ? "
+    "AND follower > ? LIMIT ?",
+    "following_page": "SELECT target FROM {ks}.following WHERE ns = ? AND uid = ? "
+    "AND target > ? LIMIT ?",
+    "followers_count": "SELECT COUNT(*) FROM {ks}.followers WHERE ns = ? AND uid = ?",
+    "following_count": "SELECT COUNT(*) FROM {ks}.following WHERE ns = ? AND uid = ?",
+    "ping": "SELECT release_version FROM system.local",
+    **AGGREGATED_QUERIES,
+}
+
+
+def connect(url: str) -> CassandraConnection:
+    """A lazy connection for ``url`` with every statement of this backend."""
+    return CassandraConnection(CassandraSettings.from_url(url), QUERIES)
+
+
+def _chunks(items: Sequence[str]) -> list[list[str]]:
+    return [list(items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
+
+
+class CassandraStorage:
+    """Storage in one Cassandra keyspace under the namespace ``prefix``; see the module
+    docstring. Several storages may share one connection (``owns_connection=False``)."""
+
+    def __init__(
+        self, connection: CassandraConnection, prefix: str = "notifier", *, owns_connection: bool
+    ) -> None:
+        self.conn = connection
+        self.prefix = prefix
+        self._owns = owns_connection
+        self._aggregated = AggregatedFeeds(connection, prefix)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "notifier") -> CassandraStorage:
+        """Connect lazily to ``cassandra://host1,host2:port/keyspace?…`` (see
+        ``CassandraSettings.from_url``); raises ConfigError for a bad URL."""
+        return cls(connect(url), prefix, owns_connection=True)
+
+    async def _each(self, items: Iterable[str], work: Callable[[str], Awaitable[T]]) -> list[T]:
+        """``work`` for every item concurrently, at most ``max_in_flight`` at a time."""
+        limit = asyncio.Semaphore(self.conn.settings.max_in_flight)
+
+        async def one(item: str) -> T:
+            async with limit:
+                return await work(item)
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    # -- activities ------------------------------------------------------------------------
+    async def put_activities(self, activities: Sequence[Activity]) -> None:
+        bind, ns = self.conn.bind, self.prefix
+        statements = []
+        for activity in activities:
+            statements.append(bind("put_activity", (ns, activity.id, encode_activity(activity))))
+            if activity.foreign_id is not None:
+                statements.append(bind("put_foreign", (ns, activity.foreign_id, activity.id)))
+        await self.conn.execute_all(statements)
+
+    async def get_activities(self, ids: Sequence[str]) -> dict[str, Activity]:
+        wanted = list(dict.fromkeys(ids))
+        results = await self.conn.execute_all(
+            self.conn.bind("get_activities", (self.prefix, chunk)) for chunk in _chunks(wanted)
+        )
+        return {row[0]: decode_activity(row[1]) for rows in results for row in rows}
+
+    async def delete_activities(self, ids: Sequence[str]) -> None:
+        found = await self.get_activities(ids)
+        bind, ns = self.conn.bind, self.prefix
+        statements = []
+        for activity in found.values():
+            statements.append(bind("delete_activity", (ns, activity.id)))
+            if activity.foreign_id is not None:
+                statements.append(bind("delete_foreign", (ns, activity.foreign_id, activity.id)))
+        await self.conn.execute_all(statements)
+
+    async def find_foreign_ids(self, foreign_ids: Sequence[str]) -> list[str]:
+        wanted = list(dict.fromkeys(foreign_ids))
+        results = await self.conn.execute_all(
+            self.conn.bind("find_foreign", (self.prefix, chunk)) for chunk in _chunks(wanted)
+        )
+        return sorted({row[0] for rows in results for row in rows})
+
+    # -- timelines -------------------------------------------------------------------------
+    async def add_to_feeds(
+        self, group: FeedGroup, users: Sequence[str], entries: Sequence[Entry]
+    ) -> list[FeedChange]:
+        if not entries:
+            return []
+        ordered = sorted(entries, key=lambda e: e.id)
+        if group.aggregated:
+            changes = await self._each(
+                dict.fromkeys(users), lambda u: self._aggregated.add(group, u, ordered)
+            )
+        else:
+            ids = list(dict.fromkeys(e.id for e in ordered))
+            changes = await self._each(
+                dict.fromkeys(users), lambda u: self._flat_add(group, u, ids)
+            )
+        return [c for c in changes if c is not None]
+
+    async def _flat_add(self, group: FeedGroup, user: str, ids: list[str]) -> FeedChange | None:
+        feed, ns = f"{group.name}:{user}", self.prefix
+        head = [row[0] for row in await self.conn.run("flat_head", ns, feed, group.max_length)]
+        # A feed holding fewer than max_length ids was read whole, so `head` decides
+        # membership; in a full one an id below the head is older than the floor and is
+        # not kept either way.
+        present = set(head)
+        kept = sorted(present.union(ids), reverse=True)[: group.max_length]
+        floor = kept[-1]
+        added = [i for i in ids if i not in present and i >= floor]
+        trimming = len(present) + len(added) > len(kept) or (
+            len(head) == group.max_length and any(i < floor for i in ids)
+        )
+        if not added and not trimming:
+            return None
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.is_idempotent = True
+        for activity_id in added:
+            batch.add(self.conn.prepared["flat_insert"], (ns, feed, activity_id))
+        if trimming:
+            batch.add(self.conn.prepared["flat_trim"], (ns, feed, floor))
+        await self.conn.execute(batch)
+        return FeedChange(user=user, added=sorted(added)) if added else None
+
+    async def remove_from_feeds(
+        self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]
+    ) -> list[FeedChange]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        if group.aggregated:
+            changes = await self._each(
+                dict.fromkeys(users), lambda u: self._aggregated.remove(group, u, wanted)
+            )
+        else:
+            changes = await self._each(
+                dict.fromkeys(users), lambda u: self._flat_remove(group, u, wanted)
+            )
+        return [c for c in changes if c is not None]
+
+    async def _flat_remove(self, group: FeedGroup, user: str, ids: list[str]) -> FeedChange | None:
+        feed, ns = f"{group.name}:{user}", self.prefix
+        present = {row[0] for row in await self.conn.run("flat_has", ns, feed, ids)}
+        removed = [i for i in ids if i in present]
+        if not removed:
+            return None
+        await self.conn.run("flat_delete", ns, feed, removed)
+        return FeedChange(user=user, removed=removed)
+
+    async def read_flat(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> list[str]:
+        if limit <= 0:
+            return []
+        rows = await self.conn.run(
+            "flat_page",
+            self.prefix,
+            f"{group.name}:{user}",
+            _ABOVE_IDS if id_lt is None else id_lt,
+            "" if id_gt is None else id_gt,
+            limit,
+        )
+        return [row[0] for row in rows]
+
+    async def read_groups(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> list[StoredGroup]:
+        return await self._aggregated.read(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
+
+    async def count(self, group: FeedGroup, user: str) -> int:
+        if group.aggregated:
+            return await self._aggregated.count(group, user)
+        rows = await self.conn.run("flat_count", self.prefix, f"{group.name}:{user}")
+        return int(rows[0][0])
+
+    async def trim(self, group: FeedGroup, users: Sequence[str]) -> None:
+        if group.aggregated:
+            await self._each(dict.fromkeys(users), lambda u: self._aggregated.trim(group, u))
+        else:
+            await self._each(dict.fromkeys(users), lambda u: self._flat_trim(group, u))
+
+    async def _flat_trim(self, group: FeedGroup, user: str) -> None:
+        feed = f"{group.name}:{user}"
+        head = await self.conn.run("flat_head", self.prefix, feed, group.max_length + 1)
+        if len(head) > group.max_length:
+            await self.conn.run("flat_trim", self.prefix, feed, head[group.max_length - 1][0])
+
+    # -- notification state ----------------------------------------------------------------
+    async def counts(self, group: FeedGroup, user: str) -> Counts:
+        return await self._aggregated.counts(group, user)
+
+    async def mark(
+        self,
+        group: FeedGroup,
+        user: str,
+        marks: Marks,
+        *,
+        group_ids: Sequence[str] = (),
+        activity_ids: Sequence[str] = (),
+        all: bool = False,
+        up_to: str | None = None,
+    ) -> Counts:
+        return await self._aggregated.mark(
+            group, user, marks, group_ids=group_ids, activity_ids=activity_ids, all=all, up_to=up_to
+        )
+
+    # -- follow graph ----------------------------------------------------------------------
+    async def _following(self, user: str, targets: list[str]) -> set[str]:
+        results = await self.conn.execute_all(
+            self.conn.bind("following_has", (self.prefix, user, chunk))
+            for chunk in _chunks(targets)
+        )
+        return {row[0] for rows in results for row in rows}
+
+    async def _both_ways(self, out: str, into: str, user: str, targets: list[str]) -> None:
+        """Write both directions of each edge in a logged batch: if this process dies half
+        way, the batch log still lands the other half, so the two tables never disagree."""
+        batches = []
+        for start in range(0, len(targets), _EDGES_PER_BATCH):
+            chunk = targets[start : start + _EDGES_PER_BATCH]
+            batch = BatchStatement(batch_type=BatchType.LOGGED)
+            batch.is_idempotent = True
+            for target in chunk:
+                batch.add(self.conn.prepared[out], (self.prefix, user, target))
+                batch.add(self.conn.prepared[into], (self.prefix, target, user))
+            batches.append(batch)
+        await self.conn.execute_all(batches)
+
+    async def follow(self, user: str, targets: Sequence[str]) -> list[str]:
+        wanted = list(dict.fromkeys(targets))
+        if not wanted:
+            return []
+        already = await self._following(user, wanted)
+        new = [t for t in wanted if t not in already]
+        await self._both_ways("follow_out", "follow_in", user, new)
+        return new
+
+    async def unfollow(self, user: str, targets: Sequence[str]) -> list[str]:
+        wanted = list(dict.fromkeys(targets))
+        if not wanted:
+            return []
+        present = await self._following(user, wanted)
+        gone = [t for t in wanted if t in present]
+        await self._both_ways("unfollow_out", "unfollow_in", user, gone)
+        return gone
+
+    async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
+        rows = await self.conn.run("followers_page", self.prefix, user, after or "", limit)
+        return [row[0] for row in rows]
+
+    async def following(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
+        rows = await self.conn.run("following_page", self.prefix, user, after or "", limit)
+        return [row[0] for row in rows]
+
+    async def follow_counts(self, user: str) -> tuple[int, int]:
+        """Two ``COUNT(*)`` partition scans: exact without counters, O(followers)."""
+        followers, following = await asyncio.gather(
+            self.conn.run("followers_count", self.prefix, user),
+            self.conn.run("following_count", self.prefix, user),
+        )
+        return int(followers[0][0]), int(following[0][0])
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def ping(self) -> None:
+        await self.conn.run("ping")
+
+    async def close(self) -> None:
+        if self._owns:
+            await self.conn.close()

@@ -1,0 +1,301 @@
+"""Aggregated and notification feeds on Cassandra: the reads and the conditional batch.
+
+Each feed is one partition of ``aggregated_feeds`` (layout in ``cassandra_schema/001``). A
+write is optimistic: read the group slots with the static ``version``, read what the plan
+needs (always *after* the version, so those rows are at least that new), then commit every
+changed row in one single-partition batch ``IF version = <read version>``. Cassandra applies
+such a batch through Paxos, atomically and isolated, or not at all; when it does not apply,
+someone else wrote first, and the write starts over reading at SERIAL consistency (which also
+sees writes still in flight from other data centres). A commit that timed out has an unknown
+outcome: the re-read decides, and since a plan only ever does what is still missing, a
+retried job, or a retried attempt, never applies anything twice.
+
+The counts are plain ints re-derived from the slots at every commit, never counters, so they
+cannot drift: what is counted and the count change in the same batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from cassandra import OperationTimedOut, WriteTimeout
+from cassandra.query import BatchStatement, BatchType
+
+from notifier.errors import Conflict
+from notifier.feedgroups import FeedGroup, FeedKind
+from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+from notifier.storage.cassandra_groups import (
+    AddPlan,
+    Pair,
+    RemovePlan,
+    Slot,
+    Snapshot,
+    Writes,
+    page,
+    plan_mark,
+)
+from notifier.storage.cassandra_session import CassandraConnection
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TABLE = "{ks}.aggregated_feeds"
+_FEED = f"FROM {_TABLE} WHERE ns = ? AND feed = ?"
+_SLOT_COLUMNS = (
+    "gid, group_key, verb, position, oldest, activity_count, actor_count, recent, seen, read, "
+    "archived"
+)
+QUERIES = {
+    "agg_slots": f"SELECT version, k1, {_SLOT_COLUMNS} {_FEED} AND kind = 'g'",
+    "agg_statics": f"SELECT version, unseen, unread {_FEED} LIMIT 1",
+    "agg_members": f"SELECT k1, gid, actor {_FEED} AND kind = 'm' AND k1 IN ?",
+    "agg_tallies": f"SELECT k1, k2, n {_FEED} AND kind = 'a' AND k1 IN ? AND k2 IN ?",
+    "agg_newest": f"SELECT k2 {_FEED} AND kind = 'i' AND k1 = ? LIMIT ?",
+    "agg_oldest": f"SELECT k2 {_FEED} AND kind = 'i' AND k1 = ? ORDER BY k2 ASC LIMIT ?",
+    "agg_items": f"SELECT k1, k2 {_FEED} AND kind = 'i' AND k1 IN ?",
+    "agg_cas": f"UPDATE {_TABLE} SET version = ?, unseen = ?, unread = ? "
+    "WHERE ns = ? AND feed = ? IF version = ?",
+    "agg_slot": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, {_SLOT_COLUMNS}) "
+    "VALUES (?, ?, 'g', ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "agg_member": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, gid, actor) "
+    "VALUES (?, ?, 'm', ?, '', ?, ?)",
+    "agg_item": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2) VALUES (?, ?, 'i', ?, ?)",
+    "agg_tally": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, n) VALUES (?, ?, 'a', ?, ?, ?)",
+    # One row each: conditional batches refuse IN in deletions.
+    "agg_unmember": f"DELETE {_FEED} AND kind = 'm' AND k1 = ? AND k2 = ''",
+    "agg_unitem": f"DELETE {_FEED} AND kind = 'i' AND k1 = ? AND k2 = ?",
+    "agg_untally": f"DELETE {_FEED} AND kind = 'a' AND k1 = ? AND k2 = ?",
+    "agg_drop_items": f"DELETE {_FEED} AND kind = 'i' AND k1 = ?",
+    "agg_drop_tallies": f"DELETE {_FEED} AND kind = 'a' AND k1 = ?",
+}
+
+Step = Callable[[Snapshot, bool], Awaitable[tuple[Writes, T]]]
+
+
+def _slot(row: Sequence[Any]) -> Slot:
+    gid, key, verb, position, oldest, count, actors, recent, seen, read, archived = row[2:]
+    return Slot(
+        int(row[1]),
+        gid,
+        key,
+        verb,
+        position,
+        oldest,
+        count or 0,
+        actors or 0,
+        list(recent or ()),
+        bool(seen),
+        bool(read),
+        bool(archived),
+    )
+
+
+def _grouped(pairs: Iterable[Pair]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for first, second in pairs:
+        out.setdefault(first, []).append(second)
+    return out
+
+
+Done = tuple[list[str], Counts]
+"""Ids a write added or removed, and the counts its commit left."""
+
+
+def _change(group: FeedGroup, user: str, counts: Counts, **ids: list[str]) -> FeedChange | None:
+    if not any(ids.values()):
+        return None
+    notification = group.kind is FeedKind.NOTIFICATION
+    return FeedChange(user=user, counts=counts if notification else None, **ids)
+
+
+class AggregatedFeeds:
+    """Aggregated feeds of one namespace; every method handles one user's feed."""
+
+    def __init__(self, conn: CassandraConnection, ns: str) -> None:
+        self.conn = conn
+        self.ns = ns
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def _snapshot(self, feed: str, serial: bool) -> Snapshot:
+        rows = await self.conn.run("agg_slots", self.ns, feed, serial=serial)
+        if rows:
+            return Snapshot(rows[0][0], [_slot(row) for row in rows])
+        # No slot rows: the statics alone say whether the partition was ever written.
+        statics = await self.conn.run("agg_statics", self.ns, feed, serial=serial)
+        return Snapshot(statics[0][0] if statics else None, [])
+
+    async def _members(self, feed: str, ids: Sequence[str], serial: bool) -> dict[str, Pair]:
+        if not ids:
+            return {}
+        rows = await self.conn.run("agg_members", self.ns, feed, list(ids), serial=serial)
+        found = {row[0]: (row[1], row[2]) for row in rows}
+        return {i: found[i] for i in ids if i in found}
+
+    async def _tallies(self, feed: str, pairs: set[Pair], serial: bool) -> dict[Pair, int]:
+        if not pairs:
+            return {}
+        gids, actors = sorted({g for g, _ in pairs}), sorted({a for _, a in pairs})
+        rows = await self.conn.run("agg_tallies", self.ns, feed, gids, actors, serial=serial)
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
+    async def _slices(
+        self, name: str, feed: str, wanted: dict[str, int], serial: bool
+    ) -> dict[str, list[str]]:
+        statements = [
+            self.conn.bind(name, (self.ns, feed, gid, n), serial=serial)
+            for gid, n in wanted.items()
+        ]
+        results = await self.conn.execute_all(statements)
+        return {gid: [row[0] for row in rows] for gid, rows in zip(wanted, results, strict=True)}
+
+    async def _all_items(self, feed: str, gids: list[str], serial: bool) -> dict[str, list[str]]:
+        if not gids:
+            return {}
+        rows = await self.conn.run("agg_items", self.ns, feed, gids, serial=serial)
+        return _grouped((row[0], row[1]) for row in rows)
+
+    # -- the optimistic write loop -------------------------------------------------------------
+    async def _write(self, feed: str, step: Step[T]) -> T:
+        serial = False
+        attempts = self.conn.settings.cas_attempts
+        for attempt in range(attempts):
+            snapshot = await self._snapshot(feed, serial)
+            writes, result = await step(snapshot, serial)
+            if not writes:
+                return result
+            try:
+                rows = await self.conn.execute(self._batch(feed, snapshot, writes))
+                if rows and rows[0][0]:
+                    return result
+            except (WriteTimeout, OperationTimedOut) as exc:
+                log.warning("commit outcome unknown, re-reading feed=%s error=%s", feed, exc)
+            serial = True
+            await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+        raise Conflict(f"aggregated feed {feed!r} stayed contended for {attempts} attempts")
+
+    def _batch(self, feed: str, snapshot: Snapshot, writes: Writes) -> BatchStatement:
+        ns, p = self.ns, self.conn.prepared
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        version = (snapshot.version or 0) + 1
+        c = writes.counts
+        batch.add(p["agg_cas"], (version, c.unseen, c.unread, ns, feed, snapshot.version))
+        for s in writes.slots.values():
+            row = (s.gid, s.key, s.verb, s.position, s.oldest, s.count, s.actors, s.recent)
+            batch.add(p["agg_slot"], (ns, feed, f"{s.slot:05d}", *row, s.seen, s.read, s.archived))
+        for activity_id, (gid, actor) in writes.members.items():
+            batch.add(p["agg_member"], (ns, feed, activity_id, gid, actor))
+        for gid, activity_id in writes.items:
+            batch.add(p["agg_item"], (ns, feed, gid, activity_id))
+        for (gid, actor), n in writes.tallies.items():
+            batch.add(p["agg_tally"], (ns, feed, gid, actor, n))
+        for activity_id in sorted(writes.gone_members):
+            batch.add(p["agg_unmember"], (ns, feed, activity_id))
+        for gid, activity_id in sorted(writes.gone_items):
+            batch.add(p["agg_unitem"], (ns, feed, gid, activity_id))
+        for gid, actor in sorted(writes.gone_tallies):
+            batch.add(p["agg_untally"], (ns, feed, gid, actor))
+        for gid in writes.dropped:
+            batch.add(p["agg_drop_items"], (ns, feed, gid))
+            batch.add(p["agg_drop_tallies"], (ns, feed, gid))
+        return batch
+
+    # -- operations ----------------------------------------------------------------------------
+    async def add(self, group: FeedGroup, user: str, entries: Sequence[Entry]) -> FeedChange | None:
+        """Add ``entries`` (sorted oldest first) and trim; None when nothing was added."""
+        feed = f"{group.name}:{user}"
+        wanted = list(dict.fromkeys(e.id for e in entries))
+        by_id = {e.id: e for e in entries}
+
+        async def step(snapshot: Snapshot, serial: bool) -> tuple[Writes, Done]:
+            present = await self._members(feed, wanted, serial)
+            fresh = [by_id[i] for i in wanted if i not in present]
+            plan = AddPlan(
+                snapshot,
+                fresh,
+                window=group.merge_window,
+                max_length=group.max_length,
+                shown=group.max_activities,
+            )
+            tallies, items, dropped = await asyncio.gather(
+                self._tallies(feed, plan.tallies_needed, serial),
+                self._slices(
+                    "agg_newest", feed, dict.fromkeys(plan.items_needed, plan.shown), serial
+                ),
+                self._all_items(feed, plan.drops_needed, serial),
+            )
+            writes, added = plan.finish(tallies, items, dropped)
+            return writes, (added, writes.counts)
+
+        added, counts = await self._write(feed, step)
+        return _change(group, user, counts, added=added)
+
+    async def remove(self, group: FeedGroup, user: str, ids: Sequence[str]) -> FeedChange | None:
+        """Take ``ids`` out of the feed; None when none of them was in it."""
+        feed = f"{group.name}:{user}"
+        wanted = list(dict.fromkeys(ids))
+
+        async def step(snapshot: Snapshot, serial: bool) -> tuple[Writes, Done]:
+            found = await self._members(feed, wanted, serial)
+            plan = RemovePlan(snapshot, found, shown=group.max_activities)
+            newest, oldest, tallies = await asyncio.gather(
+                self._slices("agg_newest", feed, plan.newest_needed, serial),
+                self._slices("agg_oldest", feed, plan.oldest_needed, serial),
+                self._tallies(feed, plan.tallies_needed, serial),
+            )
+            writes = plan.finish(newest, oldest, tallies)
+            return writes, (plan.removed, writes.counts)
+
+        removed, counts = await self._write(feed, step)
+        return _change(group, user, counts, removed=removed)
+
+    async def mark(
+        self,
+        group: FeedGroup,
+        user: str,
+        marks: Marks,
+        *,
+        group_ids: Sequence[str],
+        activity_ids: Sequence[str],
+        all: bool,
+        up_to: str | None,
+    ) -> Counts:
+        feed = f"{group.name}:{user}"
+
+        async def step(snapshot: Snapshot, serial: bool) -> tuple[Writes, Counts]:
+            gids = set(group_ids)
+            if not all and activity_ids:
+                members = await self._members(feed, list(dict.fromkeys(activity_ids)), serial)
+                gids |= {gid for gid, _ in members.values()}
+            writes = plan_mark(snapshot, marks, gids=gids, all=all, up_to=up_to)
+            return writes, writes.counts
+
+        return await self._write(feed, step)
+
+    async def trim(self, group: FeedGroup, user: str) -> None:
+        await self.add(group, user, [])
+
+    async def read(
+        self, group: FeedGroup, user: str, *, limit: int, id_lt: str | None, id_gt: str | None
+    ) -> list[StoredGroup]:
+        """One partition slice (the feed's group slots), sorted here: slots are rewritten in
+        place, so this read never crosses a tombstone however often groups moved."""
+        feed = f"{group.name}:{user}"
+        picked = page(await self._snapshot(feed, False), limit=limit, id_lt=id_lt, id_gt=id_gt)
+        shown = group.max_activities
+        short = {s.gid: shown for s in picked if not s.complete(shown)}
+        fuller = await self._slices("agg_newest", feed, short, False) if short else {}
+        return [s.stored(shown, fuller.get(s.gid)) for s in picked]
+
+    async def count(self, group: FeedGroup, user: str) -> int:
+        snapshot = await self._snapshot(f"{group.name}:{user}", False)
+        return sum(1 for s in snapshot.slots if s.gid)
+
+    async def counts(self, group: FeedGroup, user: str) -> Counts:
+        rows = await self.conn.run("agg_statics", self.ns, f"{group.name}:{user}")
+        if not rows or rows[0][1] is None:
+            return Counts()
+        return Counts(int(rows[0][1]), int(rows[0][2]))

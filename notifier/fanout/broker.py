@@ -2,8 +2,8 @@
 
 Both are subclassed for one thing only: the LOW queue's consumer fetches nothing while HIGH
 jobs wait (``GatedConsumer``). Both get the same middleware, chosen explicitly rather than
-dramatiq's defaults: time limits, retries with exponential backoff then dead-lettering, the
-AsyncIO middleware (the actors are coroutines run on one event loop per process), and
+dramatiq's defaults: time limits, retries with exponential backoff then dead-lettering,
+``SharedAsyncIO`` (the actors are coroutines run on one event loop per process), and
 ``FailureLog``, which logs every failure and every dead letter with the job's context so
 nothing fails silently.
 """
@@ -11,17 +11,18 @@ nothing fails silently.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import dramatiq
-from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AsyncIO, Middleware, Retries, TimeLimit
+from dramatiq.middleware import Middleware, Retries, TimeLimit
 
 from notifier.errors import ConfigError
 from notifier.fanout.settings import FanoutSettings
@@ -66,7 +67,7 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
         ),
-        AsyncIO(),
+        SharedAsyncIO(),
         FailureLog(),
     ]
     broker: dramatiq.Broker
@@ -176,6 +177,36 @@ def _job_context(message: Any) -> str:
     return " ".join(parts)
 
 
+class SharedAsyncIO(Middleware):
+    """dramatiq's AsyncIO middleware, reference-counted.
+
+    The actors' event loop thread is a process-wide global in dramatiq; its own middleware
+    stops it when *any* worker shuts down, which breaks a second in-process worker (two
+    embedded managers in one process, as tests and multi-app servers have). Here the loop
+    starts with the first worker and stops with the last.
+    """
+
+    _lock = threading.Lock()
+    _users = 0
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        with SharedAsyncIO._lock:
+            if SharedAsyncIO._users == 0 or get_event_loop_thread() is None:
+                thread = EventLoopThread(log)
+                thread.start(timeout=1.0)
+                set_event_loop_thread(thread)
+            SharedAsyncIO._users += 1
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        with SharedAsyncIO._lock:
+            SharedAsyncIO._users -= 1
+            thread = get_event_loop_thread()
+            if SharedAsyncIO._users == 0 and thread is not None:
+                thread.stop()  # type: ignore[no-untyped-call]
+                thread.join()
+                set_event_loop_thread(None)
+
+
 class FailureLog(Middleware):
     """Logs failed attempts (warning) and dead-lettered jobs (error) with the job's context."""
 
@@ -211,7 +242,7 @@ class ManagerLifecycle(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop = get_event_loop_thread()
         if loop is None:
-            raise RuntimeError("the AsyncIO middleware must come before ManagerLifecycle")
+            raise RuntimeError("SharedAsyncIO must come before ManagerLifecycle")
         self.manager = loop.run_coroutine(self.factory())
         handler: FanoutHandler = self.manager
         self.actors.bind(handler)

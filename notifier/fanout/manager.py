@@ -328,6 +328,7 @@ class Manager:
     async def close(self) -> None:
         """Stop in-process workers and release the broker (and storage, if opened here)."""
         await self.dispatcher.close()
+        await self.presence.close()
         if self._owns_storage:
             await self.storage.close()
 

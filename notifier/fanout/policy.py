@@ -35,6 +35,9 @@ class Presence(Protocol):
     async def active_since(self, users: Sequence[str], since: float) -> list[bool]:
         """For each of ``users``, whether it was active at or after ``since``."""
 
+    async def close(self) -> None:
+        """Release what the presence opened itself."""
+
 
 class MemoryPresence:
     """Presence in a dict: for the memory backend, where web and workers share a process."""
@@ -53,6 +56,9 @@ class MemoryPresence:
         with self._lock:
             return [self._seen.get(user, float("-inf")) >= since for user in users]
 
+    async def close(self) -> None:
+        return None
+
 
 class RedisPresence:
     """Presence in one Redis sorted set (user → last seen), shared by web and worker processes.
@@ -61,10 +67,18 @@ class RedisPresence:
     ``horizon_s`` so the set stays the size of the active population.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str, horizon_s: int = 30 * 86_400) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        horizon_s: int = 30 * 86_400,
+        *,
+        owns_client: bool = False,
+    ) -> None:
         self.client = client
         self.key = f"{prefix}:active"
         self.horizon_s = horizon_s
+        self.owns_client = owns_client
 
     async def touch(self, users: Sequence[str], at: float | None = None) -> None:
         if not users:
@@ -80,6 +94,10 @@ class RedisPresence:
             return []
         scores = await self.client.zmscore(self.key, list(users))
         return [score is not None and score >= since for score in scores]
+
+    async def close(self) -> None:
+        if self.owns_client:
+            await self.client.aclose()
 
 
 class RecentlyActive:

@@ -37,11 +37,17 @@ log = logging.getLogger(__name__)
 
 
 def default_presence(config: Config, storage: Storage) -> Presence:
-    """Where "last active" lives: the storage's Redis, else this process's memory."""
+    """Where "last active" lives, shared by web and worker processes: the storage's Redis,
+    else the broker's Redis, else (everything in one process) this process's memory."""
+    import redis.asyncio as aioredis
+
     from notifier.storage.redis import RedisStorage
 
     if isinstance(storage, RedisStorage):
         return RedisPresence(storage.client, storage.prefix)
+    url = broker_url_for(config)
+    if url != IN_PROCESS:
+        return RedisPresence(aioredis.Redis.from_url(url), config.key_prefix, owns_client=True)
     return MemoryPresence()
 
 

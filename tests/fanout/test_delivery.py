@@ -205,3 +205,16 @@ def test_jobs_survive_the_broker_encoding() -> None:
     decoded: Any = Message.decode(message.encode()).args[0]
     assert msgspec.convert(decoded, FanoutJob) == job
     assert message.queue_name == config.fanout.low_queue
+
+
+async def test_two_in_process_managers_share_the_actor_loop_until_the_last_closes() -> None:
+    first, second = await memory_harness(threads=1), await memory_harness(threads=1)
+    try:
+        await close(first)
+        await second.follow_all(["bo"], "ana")
+        post = second.app().activity(actor="ana", verb="post", object="post:1")
+        await second.manager.add_activity(post)
+        await second.manager.join(30)
+        assert await second.read_all("timeline", ["bo"]) == {"bo": [post.id]}
+    finally:
+        await close(second)

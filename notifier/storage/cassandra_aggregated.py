@@ -46,13 +46,14 @@ T = TypeVar("T")
 _TABLE = "{ks}.aggregated_feeds"
 _FEED = f"FROM {_TABLE} WHERE ns = ? AND feed = ?"
 _SLOT_COLUMNS = (
-    "gid, group_key, verb, position, oldest, activity_count, actor_count, recent, seen, read, "
+    "gid, ref, group_key, verb, position, oldest, activity_count, actor_count, recent, seen, "
+    "read, "
     "archived"
 )
 QUERIES = {
     "agg_slots": f"SELECT version, k1, {_SLOT_COLUMNS} {_FEED} AND kind = 'g'",
     "agg_statics": f"SELECT version, unseen, unread {_FEED} LIMIT 1",
-    "agg_members": f"SELECT k1, gid, actor {_FEED} AND kind = 'm' AND k1 IN ?",
+    "agg_members": f"SELECT k1, ref, actor {_FEED} AND kind = 'm' AND k1 IN ?",
     "agg_tallies": f"SELECT k1, k2, n {_FEED} AND kind = 'a' AND k1 IN ? AND k2 IN ?",
     "agg_newest": f"SELECT k2 {_FEED} AND kind = 'i' AND k1 = ? LIMIT ?",
     "agg_oldest": f"SELECT k2 {_FEED} AND kind = 'i' AND k1 = ? ORDER BY k2 ASC LIMIT ?",
@@ -60,8 +61,8 @@ QUERIES = {
     "agg_cas": f"UPDATE {_TABLE} SET version = ?, unseen = ?, unread = ? "
     "WHERE ns = ? AND feed = ? IF version = ?",
     "agg_slot": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, {_SLOT_COLUMNS}) "
-    "VALUES (?, ?, 'g', ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "agg_member": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, gid, actor) "
+    "VALUES (?, ?, 'g', ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "agg_member": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, ref, actor) "
     "VALUES (?, ?, 'm', ?, '', ?, ?)",
     "agg_item": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2) VALUES (?, ?, 'i', ?, ?)",
     "agg_tally": f"INSERT INTO {_TABLE} (ns, feed, kind, k1, k2, n) VALUES (?, ?, 'a', ?, ?, ?)",
@@ -77,10 +78,11 @@ Step = Callable[[Snapshot, bool], Awaitable[tuple[Writes, T]]]
 
 
 def _slot(row: Sequence[Any]) -> Slot:
-    gid, key, verb, position, oldest, count, actors, recent, seen, read, archived = row[2:]
+    gid, ref, key, verb, position, oldest, count, actors, recent, seen, read, archived = row[2:]
     return Slot(
         int(row[1]),
         gid,
+        ref,
         key,
         verb,
         position,
@@ -138,24 +140,24 @@ class AggregatedFeeds:
     async def _tallies(self, feed: str, pairs: set[Pair], serial: bool) -> dict[Pair, int]:
         if not pairs:
             return {}
-        gids, actors = sorted({g for g, _ in pairs}), sorted({a for _, a in pairs})
-        rows = await self.conn.run("agg_tallies", self.ns, feed, gids, actors, serial=serial)
+        refs, actors = sorted({r for r, _ in pairs}), sorted({a for _, a in pairs})
+        rows = await self.conn.run("agg_tallies", self.ns, feed, refs, actors, serial=serial)
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
     async def _slices(
         self, name: str, feed: str, wanted: dict[str, int], serial: bool
     ) -> dict[str, list[str]]:
         statements = [
-            self.conn.bind(name, (self.ns, feed, gid, n), serial=serial)
-            for gid, n in wanted.items()
+            self.conn.bind(name, (self.ns, feed, ref, n), serial=serial)
+            for ref, n in wanted.items()
         ]
         results = await self.conn.execute_all(statements)
-        return {gid: [row[0] for row in rows] for gid, rows in zip(wanted, results, strict=True)}
+        return {ref: [row[0] for row in rows] for ref, rows in zip(wanted, results, strict=True)}
 
-    async def _all_items(self, feed: str, gids: list[str], serial: bool) -> dict[str, list[str]]:
-        if not gids:
+    async def _all_items(self, feed: str, refs: list[str], serial: bool) -> dict[str, list[str]]:
+        if not refs:
             return {}
-        rows = await self.conn.run("agg_items", self.ns, feed, gids, serial=serial)
+        rows = await self.conn.run("agg_items", self.ns, feed, refs, serial=serial)
         return _grouped((row[0], row[1]) for row in rows)
 
     # -- the optimistic write loop -------------------------------------------------------------
@@ -184,23 +186,23 @@ class AggregatedFeeds:
         c = writes.counts
         batch.add(p["agg_cas"], (version, c.unseen, c.unread, ns, feed, snapshot.version))
         for s in writes.slots.values():
-            row = (s.gid, s.key, s.verb, s.position, s.oldest, s.count, s.actors, s.recent)
+            row = (s.gid, s.ref, s.key, s.verb, s.position, s.oldest, s.count, s.actors, s.recent)
             batch.add(p["agg_slot"], (ns, feed, f"{s.slot:05d}", *row, s.seen, s.read, s.archived))
-        for activity_id, (gid, actor) in writes.members.items():
-            batch.add(p["agg_member"], (ns, feed, activity_id, gid, actor))
-        for gid, activity_id in writes.items:
-            batch.add(p["agg_item"], (ns, feed, gid, activity_id))
-        for (gid, actor), n in writes.tallies.items():
-            batch.add(p["agg_tally"], (ns, feed, gid, actor, n))
+        for activity_id, (ref, actor) in writes.members.items():
+            batch.add(p["agg_member"], (ns, feed, activity_id, ref, actor))
+        for ref, activity_id in writes.items:
+            batch.add(p["agg_item"], (ns, feed, ref, activity_id))
+        for (ref, actor), n in writes.tallies.items():
+            batch.add(p["agg_tally"], (ns, feed, ref, actor, n))
         for activity_id in sorted(writes.gone_members):
             batch.add(p["agg_unmember"], (ns, feed, activity_id))
-        for gid, activity_id in sorted(writes.gone_items):
-            batch.add(p["agg_unitem"], (ns, feed, gid, activity_id))
-        for gid, actor in sorted(writes.gone_tallies):
-            batch.add(p["agg_untally"], (ns, feed, gid, actor))
-        for gid in writes.dropped:
-            batch.add(p["agg_drop_items"], (ns, feed, gid))
-            batch.add(p["agg_drop_tallies"], (ns, feed, gid))
+        for ref, activity_id in sorted(writes.gone_items):
+            batch.add(p["agg_unitem"], (ns, feed, ref, activity_id))
+        for ref, actor in sorted(writes.gone_tallies):
+            batch.add(p["agg_untally"], (ns, feed, ref, actor))
+        for ref in writes.dropped:
+            batch.add(p["agg_drop_items"], (ns, feed, ref))
+            batch.add(p["agg_drop_tallies"], (ns, feed, ref))
         return batch
 
     # -- operations ----------------------------------------------------------------------------
@@ -266,11 +268,13 @@ class AggregatedFeeds:
         feed = f"{group.name}:{user}"
 
         async def step(snapshot: Snapshot, serial: bool) -> tuple[Writes, Counts]:
-            gids = set(group_ids)
+            refs: set[str] = set()
             if not all and activity_ids:
                 members = await self._members(feed, list(dict.fromkeys(activity_ids)), serial)
-                gids |= {gid for gid, _ in members.values()}
-            writes = plan_mark(snapshot, marks, gids=gids, all=all, up_to=up_to)
+                refs = {ref for ref, _ in members.values()}
+            writes = plan_mark(
+                snapshot, marks, gids=set(group_ids), refs=refs, all=all, up_to=up_to
+            )
             return writes, writes.counts
 
         return await self._write(feed, step)
@@ -286,9 +290,9 @@ class AggregatedFeeds:
         feed = f"{group.name}:{user}"
         picked = page(await self._snapshot(feed, False), limit=limit, id_lt=id_lt, id_gt=id_gt)
         shown = group.max_activities
-        short = {s.gid: shown for s in picked if not s.complete(shown)}
+        short = {s.ref: shown for s in picked if not s.complete(shown)}
         fuller = await self._slices("agg_newest", feed, short, False) if short else {}
-        return [s.stored(shown, fuller.get(s.gid)) for s in picked]
+        return [s.stored(shown, fuller.get(s.ref)) for s in picked]
 
     async def count(self, group: FeedGroup, user: str) -> int:
         snapshot = await self._snapshot(f"{group.name}:{user}", False)

@@ -7,6 +7,12 @@ the storage commits as one conditional batch ``IF version = <snapshot version>``
 writer committed in between, the batch does not apply and the whole thing is re-read and
 re-planned, so a plan never has to think about concurrency, and a re-run of a write that did
 land finds nothing left to do. The semantics are the memory backend's, step for step.
+
+Rows of a group are keyed by its ``ref`` (``<gid>.<version that created it>``), not by its
+public id: a group keeps the id of the activity that opened it even after that activity is
+removed, so if the activity comes back and opens a new group, two live groups share an id.
+Refs keep their memberships, items and tallies apart, and a ref never names two groups over
+the life of a feed (a dropped group's range tombstone cannot hide a later group's rows).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ class Slot:
 
     slot: int
     gid: str = ""
+    ref: str = ""
+    """Unique over the feed's history; keys the group's other rows (module docstring)."""
     key: str = ""
     verb: str = ""
     position: str = ""
@@ -74,8 +82,12 @@ class Snapshot:
         """Live groups, newest position first."""
         return sorted((s for s in self.slots if s.gid), key=lambda s: s.order, reverse=True)
 
-    def by_gid(self) -> dict[str, Slot]:
-        return {s.gid: s for s in self.slots if s.gid}
+    def by_ref(self) -> dict[str, Slot]:
+        return {s.ref: s for s in self.slots if s.gid}
+
+    @property
+    def next_version(self) -> int:
+        return (self.version or 0) + 1
 
 
 def recount(slots: Iterable[Slot]) -> Counts:
@@ -90,13 +102,13 @@ class Writes:
 
     slots: dict[int, Slot] = field(default_factory=dict)
     members: dict[str, Pair] = field(default_factory=dict)
-    """activity id -> (gid, actor) to insert."""
+    """activity id -> (ref, actor) to insert."""
     gone_members: set[str] = field(default_factory=set)
     items: set[Pair] = field(default_factory=set)
-    """(gid, activity id) to insert."""
+    """(ref, activity id) to insert."""
     gone_items: set[Pair] = field(default_factory=set)
     tallies: dict[Pair, int] = field(default_factory=dict)
-    """(gid, actor) -> that actor's activities in the group."""
+    """(ref, actor) -> that actor's activities in the group."""
     gone_tallies: set[Pair] = field(default_factory=set)
     dropped: set[str] = field(default_factory=set)
     """Groups whose items and tallies go (one range delete each)."""
@@ -142,14 +154,15 @@ class AddPlan:
         self.snapshot = snapshot
         self.shown = shown
         work = {
-            s.gid: _Work(replace(s, recent=list(s.recent)), True) for s in snapshot.slots if s.gid
+            s.ref: _Work(replace(s, recent=list(s.recent)), True) for s in snapshot.slots if s.gid
         }
         for entry in entries:
             recent = heapq.nlargest(window, work.values(), key=lambda w: w.slot.order)
             target = next((w for w in recent if w.slot.key == entry.key), None)
             if target is None:
-                target = _Work(Slot(-1, entry.id, entry.key, entry.verb, entry.id, entry.id), False)
-                work[entry.id] = target
+                ref = f"{entry.id}.{snapshot.next_version}"
+                new = Slot(-1, entry.id, ref, entry.key, entry.verb, entry.id, entry.id)
+                target = work[ref] = _Work(new, False)
             target.gained.append(entry)
             s = target.slot
             s.position = max(s.position, entry.id)
@@ -160,10 +173,10 @@ class AddPlan:
         self.kept = ordered[:max_length]
         self.dropped = ordered[max_length:]
         grown = [w for w in self.kept if w.existed and w.gained]
-        stored = snapshot.by_gid()
-        self.tallies_needed = {(w.slot.gid, e.actor) for w in grown for e in w.gained}
-        self.items_needed = [w.slot.gid for w in grown if not stored[w.slot.gid].complete(shown)]
-        self.drops_needed = [w.slot.gid for w in self.dropped if w.existed]
+        stored = snapshot.by_ref()
+        self.tallies_needed = {(w.slot.ref, e.actor) for w in grown for e in w.gained}
+        self.items_needed = [w.slot.ref for w in grown if not stored[w.slot.ref].complete(shown)]
+        self.drops_needed = [w.slot.ref for w in self.dropped if w.existed]
 
     def finish(
         self,
@@ -174,7 +187,8 @@ class AddPlan:
         """The rows to write and the ids added (those whose group survived the trim).
 
         ``tallies``: stored actor tallies; ``items``: newest ids of the groups in
-        ``items_needed``; ``dropped_items``: every id of the groups in ``drops_needed``.
+        ``items_needed``; ``dropped_items``: every id of the groups in ``drops_needed``
+        (all keyed by ref).
         """
         writes = Writes()
         added: list[str] = []
@@ -184,18 +198,18 @@ class AddPlan:
         for w in self.kept:
             if not w.gained:
                 continue
-            s, gid = w.slot, w.slot.gid
-            base = items.get(gid, s.recent) if w.existed else []
+            s, ref = w.slot, w.slot.ref
+            base = items.get(ref, s.recent) if w.existed else []
             s.recent = heapq.nlargest(self.shown, {*base, *(e.id for e in w.gained)})
             per_actor = Counter(e.actor for e in w.gained)
             for actor, n in per_actor.items():
-                before = tallies.get((gid, actor), 0) if w.existed else 0
+                before = tallies.get((ref, actor), 0) if w.existed else 0
                 if before == 0:
                     s.actors += 1
-                writes.tallies[gid, actor] = before + n
+                writes.tallies[ref, actor] = before + n
             for e in w.gained:
-                writes.members[e.id] = (gid, e.actor)
-                writes.items.add((gid, e.id))
+                writes.members[e.id] = (ref, e.actor)
+                writes.items.add((ref, e.id))
                 added.append(e.id)
             if not w.existed:
                 if free:
@@ -205,8 +219,8 @@ class AddPlan:
             writes.slots[s.slot] = s
         for w in self.dropped:
             if w.existed:
-                writes.gone_members.update(dropped_items.get(w.slot.gid, ()))
-                writes.dropped.add(w.slot.gid)
+                writes.gone_members.update(dropped_items.get(w.slot.ref, ()))
+                writes.dropped.add(w.slot.ref)
         for number in freed.intersection(free):  # freed by the trim and not reused
             writes.slots[number] = Slot(number)
         writes.counts = recount(_final_slots(self.snapshot, writes))
@@ -219,17 +233,17 @@ class AddPlan:
 class RemovePlan:
     """Taking activities out of one feed.
 
-    ``found`` maps each activity id that is in the feed to its (gid, actor), in the order the
-    caller named them (the order ``removed`` reports). Needed reads:
-    ``newest_needed`` / ``oldest_needed`` (gid -> how many ids, newest / oldest first) and
+    ``found`` maps each activity id that is in the feed to its (ref, actor), in the order the
+    caller named them (the order ``removed`` reports). Needed reads, keyed by ref:
+    ``newest_needed`` / ``oldest_needed`` (how many ids, newest / oldest first) and
     ``tallies_needed``.
     """
 
     def __init__(self, snapshot: Snapshot, found: Mapping[str, Pair], *, shown: int) -> None:
         self.snapshot = snapshot
         self.shown = shown
-        groups = snapshot.by_gid()
-        self.removed = [a for a, (gid, _) in found.items() if gid in groups]
+        groups = snapshot.by_ref()
+        self.removed = [a for a, (ref, _) in found.items() if ref in groups]
         self.found = found
         self.per_group: dict[str, list[str]] = {}
         for activity_id in self.removed:
@@ -237,13 +251,13 @@ class RemovePlan:
         self.newest_needed: dict[str, int] = {}
         self.oldest_needed: dict[str, int] = {}
         self.tallies_needed: set[Pair] = set()
-        for gid, ids in self.per_group.items():
-            slot = groups[gid]
+        for ref, ids in self.per_group.items():
+            slot = groups[ref]
             if slot.count > len(ids):
-                self.newest_needed[gid] = shown + len(ids)
+                self.newest_needed[ref] = shown + len(ids)
                 if slot.oldest in ids:
-                    self.oldest_needed[gid] = len(ids) + 1
-                self.tallies_needed |= {(gid, found[a][1]) for a in ids}
+                    self.oldest_needed[ref] = len(ids) + 1
+                self.tallies_needed |= {(ref, found[a][1]) for a in ids}
 
     def finish(
         self,
@@ -252,28 +266,28 @@ class RemovePlan:
         tallies: Mapping[Pair, int],
     ) -> Writes:
         writes = Writes()
-        groups = self.snapshot.by_gid()
-        for gid, ids in self.per_group.items():
+        groups = self.snapshot.by_ref()
+        for ref, ids in self.per_group.items():
             gone = set(ids)
             writes.gone_members |= gone
-            slot = replace(groups[gid])
+            slot = replace(groups[ref])
             if slot.count <= len(ids):
-                writes.dropped.add(gid)
+                writes.dropped.add(ref)
                 writes.slots[slot.slot] = Slot(slot.slot)
                 continue
-            writes.gone_items |= {(gid, a) for a in ids}
-            remaining = [a for a in newest[gid] if a not in gone]
+            writes.gone_items |= {(ref, a) for a in ids}
+            remaining = [a for a in newest[ref] if a not in gone]
             slot.recent = remaining[: self.shown]
             slot.position = remaining[0]
-            if gid in self.oldest_needed:
-                slot.oldest = next(a for a in oldest[gid] if a not in gone)
+            if ref in self.oldest_needed:
+                slot.oldest = next(a for a in oldest[ref] if a not in gone)
             slot.count -= len(ids)
             for actor, n in Counter(self.found[a][1] for a in ids).items():
-                left = tallies.get((gid, actor), 0) - n
+                left = tallies.get((ref, actor), 0) - n
                 if left > 0:
-                    writes.tallies[gid, actor] = left
+                    writes.tallies[ref, actor] = left
                 else:
-                    writes.gone_tallies.add((gid, actor))
+                    writes.gone_tallies.add((ref, actor))
                     slot.actors -= 1
             writes.slots[slot.slot] = slot
         # Membership rows pointing at no live group should not exist; drop any found anyway.
@@ -290,11 +304,12 @@ def plan_mark(
     marks: Marks,
     *,
     gids: Collection[str] = (),
+    refs: Collection[str] = (),
     all: bool = False,
     up_to: str | None = None,
 ) -> Writes:
-    """Set or clear flags on the named groups (or all, up to a position); empty if nothing
-    changes."""
+    """Set or clear flags on the groups named by id or ref (or all, up to a position); empty
+    if nothing changes. Every live group carrying a named id is marked."""
     writes = Writes()
     for slot in snapshot.slots:
         if not slot.gid:
@@ -302,7 +317,7 @@ def plan_mark(
         if all:
             if up_to is not None and slot.position > up_to:
                 continue
-        elif slot.gid not in gids:
+        elif slot.gid not in gids and slot.ref not in refs:
             continue
         new = replace(
             slot,

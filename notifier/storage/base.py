@@ -12,7 +12,8 @@ Semantics every backend must share (the contract suite in tests/storage checks t
 - Flat feeds keep the ``max_length`` newest ids, newest first.
 - Aggregated feeds keep at most ``max_length`` groups ordered by *position*, the id of the
   group's newest activity. A new activity joins the most recent group with the same key among
-  the ``merge_window`` most recent groups, or opens a new group whose id is its own id. Entries
+  the ``merge_window`` most recent groups, or opens a new group whose id is its own id (or, in
+  the rare case that id still names a group, ``fresh_group_id``'s next free one). Entries
   of one call are applied oldest first. A group that gains an activity becomes unseen, unread
   and unarchived. A group that loses its last activity disappears.
 - Notification counts are exact: ``unseen`` counts groups neither seen nor archived, ``unread``
@@ -21,13 +22,24 @@ Semantics every backend must share (the contract suite in tests/storage checks t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Protocol
 
 import msgspec
 
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity
+
+
+def fresh_group_id(activity_id: str, taken: Container[str]) -> str:
+    """The id of a group opened by ``activity_id``: that id, unless a group of the feed already
+    has it (the activity opened a group, was removed, and is added again while that group
+    lives on), then the next id up in the 12-hex-digit suffix. Every backend uses this rule."""
+    gid = activity_id
+    while gid in taken:
+        suffix = (int(gid[14:], 16) + 1) % (1 << 48)
+        gid = f"{gid[:14]}{suffix:012x}"
+    return gid
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity
-from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+from notifier.storage.base import (
+    Counts,
+    Entry,
+    FeedChange,
+    Marks,
+    StoredGroup,
+    fresh_group_id,
+)
 
 
 @dataclass
@@ -67,7 +74,7 @@ class _AggregatedFeed:
     def add(self, entry: Entry, window: int) -> None:
         target = next((g for g in self.recent(window) if g.key == entry.key), None)
         if target is None:
-            target = _Group(entry.id, entry.key, entry.verb)
+            target = _Group(fresh_group_id(entry.id, self.groups), entry.key, entry.verb)
             self.groups[target.id] = target
             self.unseen += 1
             self.unread += 1

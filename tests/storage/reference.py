@@ -47,7 +47,11 @@ class RefAggregatedFeed:
             if candidates:
                 target = candidates[0]
             else:
-                target = RefGroup(e.id, e.key, e.verb)
+                taken = {g.id for g in self.groups}
+                gid = e.id
+                while gid in taken:  # opened by a re-added activity whose old group lives on
+                    gid = f"{gid[:14]}{int(gid[14:], 16) + 1:012x}"
+                target = RefGroup(gid, e.key, e.verb)
                 self.groups.append(target)
             target.entries[e.id] = e
             target.seen = target.read = target.archived = False

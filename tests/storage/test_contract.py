@@ -331,3 +331,22 @@ async def test_followers_page_through_in_stable_order(storage: Storage) -> None:
         pages += page
         after = page[-1]
     assert pages == sorted(users)
+
+
+async def test_group_ids_stay_unique_when_an_opening_activity_comes_back(storage: Storage) -> None:
+    group = notification(window=1)
+    await storage.add_to_feeds(group, ["bo"], [entry(1, key="a"), entry(2, key="a")])
+    await storage.add_to_feeds(group, ["bo"], [entry(3, key="b")])
+    await storage.remove_from_feeds(group, ["bo"], [aid(1)])
+    # aid(1) returns; "a" is outside the window of 1, so it opens a new group, whose id cannot
+    # be aid(1): the first "a" group still has that id.
+    await storage.add_to_feeds(group, ["bo"], [entry(1, key="a")])
+    groups = await storage.read_groups(group, "bo", limit=10)
+    assert [(g.key, g.activity_ids) for g in groups] == [
+        ("b", [aid(3)]),
+        ("a", [aid(2)]),
+        ("a", [aid(1)]),
+    ]
+    assert len({g.id for g in groups}) == 3 and groups[1].id == aid(1)
+    counts = await storage.mark(group, "bo", Marks(seen=True), group_ids=[groups[2].id])
+    assert counts == Counts(2, 3)

@@ -21,6 +21,11 @@ for i = 3, #ARGV, 4 do
       redis.call('ZREM', order, newest(gid) .. gid)
     else
       gid = aid
+      -- Same rule as storage.base.fresh_group_id: the next free id up in the suffix.
+      while redis.call('HEXISTS', gkeys, gid) == 1 do
+        local suffix = (tonumber(string.sub(gid, 15), 16) + 1) % 281474976710656
+        gid = string.sub(gid, 1, 14) .. string.format('%012x', suffix)
+      end
       redis.call('HSET', gkeys, gid, key)
       redis.call('HSET', gverbs, gid, verb)
     end

@@ -24,14 +24,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
-from cassandra.query import BatchStatement, BatchType
-
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.cassandra_aggregated import QUERIES as AGGREGATED_QUERIES
 from notifier.storage.cassandra_aggregated import AggregatedFeeds
-from notifier.storage.cassandra_session import CassandraConnection, CassandraSettings
+from notifier.storage.cassandra_session import Call, CassandraConnection, CassandraSettings
 
 T = TypeVar("T")
 _CHUNK = 100
@@ -112,35 +110,35 @@ class CassandraStorage:
 
     # -- activities ------------------------------------------------------------------------
     async def put_activities(self, activities: Sequence[Activity]) -> None:
-        bind, ns = self.conn.bind, self.prefix
-        statements = []
+        ns = self.prefix
+        calls: list[Call] = []
         for activity in activities:
-            statements.append(bind("put_activity", (ns, activity.id, encode_activity(activity))))
+            calls.append(("put_activity", (ns, activity.id, encode_activity(activity))))
             if activity.foreign_id is not None:
-                statements.append(bind("put_foreign", (ns, activity.foreign_id, activity.id)))
-        await self.conn.execute_all(statements)
+                calls.append(("put_foreign", (ns, activity.foreign_id, activity.id)))
+        await self.conn.run_all(calls)
 
     async def get_activities(self, ids: Sequence[str]) -> dict[str, Activity]:
         wanted = list(dict.fromkeys(ids))
-        results = await self.conn.execute_all(
-            self.conn.bind("get_activities", (self.prefix, chunk)) for chunk in _chunks(wanted)
+        results = await self.conn.run_all(
+            ("get_activities", (self.prefix, chunk)) for chunk in _chunks(wanted)
         )
         return {row[0]: decode_activity(row[1]) for rows in results for row in rows}
 
     async def delete_activities(self, ids: Sequence[str]) -> None:
         found = await self.get_activities(ids)
-        bind, ns = self.conn.bind, self.prefix
-        statements = []
+        ns = self.prefix
+        calls: list[Call] = []
         for activity in found.values():
-            statements.append(bind("delete_activity", (ns, activity.id)))
+            calls.append(("delete_activity", (ns, activity.id)))
             if activity.foreign_id is not None:
-                statements.append(bind("delete_foreign", (ns, activity.foreign_id, activity.id)))
-        await self.conn.execute_all(statements)
+                calls.append(("delete_foreign", (ns, activity.foreign_id, activity.id)))
+        await self.conn.run_all(calls)
 
     async def find_foreign_ids(self, foreign_ids: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(foreign_ids))
-        results = await self.conn.execute_all(
-            self.conn.bind("find_foreign", (self.prefix, chunk)) for chunk in _chunks(wanted)
+        results = await self.conn.run_all(
+            ("find_foreign", (self.prefix, chunk)) for chunk in _chunks(wanted)
         )
         return sorted({row[0] for rows in results for row in rows})
 
@@ -177,13 +175,10 @@ class CassandraStorage:
         )
         if not added and not trimming:
             return None
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        batch.is_idempotent = True
-        for activity_id in added:
-            batch.add(self.conn.prepared["flat_insert"], (ns, feed, activity_id))
+        calls: list[Call] = [("flat_insert", (ns, feed, activity_id)) for activity_id in added]
         if trimming:
-            batch.add(self.conn.prepared["flat_trim"], (ns, feed, floor))
-        await self.conn.execute(batch)
+            calls.append(("flat_trim", (ns, feed, floor)))
+        await self.conn.run_batch(calls)
         return FeedChange(user=user, added=sorted(added)) if added else None
 
     async def remove_from_feeds(
@@ -282,9 +277,8 @@ class CassandraStorage:
 
     # -- follow graph ----------------------------------------------------------------------
     async def _following(self, user: str, targets: list[str]) -> set[str]:
-        results = await self.conn.execute_all(
-            self.conn.bind("following_has", (self.prefix, user, chunk))
-            for chunk in _chunks(targets)
+        results = await self.conn.run_all(
+            ("following_has", (self.prefix, user, chunk)) for chunk in _chunks(targets)
         )
         return {row[0] for rows in results for row in rows}
 
@@ -293,14 +287,11 @@ class CassandraStorage:
         way, the batch log still lands the other half, so the two tables never disagree."""
         batches = []
         for start in range(0, len(targets), _EDGES_PER_BATCH):
-            chunk = targets[start : start + _EDGES_PER_BATCH]
-            batch = BatchStatement(batch_type=BatchType.LOGGED)
-            batch.is_idempotent = True
-            for target in chunk:
-                batch.add(self.conn.prepared[out], (self.prefix, user, target))
-                batch.add(self.conn.prepared[into], (self.prefix, target, user))
-            batches.append(batch)
-        await self.conn.execute_all(batches)
+            calls: list[Call] = []
+            for target in targets[start : start + _EDGES_PER_BATCH]:
+                calls += [(out, (self.prefix, user, target)), (into, (self.prefix, target, user))]
+            batches.append(self.conn.run_batch(calls, logged=True))
+        await asyncio.gather(*batches)
 
     async def follow(self, user: str, targets: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(targets))

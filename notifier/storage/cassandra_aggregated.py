@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from cassandra import OperationTimedOut, WriteTimeout
-from cassandra.query import BatchStatement, BatchType
 
 from notifier.errors import Conflict
 from notifier.feedgroups import FeedGroup, FeedKind
@@ -38,7 +37,7 @@ from notifier.storage.cassandra_groups import (
     page,
     plan_mark,
 )
-from notifier.storage.cassandra_session import CassandraConnection
+from notifier.storage.cassandra_session import Call, CassandraConnection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,11 +146,8 @@ class AggregatedFeeds:
     async def _slices(
         self, name: str, feed: str, wanted: dict[str, int], serial: bool
     ) -> dict[str, list[str]]:
-        statements = [
-            self.conn.bind(name, (self.ns, feed, ref, n), serial=serial)
-            for ref, n in wanted.items()
-        ]
-        results = await self.conn.execute_all(statements)
+        calls = [(name, (self.ns, feed, ref, n)) for ref, n in wanted.items()]
+        results = await self.conn.run_all(calls, serial=serial)
         return {ref: [row[0] for row in rows] for ref, rows in zip(wanted, results, strict=True)}
 
     async def _all_items(self, feed: str, refs: list[str], serial: bool) -> dict[str, list[str]]:
@@ -170,7 +166,9 @@ class AggregatedFeeds:
             if not writes:
                 return result
             try:
-                rows = await self.conn.execute(self._batch(feed, snapshot, writes))
+                rows = await self.conn.run_batch(
+                    self._batch(feed, snapshot, writes), idempotent=False
+                )
                 if rows and rows[0][0]:
                     return result
             except (WriteTimeout, OperationTimedOut) as exc:
@@ -179,31 +177,28 @@ class AggregatedFeeds:
             await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
         raise Conflict(f"aggregated feed {feed!r} stayed contended for {attempts} attempts")
 
-    def _batch(self, feed: str, snapshot: Snapshot, writes: Writes) -> BatchStatement:
-        ns, p = self.ns, self.conn.prepared
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        version = (snapshot.version or 0) + 1
-        c = writes.counts
-        batch.add(p["agg_cas"], (version, c.unseen, c.unread, ns, feed, snapshot.version))
+    def _batch(self, feed: str, snapshot: Snapshot, writes: Writes) -> list[Call]:
+        """The conditional batch: the version check first, then every changed row."""
+        ns, c = self.ns, writes.counts
+        calls: list[Call] = [
+            ("agg_cas", (snapshot.next_version, c.unseen, c.unread, ns, feed, snapshot.version))
+        ]
         for s in writes.slots.values():
             row = (s.gid, s.ref, s.key, s.verb, s.position, s.oldest, s.count, s.actors, s.recent)
-            batch.add(p["agg_slot"], (ns, feed, f"{s.slot:05d}", *row, s.seen, s.read, s.archived))
+            calls.append(
+                ("agg_slot", (ns, feed, f"{s.slot:05d}", *row, s.seen, s.read, s.archived))
+            )
         for activity_id, (ref, actor) in writes.members.items():
-            batch.add(p["agg_member"], (ns, feed, activity_id, ref, actor))
-        for ref, activity_id in writes.items:
-            batch.add(p["agg_item"], (ns, feed, ref, activity_id))
+            calls.append(("agg_member", (ns, feed, activity_id, ref, actor)))
+        calls += [("agg_item", (ns, feed, ref, activity_id)) for ref, activity_id in writes.items]
         for (ref, actor), n in writes.tallies.items():
-            batch.add(p["agg_tally"], (ns, feed, ref, actor, n))
-        for activity_id in sorted(writes.gone_members):
-            batch.add(p["agg_unmember"], (ns, feed, activity_id))
-        for ref, activity_id in sorted(writes.gone_items):
-            batch.add(p["agg_unitem"], (ns, feed, ref, activity_id))
-        for ref, actor in sorted(writes.gone_tallies):
-            batch.add(p["agg_untally"], (ns, feed, ref, actor))
-        for ref in writes.dropped:
-            batch.add(p["agg_drop_items"], (ns, feed, ref))
-            batch.add(p["agg_drop_tallies"], (ns, feed, ref))
-        return batch
+            calls.append(("agg_tally", (ns, feed, ref, actor, n)))
+        calls += [("agg_unmember", (ns, feed, a)) for a in sorted(writes.gone_members)]
+        calls += [("agg_unitem", (ns, feed, r, a)) for r, a in sorted(writes.gone_items)]
+        calls += [("agg_untally", (ns, feed, r, a)) for r, a in sorted(writes.gone_tallies)]
+        for ref in sorted(writes.dropped):
+            calls += [("agg_drop_items", (ns, feed, ref)), ("agg_drop_tallies", (ns, feed, ref))]
+        return calls
 
     # -- operations ----------------------------------------------------------------------------
     async def add(self, group: FeedGroup, user: str, entries: Sequence[Entry]) -> FeedChange | None:

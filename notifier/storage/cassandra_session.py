@@ -29,11 +29,19 @@ from cassandra import ConsistencyLevel, WriteType
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement, Statement, tuple_factory
+from cassandra.query import (
+    BatchStatement,
+    BatchType,
+    PreparedStatement,
+    Statement,
+    tuple_factory,
+)
 
 from notifier.errors import ConfigError
 from notifier.storage.cassandra_schema import KEYSPACE, Replication, check_version
 
+Call = tuple[str, Sequence[Any]]
+"""A prepared statement's name and its bind values."""
 DEFAULT_PORT = 9042
 _ENV = "NOTIFIER_CASSANDRA_"
 _PARAMS = {
@@ -337,7 +345,8 @@ class CassandraConnection:
             await asyncio.to_thread(self.connect_sync)
 
     def bind(self, name: str, params: Sequence[Any], *, serial: bool = False) -> Statement:
-        """The prepared statement ``name`` bound to ``params``; ``serial`` reads linearizably."""
+        """The prepared statement ``name`` bound to ``params``; ``serial`` reads linearizably.
+        Needs a connection: the ``run`` methods below connect first."""
         statement = self.prepared[name].bind(params)
         if serial:
             statement.consistency_level = self.settings.serial_consistency
@@ -350,17 +359,34 @@ class CassandraConnection:
         return await _bridge(self.session.execute_async(statement), loop)
 
     async def run(self, name: str, *params: Any, serial: bool = False) -> list[Any]:
+        """Run the prepared statement ``name`` with ``params``."""
+        await self.connect()
         return await self.execute(self.bind(name, params, serial=serial))
 
-    async def execute_all(self, statements: Iterable[Statement]) -> list[list[Any]]:
-        """Run many statements concurrently, at most ``max_in_flight`` at a time."""
+    async def run_all(self, calls: Iterable[Call], *, serial: bool = False) -> list[list[Any]]:
+        """Run many prepared statements concurrently, at most ``max_in_flight`` at a time
+        (one round trip each, in parallel, each routed to a replica of its partition)."""
+        await self.connect()
         limit = asyncio.Semaphore(self.settings.max_in_flight)
 
         async def one(statement: Statement) -> list[Any]:
             async with limit:
                 return await self.execute(statement)
 
+        statements = [self.bind(name, params, serial=serial) for name, params in calls]
         return list(await asyncio.gather(*(one(s) for s in statements)))
+
+    async def run_batch(
+        self, calls: Iterable[Call], *, logged: bool = False, idempotent: bool = True
+    ) -> list[Any]:
+        """Run prepared statements as one batch: unlogged for one partition (atomic and
+        isolated there), logged when it spans partitions (all of it lands eventually)."""
+        await self.connect()
+        batch = BatchStatement(batch_type=BatchType.LOGGED if logged else BatchType.UNLOGGED)
+        batch.is_idempotent = idempotent
+        for name, params in calls:
+            batch.add(self.prepared[name], params)
+        return await self.execute(batch)
 
     def close_sync(self) -> None:
         with self._lock:

@@ -1,0 +1,395 @@
+"""What only the Cassandra backend has to prove: retried writes change nothing, the schema is
+managed by versioned migrations, trimming leaves no per-row tombstones, reads are one round
+trip, and the URL / environment settings say what they mean."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from cassandra import ConsistencyLevel, OperationTimedOut, WriteType
+from cassandra.query import BatchStatement, SimpleStatement, Statement
+from click.testing import CliRunner
+
+from notifier.errors import ConfigError
+from notifier.storage.base import Counts, Marks
+from notifier.storage.cassandra import QUERIES, CassandraStorage, connect
+from notifier.storage.cassandra_cli import cassandra
+from notifier.storage.cassandra_schema import (
+    Replication,
+    apply_migrations,
+    check_version,
+    migrations,
+)
+from notifier.storage.cassandra_session import CassandraSettings, IdempotentRetryPolicy
+from tests import cassandra_node
+from tests.storage.helpers import activity, aid, entry, flat, notification
+
+
+@pytest.fixture
+async def store(cassandra_hosts: str) -> AsyncIterator[CassandraStorage]:
+    storage = cassandra_node.storage_factory(cassandra_hosts)()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+async def raw(store: CassandraStorage, table: str, feed: str | None = None) -> list[Any]:
+    """Every stored row of ``table`` in the storage's namespace (for one feed)."""
+    keyspace = store.conn.settings.keyspace
+    if feed is None:
+        cql, params = (
+            f"SELECT * FROM {keyspace}.{table} WHERE ns = %s ALLOW FILTERING",
+            [store.prefix],
+        )
+    else:
+        cql, params = (
+            f"SELECT * FROM {keyspace}.{table} WHERE ns = %s AND feed = %s",
+            [
+                store.prefix,
+                feed,
+            ],
+        )
+    rows = await asyncio.to_thread(store.conn.session.execute, cql, params)
+    return sorted(map(tuple, rows), key=repr)
+
+
+class Recorder:
+    """Wraps ``execute`` to see what the backend sends (and optionally lose an answer)."""
+
+    def __init__(self, store: CassandraStorage, lose_first_commit: bool = False) -> None:
+        self.real = store.conn.execute
+        self.sent: list[Statement] = []
+        self.lose = lose_first_commit
+
+    async def __call__(self, statement: Statement) -> list[Any]:
+        self.sent.append(statement)
+        rows = await self.real(statement)
+        if self.lose and isinstance(statement, BatchStatement) and rows and rows[0][0] is True:
+            self.lose = False
+            raise OperationTimedOut("the commit landed but its answer was lost")
+        return rows
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+NOTES = notification(max_length=3)
+TIMELINE = flat(max_length=3)
+USERS = ["bo", "cy"]
+
+
+async def fanout_job(store: CassandraStorage, users: list[str] = USERS) -> None:
+    """What a fanout job writes; a retried job runs it again, whole or after a crash."""
+    await store.put_activities([activity(n, foreign_id=f"f{n}") for n in range(1, 7)])
+    await store.add_to_feeds(TIMELINE, users, [entry(n) for n in range(1, 7)])
+    notes = [entry(n, actor=f"u{n % 2}", key=str(n % 4)) for n in range(1, 7)]
+    await store.add_to_feeds(NOTES, users, notes)
+    await store.follow("bo", ["ana", "cy"])
+
+
+async def visible(store: CassandraStorage) -> list[Any]:
+    state: list[Any] = []
+    for user in USERS:
+        state.append(await store.read_flat(TIMELINE, user, limit=10))
+        state.append(await store.read_groups(NOTES, user, limit=10))
+        state.append(await store.counts(NOTES, user))
+        state.append(await store.count(TIMELINE, user))
+    state.append(await store.following("bo", limit=10))
+    state.append(await store.find_foreign_ids([f"f{n}" for n in range(1, 7)]))
+    return state
+
+
+async def stored(store: CassandraStorage) -> list[Any]:
+    """Every row the namespace holds, statics (the feed's version) included."""
+    rows = [await raw(store, t) for t in ("activities", "foreign_ids", "following", "followers")]
+    for user in USERS:
+        rows.append(await raw(store, "flat_feeds", f"timeline:{user}"))
+        rows.append(await raw(store, "aggregated_feeds", f"notification:{user}"))
+    return rows
+
+
+async def test_re_running_the_same_writes_leaves_feeds_and_counts_unchanged(
+    store: CassandraStorage,
+) -> None:
+    await fanout_job(store)
+    await store.mark(NOTES, "bo", Marks(seen=True), all=True)  # a later write by someone else
+    before_rows, before = await stored(store), await visible(store)
+    assert before[2] == Counts(0, 3)
+
+    await fanout_job(store)  # the retry
+
+    assert await visible(store) == before
+    # Not a single row (nor a feed's version) changed: the re-run committed nothing at all.
+    assert await stored(store) == before_rows
+
+
+async def test_a_job_retried_after_crashing_half_way_ends_as_one_clean_run(
+    cassandra_hosts: str, store: CassandraStorage
+) -> None:
+    await fanout_job(store, users=["bo"])  # crashed before "cy"
+    await fanout_job(store)
+    clean = cassandra_node.storage_factory(cassandra_hosts)()
+    await fanout_job(clean)
+    assert await visible(store) == await visible(clean)
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_applied_twice(
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = notification()
+    await store.add_to_feeds(group, ["bo"], [entry(1, "ana", key="a")])
+    recorder = Recorder(store, lose_first_commit=True)
+    monkeypatch.setattr(store.conn, "execute", recorder)
+
+    await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])
+    await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])  # and the job's retry
+
+    assert not recorder.lose, "the commit was not reached"
+    (only,) = await store.read_groups(group, "bo", limit=10)
+    assert (only.activity_count, only.actor_count) == (2, 2)
+    assert await store.counts(group, "bo") == Counts(1, 1)
+    statics = await raw(store, "aggregated_feeds", "notification:bo")
+    assert {row_version(r) for r in statics} == {2}, "exactly two commits: no double apply"
+
+
+def row_version(row: tuple[Any, ...]) -> int:
+    # SELECT * orders columns: partition key, clustering, then the rest by name.
+    names = ["ns", "feed", "kind", "k1", "k2", "unread", "unseen", "version"]
+    return int(row[names.index("version")])
+
+
+async def test_concurrent_writers_on_separate_connections_keep_counts_exact(
+    cassandra_hosts: str, store: CassandraStorage
+) -> None:
+    other_conn = connect(f"cassandra://{cassandra_hosts}/{cassandra_node.KEYSPACE}")
+    other = CassandraStorage(other_conn, store.prefix, owns_connection=True)
+    group = notification(max_length=1000, window=3)
+
+    async def writer(storage: CassandraStorage, offset: int) -> None:
+        for n in range(25):
+            await storage.add_to_feeds(group, ["bo"], [entry(offset + n, key=str(n % 5))])
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for storage, offset in ((store, 0), (other, 1000), (store, 2000)):
+                tasks.create_task(writer(storage, offset))
+    finally:
+        await other.close()
+    groups = await store.read_groups(group, "bo", limit=1000)
+    assert sum(g.activity_count for g in groups) == 75
+    assert await store.counts(group, "bo") == Counts(len(groups), len(groups))
+
+
+async def test_a_reused_group_id_keeps_two_groups_apart(store: CassandraStorage) -> None:
+    # Group ids are the opening activity's id; removing it and adding it back outside the
+    # merge window opens a second group with the same id. Rows are keyed by ref instead.
+    group = notification(window=1)
+    await store.add_to_feeds(group, ["bo"], [entry(17, key="a")])
+    await store.add_to_feeds(group, ["bo"], [entry(1, key="a")])
+    await store.remove_from_feeds(group, ["bo"], [aid(17)])
+    await store.add_to_feeds(group, ["bo"], [entry(18, key="b")])
+    await store.add_to_feeds(group, ["bo"], [entry(17, key="a")])
+    groups = await store.read_groups(group, "bo", limit=10)
+    assert [(g.id, g.activity_ids) for g in groups] == [
+        (aid(18), [aid(18)]),
+        (aid(17), [aid(17)]),
+        (aid(17), [aid(1)]),
+    ]
+    await store.remove_from_feeds(group, ["bo"], [aid(1)])
+    assert [g.activity_ids for g in await store.read_groups(group, "bo", limit=10)] == [
+        [aid(18)],
+        [aid(17)],
+    ]
+
+
+# -- trimming ---------------------------------------------------------------------------------
+
+
+async def test_flat_trim_writes_one_range_delete_and_keeps_exactly_max_length_rows(
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(store)
+    monkeypatch.setattr(store.conn, "execute", recorder)
+    for n in range(40):
+        await store.add_to_feeds(flat(max_length=10), ["bo"], [entry(n)])
+    assert len(await raw(store, "flat_feeds", "timeline:bo")) == 10
+    batches = [s for s in recorder.sent if isinstance(s, BatchStatement)]
+    assert len(batches) == 40
+    for batch in batches[10:]:  # every write to the full feed: one insert, one range delete
+        assert len(batch) == 2
+
+
+async def test_aggregated_trim_rewrites_slots_in_place_and_forgets_dropped_activities(
+    store: CassandraStorage,
+) -> None:
+    group = notification(max_length=5)
+    for n in range(30):
+        await store.add_to_feeds(
+            group, ["bo"], [entry(2 * n, key=str(n)), entry(2 * n + 1, key=str(n))]
+        )
+    rows = await raw(store, "aggregated_feeds", "notification:bo")
+    kinds = [r[2] for r in rows]
+    # 5 slot rows however many groups came and went; members, items and tallies only of
+    # the live groups (dropped ones were deleted with their group, in the same batch).
+    assert (kinds.count("g"), kinds.count("m"), kinds.count("i"), kinds.count("a")) == (
+        5,
+        10,
+        10,
+        5,
+    )
+    assert await store.remove_from_feeds(group, ["bo"], [aid(0)]) == []
+    assert await store.counts(group, "bo") == Counts(5, 5)
+
+
+async def test_lowering_max_length_then_trim(store: CassandraStorage) -> None:
+    await store.add_to_feeds(notification(), ["bo"], [entry(n, key=str(n)) for n in range(6)])
+    await store.trim(notification(max_length=2), ["bo"])
+    groups = await store.read_groups(notification(), "bo", limit=10)
+    assert [g.id for g in groups] == [aid(5), aid(4)]
+    assert await store.counts(notification(), "bo") == Counts(2, 2)
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+async def test_a_page_is_one_query_and_its_bodies_one_more(
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = notification(shown=3, window=25)
+    await store.put_activities([activity(n) for n in range(60)])
+    await store.add_to_feeds(group, ["bo"], [entry(n, key=str(n % 25)) for n in range(60)])
+    recorder = Recorder(store)
+    monkeypatch.setattr(store.conn, "execute", recorder)
+    groups = await store.read_groups(group, "bo", limit=25)
+    bodies = await store.get_activities([i for g in groups for i in g.activity_ids])
+    assert len(groups) == 25 and len(bodies) == 60
+    assert len(recorder.sent) == 2
+
+
+# -- schema management ------------------------------------------------------------------------
+
+
+def test_schema_init_is_idempotent_and_records_its_version(cassandra_hosts: str) -> None:
+    keyspace = f"notifier_init_{uuid.uuid4().hex[:8]}"
+    url = f"cassandra://{cassandra_hosts}/{keyspace}?replication_factor=1"
+    runner = CliRunner()
+    conn = connect(url)
+    session = conn.session_sync()
+    try:
+        status = runner.invoke(cassandra, ["status", "--url", url])
+        assert status.exit_code == 3, status.output
+        with pytest.raises(ConfigError, match="notifier cassandra init"):
+            check_version(session, keyspace)
+
+        first = runner.invoke(cassandra, ["init", "--url", url])
+        assert first.exit_code == 0, first.output
+        assert "applied 001_initial" in first.output
+        again = runner.invoke(cassandra, ["init", "--url", url])
+        assert again.exit_code == 0 and "applied" not in again.output, again.output
+
+        rows = session.execute(f"SELECT version, name, checksum FROM {keyspace}.schema_migrations")
+        assert [tuple(r) for r in rows] == [(1, "initial", migrations()[0].checksum)]
+        check_version(session, keyspace)
+        assert runner.invoke(cassandra, ["status", "--url", url]).exit_code == 0
+
+        session.execute(f"UPDATE {keyspace}.schema_migrations SET checksum = 'x' WHERE version = 1")
+        with pytest.raises(ConfigError, match="immutable"):
+            apply_migrations(session, keyspace, Replication())
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        conn.close_sync()
+
+
+async def test_a_process_refuses_a_keyspace_without_the_schema(cassandra_hosts: str) -> None:
+    storage = CassandraStorage.from_url(f"cassandra://{cassandra_hosts}/no_such_keyspace")
+    try:
+        with pytest.raises(ConfigError, match="notifier cassandra init"):
+            await storage.ping()
+    finally:
+        await storage.close()
+
+
+# -- settings (no node needed) ----------------------------------------------------------------
+
+
+def test_url_names_hosts_keyspace_and_policies() -> None:
+    s = CassandraSettings.from_url(
+        "cassandra://10.0.0.1,10.0.0.2:9142/feeds?consistency=quorum&local_dc=dc1"
+        "&replication=dc1:3,dc2:2&timeout=2.5&serial_consistency=LOCAL_SERIAL",
+        env={},
+    )
+    assert (s.hosts, s.port, s.keyspace, s.local_dc) == (
+        ("10.0.0.1", "10.0.0.2"),
+        9142,
+        "feeds",
+        "dc1",
+    )
+    assert (s.consistency, s.serial_consistency) == (
+        ConsistencyLevel.QUORUM,
+        ConsistencyLevel.LOCAL_SERIAL,
+    )
+    assert s.replication.cql() == "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+    assert s.timeout == 2.5 and s.username is None and s.tls is None
+    d = CassandraSettings.from_url("cassandra://db", env={})
+    assert (d.port, d.keyspace, d.consistency) == (9042, "notifier", ConsistencyLevel.LOCAL_QUORUM)
+    assert d.serial_consistency == ConsistencyLevel.SERIAL
+    assert d.replication.cql() == "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+
+
+def test_secrets_and_tls_come_from_the_environment() -> None:
+    env = {
+        "NOTIFIER_CASSANDRA_USERNAME": "app",
+        "NOTIFIER_CASSANDRA_PASSWORD": "s3cret",
+        "NOTIFIER_CASSANDRA_TLS": "true",
+        "NOTIFIER_CASSANDRA_TLS_CHECK_HOSTNAME": "false",
+    }
+    s = CassandraSettings.from_url("cassandra://db/ks", env=env)
+    assert (s.username, s.password) == ("app", "s3cret")
+    assert "s3cret" not in repr(s)
+    assert isinstance(s.tls, ssl.SSLContext) and s.tls.verify_mode == ssl.CERT_REQUIRED
+    assert not s.tls.check_hostname
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("cassandra://user:pw@db/ks", "credentials do not go in the URL"),
+        ("cassandra://db/ks?consistency=MOST", "not a consistency level"),
+        ("cassandra://db/ks?colour=blue", "unknown parameter"),
+        ("cassandra://db/bad-name", "keyspace"),
+        ("cassandra://a:1,b:2/ks", "same port"),
+        ("cassandra://db/ks?replication=dc1", "dc1:3"),
+    ],
+)
+def test_bad_urls_are_refused_with_the_reason(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CassandraSettings.from_url(url, env={})
+
+
+async def test_statements_are_prepared_and_marked_idempotent_where_they_are(
+    store: CassandraStorage,
+) -> None:
+    await store.ping()
+    prepared = store.conn.prepared
+    assert set(prepared) == set(QUERIES)
+    assert {name for name, p in prepared.items() if not p.is_idempotent} == {"agg_cas"}
+
+
+def test_the_driver_retries_only_what_is_safe_to_repeat() -> None:
+    policy = IdempotentRetryPolicy()
+    safe, unsafe = SimpleStatement("x", is_idempotent=True), SimpleStatement("x")
+    one = ConsistencyLevel.ONE
+    retry, rethrow = policy.RETRY_NEXT_HOST, policy.RETHROW
+    assert policy.on_write_timeout(safe, one, WriteType.SIMPLE, 2, 1, 0)[0] == retry
+    assert policy.on_write_timeout(safe, one, WriteType.SIMPLE, 2, 1, 1)[0] == rethrow
+    assert policy.on_write_timeout(unsafe, one, WriteType.SIMPLE, 2, 1, 0)[0] == rethrow
+    assert policy.on_write_timeout(safe, one, WriteType.CAS, 2, 1, 0)[0] == rethrow
+    assert policy.on_request_error(unsafe, one, OSError(), 0)[0] == rethrow
+    assert policy.on_request_error(safe, one, OSError(), 0)[0] == retry
+    assert policy.on_unavailable(unsafe, one, 2, 1, 0)[0] == retry  # nothing was written
+    assert policy.on_read_timeout(safe, one, 2, 1, False, 0)[0] == retry

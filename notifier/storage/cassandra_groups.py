@@ -9,10 +9,10 @@ re-planned, so a plan never has to think about concurrency, and a re-run of a wr
 land finds nothing left to do. The semantics are the memory backend's, step for step.
 
 Rows of a group are keyed by its ``ref`` (``<gid>.<version that created it>``), not by its
-public id: a group keeps the id of the activity that opened it even after that activity is
-removed, so if the activity comes back and opens a new group, two live groups share an id.
-Refs keep their memberships, items and tallies apart, and a ref never names two groups over
-the life of a feed (a dropped group's range tombstone cannot hide a later group's rows).
+public id. Live groups never share an id (``base.fresh_group_id``), but one id can name
+several groups over a feed's life (a group is trimmed, its opening activity comes back); a
+ref names one group ever, so nothing a dropped group left behind (its tombstones, or rows a
+bug might leave) can be read as a later group's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from notifier.storage.base import Counts, Entry, Marks, StoredGroup
+from notifier.storage.base import Counts, Entry, Marks, StoredGroup, fresh_group_id
 
 Pair = tuple[str, str]
 
@@ -160,8 +160,9 @@ class AddPlan:
             recent = heapq.nlargest(window, work.values(), key=lambda w: w.slot.order)
             target = next((w for w in recent if w.slot.key == entry.key), None)
             if target is None:
-                ref = f"{entry.id}.{snapshot.next_version}"
-                new = Slot(-1, entry.id, ref, entry.key, entry.verb, entry.id, entry.id)
+                gid = fresh_group_id(entry.id, {w.slot.gid for w in work.values()})
+                ref = f"{gid}.{snapshot.next_version}"
+                new = Slot(-1, gid, ref, entry.key, entry.verb, entry.id, entry.id)
                 target = work[ref] = _Work(new, False)
             target.gained.append(entry)
             s = target.slot
@@ -309,7 +310,7 @@ def plan_mark(
     up_to: str | None = None,
 ) -> Writes:
     """Set or clear flags on the groups named by id or ref (or all, up to a position); empty
-    if nothing changes. Every live group carrying a named id is marked."""
+    if nothing changes."""
     writes = Writes()
     for slot in snapshot.slots:
         if not slot.gid:

@@ -185,26 +185,25 @@ async def test_concurrent_writers_on_separate_connections_keep_counts_exact(
     assert await store.counts(group, "bo") == Counts(len(groups), len(groups))
 
 
-async def test_a_reused_group_id_keeps_two_groups_apart(store: CassandraStorage) -> None:
-    # Group ids are the opening activity's id; removing it and adding it back outside the
-    # merge window opens a second group with the same id. Rows are keyed by ref instead.
-    group = notification(window=1)
-    await store.add_to_feeds(group, ["bo"], [entry(17, key="a")])
-    await store.add_to_feeds(group, ["bo"], [entry(1, key="a")])
-    await store.remove_from_feeds(group, ["bo"], [aid(17)])
-    await store.add_to_feeds(group, ["bo"], [entry(18, key="b")])
-    await store.add_to_feeds(group, ["bo"], [entry(17, key="a")])
-    groups = await store.read_groups(group, "bo", limit=10)
-    assert [(g.id, g.activity_ids) for g in groups] == [
-        (aid(18), [aid(18)]),
-        (aid(17), [aid(17)]),
-        (aid(17), [aid(1)]),
-    ]
-    await store.remove_from_feeds(group, ["bo"], [aid(1)])
-    assert [g.activity_ids for g in await store.read_groups(group, "bo", limit=10)] == [
-        [aid(18)],
-        [aid(17)],
-    ]
+async def test_a_group_id_named_again_after_a_trim_is_a_new_group(store: CassandraStorage) -> None:
+    # The trimmed group's rows are gone under its ref; the new group with the same id has
+    # its own ref, so none of the old group's members, items or tallies leak into it.
+    group = notification(max_length=1)
+    await store.add_to_feeds(group, ["bo"], [entry(1, "ana", key="a"), entry(2, "cy", key="a")])
+    await store.add_to_feeds(group, ["bo"], [entry(3, key="b")])  # trims the "a" group
+    await store.add_to_feeds(group, ["bo"], [entry(5, key="c")])  # trims "b"
+    assert await store.add_to_feeds(group, ["bo"], [entry(1, "eve", key="a")]) == []  # too old
+    await store.remove_from_feeds(group, ["bo"], [aid(5)])
+    await store.add_to_feeds(group, ["bo"], [entry(1, "eve", key="a")])
+    (only,) = await store.read_groups(group, "bo", limit=10)
+    assert (only.id, only.activity_ids, only.activity_count, only.actor_count) == (
+        aid(1),
+        [aid(1)],
+        1,
+        1,
+    )
+    refs = {r[3] for r in await raw(store, "aggregated_feeds", "notification:bo") if r[2] == "i"}
+    assert len(refs) == 1 and refs != {f"{aid(1)}.1"}
 
 
 # -- trimming ---------------------------------------------------------------------------------

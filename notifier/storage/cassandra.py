@@ -215,7 +215,7 @@ class CassandraStorage:
         id_lt: str | None = None,
         id_gt: str | None = None,
     ) -> list[str]:
-        if limit <= 0:
+        if limit <= 0:  # CQL refuses LIMIT 0
             return []
         rows = await self.conn.run(
             "flat_page",
@@ -312,11 +312,15 @@ class CassandraStorage:
         return gone
 
     async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
-        rows = await self.conn.run("followers_page", self.prefix, user, after or "", limit)
-        return [row[0] for row in rows]
+        return await self._page("followers_page", user, limit, after)
 
     async def following(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
-        rows = await self.conn.run("following_page", self.prefix, user, after or "", limit)
+        return await self._page("following_page", user, limit, after)
+
+    async def _page(self, query: str, user: str, limit: int, after: str | None) -> list[str]:
+        if limit <= 0:  # CQL refuses LIMIT 0
+            return []
+        rows = await self.conn.run(query, self.prefix, user, after or "", limit)
         return [row[0] for row in rows]
 
     async def follow_counts(self, user: str) -> tuple[int, int]:

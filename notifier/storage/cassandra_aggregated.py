@@ -205,7 +205,7 @@ class AggregatedFeeds:
         """Add ``entries`` (sorted oldest first) and trim; None when nothing was added."""
         feed = f"{group.name}:{user}"
         wanted = list(dict.fromkeys(e.id for e in entries))
-        by_id = {e.id: e for e in entries}
+        by_id = {e.id: e for e in reversed(entries)}  # the first of duplicates wins, as in memory
 
         async def step(snapshot: Snapshot, serial: bool) -> tuple[Writes, Done]:
             present = await self._members(feed, wanted, serial)

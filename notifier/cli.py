@@ -36,14 +36,39 @@ def demo(config_path: str | None) -> None:
 
 
 @main.command()
-def serve() -> None:
-    """Run the HTTP and websocket server (not built yet)."""
-    click.echo("notifier serve: the HTTP server is not built yet (see issue: HTTP API)", err=True)
-    sys.exit(1)
+@click.option("--config", "config_path", envvar="NOTIFIER_CONFIG", help="TOML configuration.")
+@click.option("--host", help="Listen address (default NOTIFIER_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Listen port (default NOTIFIER_PORT or 8000).")
+@click.option("--log-level", default="info", show_default=True)
+def serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
+    """Run the HTTP API (and websocket endpoint) with uvicorn."""
+    import uvicorn
+
+    from notifier.web.settings import ServerSettings
+    from notifier.web.wiring import build_app
+
+    config = load_config(config_path)
+    try:
+        settings = ServerSettings.load(config.server)
+    except ConfigError as exc:
+        click.echo(f"notifier: configuration error: {exc}", err=True)
+        sys.exit(2)
+    uvicorn.run(
+        build_app(config, settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level,
+        server_header=False,
+    )
 
 
-@main.command()
-def worker() -> None:
-    """Run fanout workers (not built yet)."""
-    click.echo("notifier worker: fanout workers are not built yet (see issue: fanout)", err=True)
-    sys.exit(1)
+def _register() -> None:
+    from notifier.fanout.cli import import_command, worker
+    from notifier.storage.cassandra_cli import cassandra
+
+    main.add_command(worker)
+    main.add_command(import_command)
+    main.add_command(cassandra)
+
+
+_register()

@@ -35,6 +35,8 @@ class Config:
     storage_url: str = "memory://"
     key_prefix: str = "notifier"
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    server: Mapping[str, Any] = field(default_factory=dict)
+    """The raw ``[server]`` table; ``notifier.web.settings.ServerSettings`` validates it."""
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.storage_url).scheme
@@ -50,7 +52,7 @@ class Config:
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
         """Build from a parsed TOML document, then apply environment overrides."""
         env = os.environ if env is None else env
-        unknown = set(raw) - {"feeds", "verbs", "limits", "storage", "fanout"}
+        unknown = set(raw) - {"feeds", "verbs", "limits", "storage", "fanout", "server"}
         if unknown:
             raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}")
         storage = dict(raw.get("storage", {}))
@@ -78,6 +80,7 @@ class Config:
             storage_url=env.get("NOTIFIER_STORAGE_URL", storage.get("url", "memory://")),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX", storage.get("prefix", "notifier")),
             fanout=FanoutSettings.from_mapping(raw.get("fanout", {}), env),
+            server=dict(raw.get("server", {})),
         )
 
     @classmethod

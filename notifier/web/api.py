@@ -1,0 +1,193 @@
+"""The server API, for app backends holding an API key: activities, follows, any feed, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.responses import Response
+
+from notifier.errors import Conflict, InvalidInput, NotFound
+from notifier.feeds import FlatPage, GroupPage
+from notifier.model import Activity, check_user_id
+from notifier.web import feed_ops
+from notifier.web.routing import Call, Endpoint, json_response
+from notifier.web.schemas import (
+    ActivityBatchIn,
+    ActivityBatchOut,
+    ActivityIn,
+    CountsOut,
+    FollowCounts,
+    FollowIn,
+    FollowOut,
+    MarkIn,
+    PageQuery,
+    RemovedOut,
+    RemoveQuery,
+    TokenIn,
+    TokenOut,
+    UnfollowOut,
+    UnfollowQuery,
+    UsersPage,
+    UsersQuery,
+)
+from notifier.web.services import Services
+
+MAX_USERS_PAGE = 1000
+
+
+def server_endpoints(s: Services) -> list[Endpoint]:
+    """Every server API endpoint, bound to this process's services."""
+
+    def build(raw: ActivityIn, index: int | None = None) -> Activity:
+        try:
+            return s.notifier.activity(
+                actor=raw.actor,
+                verb=raw.verb,
+                object=raw.object,
+                target=raw.target,
+                time=raw.time,
+                extra=raw.extra,
+                foreign_id=raw.foreign_id,
+                to=raw.to,
+            )
+        except InvalidInput as exc:
+            if index is None:
+                raise
+            raise InvalidInput(f"activities[{index}].{exc.field}", exc.message) from None
+
+    async def store(activities: Sequence[Activity]) -> tuple[list[Activity], bool]:
+        """Add the new ones; a re-send of a stored id must match it (idempotent) or 409."""
+        existing = await s.notifier.storage.get_activities([a.id for a in activities])
+        fresh: list[Activity] = []
+        for activity in activities:
+            before = existing.get(activity.id)
+            if before is None:
+                fresh.append(activity)
+            elif before != activity:
+                raise Conflict(
+                    f"an activity with foreign_id {activity.foreign_id!r} and this time exists "
+                    "with different content",
+                    field="foreign_id",
+                )
+        if fresh:
+            await s.fanout.add_activities(list({a.id: a for a in fresh}.values()))
+        return [existing.get(a.id, a) for a in activities], bool(fresh)
+
+    async def add_activity(call: Call) -> Response:
+        (stored,), created = await store([build(call.body)])
+        return json_response(stored, 201 if created else 200)
+
+    async def add_activities(call: Call) -> Response:
+        items = call.body.activities
+        if not items:
+            raise InvalidInput("activities", "at least one activity")
+        if len(items) > s.notifier.config.limits.max_batch:
+            limit = s.notifier.config.limits.max_batch
+            raise InvalidInput("activities", f"at most {limit} activities per batch")
+        stored, created = await store([build(raw, i) for i, raw in enumerate(items)])
+        return json_response(ActivityBatchOut(stored), 201 if created else 200)
+
+    async def remove_activity(call: Call) -> RemovedOut:
+        activity_id = call.path["activity_id"]
+        removed = await s.fanout.remove_activity(activity_id=activity_id)
+        if not removed:
+            raise NotFound(f"no activity {activity_id!r}", field="activity_id")
+        return RemovedOut(removed)
+
+    async def remove_by_foreign_id(call: Call) -> RemovedOut:
+        removed = await s.fanout.remove_activity(foreign_id=call.query.foreign_id)
+        if not removed:
+            foreign_id = call.query.foreign_id
+            raise NotFound(f"no activity with foreign_id {foreign_id!r}", field="foreign_id")
+        return RemovedOut(removed)
+
+    async def follow(call: Call) -> FollowOut:
+        body: FollowIn = call.body
+        check_user_id(body.user, "user")
+        check_user_id(body.target, "target")
+        if body.user == body.target:
+            raise InvalidInput("target", "a user cannot follow themselves")
+        if body.backfill is not None and body.backfill < 0:
+            raise InvalidInput("backfill", "must be 0 or more")
+        return FollowOut(await s.fanout.follow(body.user, body.target, backfill=body.backfill))
+
+    async def unfollow(call: Call) -> UnfollowOut:
+        user = check_user_id(call.path["user"], "user")
+        target = check_user_id(call.path["target"], "target")
+        keep = call.query.keep_history
+        return UnfollowOut(await s.fanout.unfollow(user, target, keep_history=keep))
+
+    def users_query(call: Call) -> tuple[str, UsersQuery]:
+        query: UsersQuery = call.query
+        if not 1 <= query.limit <= MAX_USERS_PAGE:
+            raise InvalidInput("limit", f"must be from 1 to {MAX_USERS_PAGE}")
+        return check_user_id(call.path["user"], "user"), query
+
+    async def list_followers(call: Call) -> UsersPage:
+        user, q = users_query(call)
+        users = await s.notifier.storage.followers(user, limit=q.limit, after=q.after)
+        return UsersPage(users, users[-1] if len(users) == q.limit else None)
+
+    async def list_following(call: Call) -> UsersPage:
+        user, q = users_query(call)
+        users = await s.notifier.storage.following(user, limit=q.limit, after=q.after)
+        return UsersPage(users, users[-1] if len(users) == q.limit else None)
+
+    async def follow_counts(call: Call) -> FollowCounts:
+        user = check_user_id(call.path["user"], "user")
+        followers, following = await s.notifier.storage.follow_counts(user)
+        return FollowCounts(followers, following)
+
+    async def read_feed(call: Call) -> FlatPage | GroupPage:
+        return await feed_ops.read_page(s.feed(call.path["group"], call.path["user"]), call.query)
+
+    async def feed_counts(call: Call) -> CountsOut:
+        return await feed_ops.counts(s.feed(call.path["group"], call.path["user"]))
+
+    async def mark_feed(call: Call) -> CountsOut:
+        return await feed_ops.mark(s.feed(call.path["group"], call.path["user"]), call.body)
+
+    async def issue_token(call: Call) -> TokenOut:
+        body: TokenIn = call.body
+        if body.ttl is not None and body.ttl < 1:
+            raise InvalidInput("ttl", "must be at least 1 second")
+        for group in body.feeds or ():
+            s.group(group)
+        token, expires = s.tokens.issue(body.user, body.ttl, body.feeds)
+        return TokenOut(token, expires)
+
+    activities, follows, feeds = ("activities",), ("follows",), ("feeds",)
+    return [
+        Endpoint("POST", "/v1/activities", add_activity, "Add an activity (fanout runs in the "
+                 "background)", body=ActivityIn, response=Activity, status=201, errors=(409,),
+                 tags=activities),
+        Endpoint("POST", "/v1/activities/batch", add_activities, "Add a batch of activities",
+                 body=ActivityBatchIn, response=ActivityBatchOut, status=201, errors=(409,),
+                 tags=activities),
+        Endpoint("DELETE", "/v1/activities/{activity_id}", remove_activity,
+                 "Remove an activity everywhere it went", response=RemovedOut, errors=(404,),
+                 tags=activities),
+        Endpoint("DELETE", "/v1/activities", remove_by_foreign_id,
+                 "Remove the activities with a foreign id", query=RemoveQuery,
+                 response=RemovedOut, errors=(404,), tags=activities),
+        Endpoint("POST", "/v1/follows", follow, "Follow a user (with backfill)", body=FollowIn,
+                 response=FollowOut, tags=follows),
+        Endpoint("DELETE", "/v1/follows/{user}/{target}", unfollow, "Unfollow a user",
+                 query=UnfollowQuery, response=UnfollowOut, tags=follows),
+        Endpoint("GET", "/v1/users/{user}/followers", list_followers, "Followers of a user",
+                 query=UsersQuery, response=UsersPage, tags=follows),
+        Endpoint("GET", "/v1/users/{user}/following", list_following, "Whom a user follows",
+                 query=UsersQuery, response=UsersPage, tags=follows),
+        Endpoint("GET", "/v1/users/{user}/follow_counts", follow_counts,
+                 "Follower and following counts", response=FollowCounts, tags=follows),
+        Endpoint("GET", "/v1/feeds/{group}/{user}", read_feed, "Read any feed", query=PageQuery,
+                 response=(FlatPage, GroupPage), errors=(404,), tags=feeds),
+        Endpoint("GET", "/v1/feeds/{group}/{user}/counts", feed_counts,
+                 "Unseen and unread counts of any notification feed", response=CountsOut,
+                 errors=(404,), tags=feeds),
+        Endpoint("POST", "/v1/feeds/{group}/{user}/mark", mark_feed,
+                 "Mark on behalf of a user", body=MarkIn, response=CountsOut, errors=(404,),
+                 tags=feeds),
+        Endpoint("POST", "/v1/tokens", issue_token, "Issue a user token for a browser",
+                 body=TokenIn, response=TokenOut, errors=(404,), tags=("auth",)),
+    ]  # fmt: skip

@@ -1,0 +1,107 @@
+"""``create_app``: the Starlette application, composed from small pieces."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from notifier.errors import NotifierError
+from notifier.web.api import server_endpoints
+from notifier.web.auth import ApiKeys
+from notifier.web.client_api import client_endpoints
+from notifier.web.errors import (
+    handle_http_exception,
+    handle_notifier_error,
+    handle_unexpected,
+)
+from notifier.web.openapi import build_openapi
+from notifier.web.ratelimit import RateLimiter
+from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_response
+from notifier.web.schemas import Health
+from notifier.web.services import Services
+
+
+def endpoints(services: Services) -> list[Endpoint]:
+    """Every HTTP endpoint of the API (health and schema routes aside)."""
+    return server_endpoints(services) + client_endpoints(services)
+
+
+def create_app(services: Services) -> Starlette:
+    """The ASGI app for ``services``: API routes, health, OpenAPI, CORS and JSON errors."""
+    settings = services.settings
+    guards = Guards(
+        api_keys=ApiKeys(settings.api_keys),
+        tokens=services.tokens,
+        key_limiter=RateLimiter(settings.key_rate),
+        user_limiter=RateLimiter(settings.user_rate),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    declared = endpoints(services)
+    from importlib.metadata import version
+
+    async def healthz(call: Call) -> Health:
+        return Health("ok")
+
+    async def readyz(call: Call) -> Response:
+        checks: dict[str, str] = {}
+        probes = {"storage": services.notifier.storage.ping, "broker": services.broker_ping}
+        for name, probe in probes.items():
+            if probe is None:
+                continue
+            try:
+                await probe()
+                checks[name] = "ok"
+            except Exception as exc:  # any failure means "not ready"; report it, don't raise
+                checks[name] = f"unavailable: {type(exc).__name__}: {exc}"
+        ok = all(v == "ok" for v in checks.values())
+        return json_response(Health("ok" if ok else "unavailable", checks), 200 if ok else 503)
+
+    declared += [
+        Endpoint("GET", "/healthz", healthz, "Liveness", auth="none", response=Health,
+                 tags=("health",)),
+        Endpoint("GET", "/readyz", readyz, "Readiness: storage and broker reachable (503 if "
+                 "not)", auth="none", response=Health, tags=("health",)),
+    ]  # fmt: skip
+    schema = json_response(build_openapi(declared, version("notifier")))
+
+    async def openapi(request: Request) -> Response:
+        return schema
+
+    routes: list[BaseRoute] = list(build_routes(declared, guards))
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await services.fanout.close()
+        await services.notifier.close()
+
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            NotifierError: handle_notifier_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.services = services
+    return app

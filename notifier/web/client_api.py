@@ -1,0 +1,47 @@
+"""The client API, for browsers holding a user token: only ever the token's own feeds.
+
+There is no user id in these paths: the user is the token's ``sub``, so a token for one user
+cannot name another's feed at all. A token limited to some feed groups gets 403 for others.
+"""
+
+from __future__ import annotations
+
+from notifier.feeds import Feed, FlatPage, GroupPage
+from notifier.web import feed_ops
+from notifier.web.auth import Forbidden
+from notifier.web.routing import Call, Endpoint
+from notifier.web.schemas import CountsOut, MarkIn, PageQuery
+from notifier.web.services import Services
+
+
+def client_endpoints(s: Services) -> list[Endpoint]:
+    """Every client API endpoint, bound to this process's services."""
+
+    def own_feed(call: Call) -> Feed:
+        group = call.path["group"]
+        s.group(group)
+        if not call.claims.allows(group):
+            raise Forbidden(f"this token does not cover the {group!r} feeds", field="group")
+        return s.feed(group, call.claims.user)
+
+    async def read_own_feed(call: Call) -> FlatPage | GroupPage:
+        return await feed_ops.read_page(own_feed(call), call.query)
+
+    async def own_counts(call: Call) -> CountsOut:
+        return await feed_ops.counts(own_feed(call))
+
+    async def mark_own_feed(call: Call) -> CountsOut:
+        return await feed_ops.mark(own_feed(call), call.body)
+
+    tags = ("client",)
+    return [
+        Endpoint("GET", "/v1/me/feeds/{group}", read_own_feed, "Read one of your feeds",
+                 auth="user", query=PageQuery, response=(FlatPage, GroupPage), errors=(404,),
+                 tags=tags),
+        Endpoint("GET", "/v1/me/feeds/{group}/counts", own_counts,
+                 "Your unseen and unread counts", auth="user", response=CountsOut,
+                 errors=(404,), tags=tags),
+        Endpoint("POST", "/v1/me/feeds/{group}/mark", mark_own_feed,
+                 "Mark your notifications seen / read / archived (or clear)", auth="user",
+                 body=MarkIn, response=CountsOut, errors=(404,), tags=tags),
+    ]  # fmt: skip

@@ -1,0 +1,46 @@
+"""Per-caller token buckets: a burst allowance refilled at a steady rate.
+
+Buckets live in each web process (no round trip on the hot path); with N processes behind a
+balancer a caller gets up to N times the configured rate. That is the documented trade-off.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+
+from notifier.errors import NotifierError
+from notifier.web.settings import RateLimit
+
+MAX_TRACKED = 100_000
+
+
+class RateLimited(NotifierError):
+    """Too many requests (HTTP 429); ``retry_after`` says when one more will pass."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limit exceeded; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """One bucket per caller id; the least recently used callers are forgotten past a cap."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def hit(self, caller: str, now: float | None = None) -> None:
+        """Take one token for ``caller`` or raise RateLimited."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(caller, (float(self.limit.burst), now))
+        tokens = min(float(self.limit.burst), tokens + (now - last) * self.limit.rate)
+        if tokens < 1.0:
+            self._buckets[caller] = (tokens, now)
+            raise RateLimited(max(1, math.ceil((1.0 - tokens) / self.limit.rate)))
+        self._buckets[caller] = (tokens - 1.0, now)
+        if len(self._buckets) > MAX_TRACKED:
+            self._buckets.popitem(last=False)

@@ -1,0 +1,170 @@
+"""What crosses the HTTP boundary: request and response bodies and query strings.
+
+All are msgspec structs that reject unknown fields; msgspec does the type checking, and the
+domain rules (lengths, verbs, feed ids) are checked by ``notifier.model`` with the same
+field names, so every 422 names the field at fault.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from notifier.feeds import MAX_PAGE
+from notifier.model import USER_ID, Activity
+from notifier.storage.base import Counts
+
+UserId = Annotated[str, msgspec.Meta(pattern=USER_ID.pattern, description="A user id")]
+ActivityId = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{26}$", description="An activity id (a cursor)")
+]
+Ref = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Any id of yours; length limited by limits.max_ref_length",
+    ),
+]
+FeedId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-]{1,128}$")]
+
+
+class ActivityIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """An activity as an app backend sends it; notifier adds the id."""
+
+    actor: UserId
+    verb: str
+    object: Ref
+    target: Ref | None = None
+    time: datetime | None = None
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    foreign_id: Ref | None = None
+    to: list[FeedId] = msgspec.field(default_factory=list)
+
+
+class ActivityBatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Several activities in one request (at most ``limits.max_batch``)."""
+
+    activities: list[ActivityIn]
+
+
+class ActivityBatchOut(msgspec.Struct):
+    """The stored activities with their ids, in request order."""
+
+    activities: list[Activity]
+
+
+class RemovedOut(msgspec.Struct):
+    """Ids of the activities removed."""
+
+    removed: list[str]
+
+
+class RemoveQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Remove by foreign id."""
+
+    foreign_id: Ref
+
+
+class FollowIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``user`` starts following ``target``; ``backfill`` of the target's latest activities."""
+
+    user: UserId
+    target: UserId
+    backfill: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class FollowOut(msgspec.Struct):
+    """Whether the follow is new (re-following changes nothing)."""
+
+    followed: bool
+
+
+class UnfollowQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """``keep_history`` leaves the target's activities in the follower's feeds."""
+
+    keep_history: bool = False
+
+
+class UnfollowOut(msgspec.Struct):
+    """Whether a follow existed."""
+
+    unfollowed: bool
+
+
+class UsersQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """A page of user ids after ``after``."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    after: UserId | None = None
+
+
+class UsersPage(msgspec.Struct):
+    """User ids in a stable order; ``next`` is the ``after`` of the next page."""
+
+    users: list[str]
+    next: str | None
+
+
+class FollowCounts(msgspec.Struct):
+    """How many follow a user, and how many the user follows."""
+
+    followers: int
+    following: int
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Cursor pagination: ``id_lt`` / ``id_gt`` are activity ids (group positions)."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 25
+    id_lt: ActivityId | None = None
+    id_gt: ActivityId | None = None
+
+
+class MarkIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Set (true) or clear (false) flags on groups, on the groups of activities, or on all
+    (``all``, optionally only up to the position ``up_to``)."""
+
+    seen: bool | None = None
+    read: bool | None = None
+    archived: bool | None = None
+    group_ids: list[ActivityId] = msgspec.field(default_factory=list)
+    activity_ids: list[ActivityId] = msgspec.field(default_factory=list)
+    all: bool = False
+    up_to: ActivityId | None = None
+
+
+class CountsOut(msgspec.Struct):
+    """Exact unseen and unread counts of a notification feed."""
+
+    unseen: int
+    unread: int
+
+    @classmethod
+    def of(cls, counts: Counts) -> CountsOut:
+        """From storage's Counts."""
+        return cls(counts.unseen, counts.unread)
+
+
+class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Issue a user token; ``feeds`` limits it to some feed groups."""
+
+    user: UserId
+    ttl: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    feeds: list[str] | None = None
+
+
+class TokenOut(msgspec.Struct):
+    """A user token and when it expires (epoch seconds)."""
+
+    token: str
+    expires_at: int
+
+
+class Health(msgspec.Struct):
+    """Liveness or readiness, with the state of each dependency when it matters."""
+
+    status: str
+    checks: dict[str, str] = msgspec.field(default_factory=dict)

@@ -1,0 +1,133 @@
+"""Server settings from the environment (and an optional ``[server]`` TOML table).
+
+Validated once at start: a missing secret or a malformed value raises ConfigError with one
+line that names the variable, which ``notifier serve`` prints instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from notifier.errors import ConfigError
+
+MIN_SECRET = 32
+MIN_API_KEY = 16
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``rate`` requests per second on average, bursts up to ``burst``."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the web layer needs beyond the core Config."""
+
+    secret: str
+    """Signs user tokens (HS256). From NOTIFIER_SECRET; never from a file in the repo."""
+    api_keys: tuple[str, ...]
+    """Server API keys; several so they can be rotated (NOTIFIER_API_KEYS, comma-separated)."""
+    allowed_origins: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token_ttl: int = 3600
+    """Default lifetime of an issued user token, seconds."""
+    max_token_ttl: int = 7 * 86400
+    max_body_bytes: int = 1 << 20
+    key_rate: RateLimit = RateLimit(1000.0, 2000)
+    user_rate: RateLimit = RateLimit(50.0, 100)
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return (
+            f"ServerSettings(api_keys=<{len(self.api_keys)}>, origins={self.allowed_origins}, "
+            f"host={self.host!r}, port={self.port})"
+        )
+
+    @classmethod
+    def load(
+        cls, table: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> ServerSettings:
+        """Environment variables win over the ``[server]`` table; secrets come only from env."""
+        env = os.environ if env is None else env
+        table = dict(table or {})
+        allowed = {
+            "allowed_origins", "host", "port", "token_ttl", "max_token_ttl", "max_body_bytes",
+            "key_rate", "key_burst", "user_rate", "user_burst",
+        }  # fmt: skip
+        unknown = set(table) - allowed
+        if unknown:
+            raise ConfigError(f"server: unknown setting(s) {', '.join(sorted(unknown))}")
+
+        def pick(name: str) -> Any:
+            variable = f"NOTIFIER_{name.upper()}"
+            return env[variable] if variable in env else table.get(name)
+
+        secret = env.get("NOTIFIER_SECRET", "")
+        if len(secret) < MIN_SECRET:
+            raise ConfigError(
+                f"NOTIFIER_SECRET must be set to at least {MIN_SECRET} characters "
+                '(e.g. python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        keys = tuple(k.strip() for k in env.get("NOTIFIER_API_KEYS", "").split(",") if k.strip())
+        if not keys:
+            raise ConfigError("NOTIFIER_API_KEYS must list at least one API key (comma-separated)")
+        if any(len(k) < MIN_API_KEY for k in keys):
+            raise ConfigError(f"NOTIFIER_API_KEYS: every key needs {MIN_API_KEY}+ characters")
+        origins = pick("allowed_origins") or ()
+        if isinstance(origins, str):
+            origins = tuple(o.strip() for o in origins.split(",") if o.strip())
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ConfigError(
+                    f"NOTIFIER_ALLOWED_ORIGINS: {origin!r} is not an origin like https://app.example"
+                )
+        return cls(
+            secret=secret,
+            api_keys=keys,
+            allowed_origins=tuple(origins),
+            host=str(pick("host") or "127.0.0.1"),
+            port=_int(pick("port"), "port", 8000, 1, 65535),
+            token_ttl=_int(pick("token_ttl"), "token_ttl", 3600, 1, 365 * 86400),
+            max_token_ttl=_int(pick("max_token_ttl"), "max_token_ttl", 7 * 86400, 1, 365 * 86400),
+            max_body_bytes=_int(pick("max_body_bytes"), "max_body_bytes", 1 << 20, 1024, 1 << 30),
+            key_rate=RateLimit(
+                _float(pick("key_rate"), "key_rate", 1000.0),
+                _int(pick("key_burst"), "key_burst", 2000, 1, 10**9),
+            ),
+            user_rate=RateLimit(
+                _float(pick("user_rate"), "user_rate", 50.0),
+                _int(pick("user_burst"), "user_burst", 100, 1, 10**9),
+            ),
+        )
+
+
+def _int(value: Any, name: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"NOTIFIER_{name.upper()} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"NOTIFIER_{name.upper()} must be between {low} and {high}")
+    return number
+
+
+def _float(value: Any, name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"NOTIFIER_{name.upper()} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"NOTIFIER_{name.upper()} must be positive")
+    return number

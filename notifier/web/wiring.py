@@ -1,0 +1,57 @@
+"""From configuration to a running app: storage, fanout manager, token signer, services."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+
+from notifier.config import Config
+from notifier.fanout.manager import Manager
+from notifier.fanout.runtime import open_manager
+from notifier.realtime.bus import Bus
+from notifier.service import Notifier
+from notifier.storage.base import Storage
+from notifier.storage.factory import open_storage
+from notifier.web.app import create_app
+from notifier.web.auth import UserTokens
+from notifier.web.services import Services
+from notifier.web.settings import ServerSettings
+
+
+def build_services(
+    config: Config,
+    settings: ServerSettings,
+    *,
+    storage: Storage | None = None,
+    bus: Bus | None = None,
+) -> Services:
+    """Everything one web process needs; with memory storage, fanout workers run in-process."""
+    store = storage or open_storage(config.storage_url, config.key_prefix)
+    notifier = Notifier(config, store)
+    manager = open_manager(config, storage=store, bus=bus)
+    return Services(
+        notifier=notifier,
+        fanout=manager,
+        tokens=UserTokens(settings.secret, settings.token_ttl, settings.max_token_ttl),
+        settings=settings,
+        broker_ping=_broker_ping(manager),
+    )
+
+
+def _broker_ping(manager: Manager) -> Callable[[], Awaitable[None]] | None:
+    """A readiness probe of the Redis broker (the in-process broker is always there)."""
+    client = getattr(getattr(manager.dispatcher, "broker", None), "client", None)
+    if client is None:
+        return None
+
+    async def ping() -> None:
+        await asyncio.to_thread(client.ping)
+
+    return ping
+
+
+def build_app(config: Config, settings: ServerSettings) -> Starlette:
+    """The app ``notifier serve`` runs."""
+    return create_app(build_services(config, settings))

@@ -1,0 +1,77 @@
+"""The real app over real storage, called through httpx's ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from notifier.config import Config
+from notifier.fanout.settings import FanoutSettings
+from notifier.service import Notifier
+from notifier.storage.base import Storage
+from notifier.storage.redis import RedisStorage
+from notifier.web.app import create_app
+from notifier.web.services import Services
+from notifier.web.settings import ServerSettings
+from notifier.web.wiring import build_services
+
+SECRET = "s" * 40
+API_KEY = "test-api-key-0123456789"
+OLD_KEY = "rotated-api-key-987654"
+ORIGIN = "https://app.example"
+
+
+def server_settings(**env: str) -> ServerSettings:
+    base = {
+        "NOTIFIER_SECRET": SECRET,
+        "NOTIFIER_API_KEYS": f"{API_KEY},{OLD_KEY}",
+        "NOTIFIER_ALLOWED_ORIGINS": ORIGIN,
+    }
+    base.update(env)
+    return ServerSettings.load(env=base)
+
+
+@dataclass
+class Api:
+    """A client of the app plus the objects behind it."""
+
+    http: httpx.AsyncClient
+    services: Services
+
+    @property
+    def app(self) -> Notifier:
+        return self.services.notifier
+
+    def server(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    def user(self, user: str, feeds: list[str] | None = None) -> dict[str, str]:
+        token, _ = self.services.tokens.issue(user, 600, feeds)
+        return {"Authorization": f"Bearer {token}"}
+
+
+def config_for(storage: Storage) -> Config:
+    """The default configuration, pointed at ``storage`` (and a broker namespace of its own)."""
+    if isinstance(storage, RedisStorage):
+        pool = storage.client.connection_pool.connection_kwargs
+        url = f"redis://{pool['host']}:{pool['port']}/{pool.get('db', 0)}"
+        fanout = FanoutSettings(namespace=f"ns{storage.prefix}")
+        return Config(storage_url=url, key_prefix=storage.prefix, fanout=fanout)
+    return Config()
+
+
+def make_services(storage: Storage, settings: ServerSettings) -> Services:
+    return build_services(config_for(storage), settings, storage=storage)
+
+
+@pytest.fixture
+async def api(storage: Storage) -> AsyncIterator[Api]:
+    services = make_services(storage, server_settings())
+    app = create_app(services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield Api(http, services)
+    await services.fanout.close()

@@ -42,3 +42,16 @@ class Conflict(NotifierError):
     """The request contradicts what is stored."""
 
     code = "conflict"
+
+
+#: Exceptions (by class name, anywhere in the class's MRO) meaning "a backend is down for now"
+#: in redis-py and cassandra-driver, as opposed to a bug: answered with 503 / close 1013.
+_OUTAGES = frozenset({
+    "OSError", "ConnectionError", "TimeoutError", "BusyLoadingError", "NoHostAvailable",
+    "OperationTimedOut", "Unavailable", "ReadTimeout", "WriteTimeout",
+})  # fmt: skip
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says a backend (storage, broker) cannot be reached right now."""
+    return any(cls.__name__ in _OUTAGES for cls in type(exc).__mro__)

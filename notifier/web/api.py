@@ -56,22 +56,24 @@ def server_endpoints(s: Services) -> list[Endpoint]:
             raise InvalidInput(f"activities[{index}].{exc.field}", exc.message) from None
 
     async def store(activities: Sequence[Activity]) -> tuple[list[Activity], bool]:
-        """Add the new ones; a re-send of a stored id must match it (idempotent) or 409."""
+        """Add activities; a re-send of a stored id must match it or 409.
+
+        A matching re-send runs the (idempotent) writes and fanout again rather than
+        returning early: if the first attempt failed half-way (a storage or broker outage
+        after the body was stored), the retry is what completes it. Nothing changes twice.
+        """
         existing = await s.notifier.storage.get_activities([a.id for a in activities])
-        fresh: list[Activity] = []
         for activity in activities:
             before = existing.get(activity.id)
-            if before is None:
-                fresh.append(activity)
-            elif before != activity:
+            if before is not None and before != activity:
                 raise Conflict(
                     f"an activity with foreign_id {activity.foreign_id!r} and this time exists "
                     "with different content",
                     field="foreign_id",
                 )
-        if fresh:
-            await s.fanout.add_activities(list({a.id: a for a in fresh}.values()))
-        return [existing.get(a.id, a) for a in activities], bool(fresh)
+        await s.fanout.add_activities(list({a.id: a for a in activities}.values()))
+        created = any(a.id not in existing for a in activities)
+        return [existing.get(a.id, a) for a in activities], created
 
     async def add_activity(call: Call) -> Response:
         (stored,), created = await store([build(call.body)])
@@ -145,7 +147,8 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         return await feed_ops.counts(s.feed(call.path["group"], call.path["user"]))
 
     async def mark_feed(call: Call) -> CountsOut:
-        return await feed_ops.mark(s.feed(call.path["group"], call.path["user"]), call.body)
+        feed = s.feed(call.path["group"], call.path["user"])
+        return await feed_ops.mark(feed, call.body, s.bus)
 
     async def issue_token(call: Call) -> TokenOut:
         body: TokenIn = call.body

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from notifier.errors import Conflict, InvalidInput, NotFound, NotifierError
+from notifier.errors import Conflict, InvalidInput, NotFound, NotifierError, is_outage
 from notifier.web.auth import Forbidden, Unauthorized
 from notifier.web.ratelimit import RateLimited
 
@@ -109,6 +109,13 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """A bug: log it with context, answer 500 with a JSON body and no internals."""
+    """A backend outage is 503 with ``Retry-After`` (nothing was lost: the caller retries);
+    anything else is a bug: log it with context, answer 500 with a JSON body, no internals."""
+    if is_outage(exc):
+        log.warning("backend unavailable method=%s path=%s: %r", request.method,
+                    request.url.path, exc)  # fmt: skip
+        response = error_response(503, "unavailable", "storage or broker unreachable; retry")
+        response.headers["Retry-After"] = "1"
+        return response
     log.exception("unhandled error method=%s path=%s", request.method, request.url.path)
     return error_response(500, "internal", "internal server error")

@@ -51,8 +51,10 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
 class RedisServer:
     """A redis-server process of our own (restartable, for fault tests)."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, *, persistent: bool = False) -> None:
         self.binary = binary
+        self.persistent = persistent
+        """Append-only file fsynced on every write: a restart keeps everything acknowledged."""
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="notifier-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,7 +74,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.dir,
                 "--maxclients",

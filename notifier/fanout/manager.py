@@ -54,6 +54,7 @@ class Manager:
         presence: Presence | None = None,
         followers: FollowerLookup | None = None,
         owns_storage: bool = False,
+        owns_bus: bool = False,
     ) -> None:
         self.config = config
         self.settings = config.fanout
@@ -68,6 +69,7 @@ class Manager:
         self.actor_group = config.feeds[config.feeds.actor_group]
         self.fanout_groups = config.feeds.fanout_groups
         self._owns_storage = owns_storage
+        self._owns_bus = owns_bus
 
     # -- activities ------------------------------------------------------------------------
     async def add_activity(self, activity: Activity) -> None:
@@ -329,6 +331,8 @@ class Manager:
         """Stop in-process workers and release the broker (and storage, if opened here)."""
         await self.dispatcher.close()
         await self.presence.close()
+        if self._owns_bus:
+            await self.bus.close()
         if self._owns_storage:
             await self.storage.close()
 

@@ -91,15 +91,19 @@ ManagerFactory = Callable[["Config", FanoutActors], Awaitable[Manager]]
 
 
 async def default_worker_manager(config: Config, actors: FanoutActors) -> Manager:
-    """The manager of a worker process: its own storage, no realtime bus yet (NullBus)."""
+    """The manager of a worker process: its own storage, publishing on the Redis bus."""
+    from notifier.realtime.wiring import open_publisher
+
     storage = open_storage(config.storage_url, config.key_prefix)
     await storage.ping()
     return Manager(
         config,
         storage,
         actors,
+        bus=open_publisher(config),
         presence=default_presence(config, storage),
         owns_storage=True,
+        owns_bus=True,
     )
 
 

@@ -2,8 +2,10 @@
 
 Fanout (and every other writer) publishes one ``UserEvent`` per affected user and feed *after*
 the storage write is done, so a user who is told about a change can read it. The protocol is
-deliberately narrow: the realtime issue adds a Redis pub/sub implementation and the websocket
-side (subscribe, resume) on top of it; writers only ever need ``publish``.
+deliberately narrow: writers only ever need ``publish``; the websocket side listens through a
+``Hub`` (notifier/realtime/hub.py) and reads what changed from storage, the source of truth.
+An event is a *hint* that carries absolute counts: losing one loses nothing, because the next
+event or a resume re-reads storage.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ import msgspec
 
 from notifier.storage.base import Counts, FeedChange
 
-EventKind = Literal["added", "removed"]
+EventKind = Literal["added", "removed", "marked"]
 
 
-class UserEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """Something changed in one user's feed: which activities came or went, and new counts."""
+class UserEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Something changed in one user's feed: activities came or went, or flags were marked."""
 
     user: str
     feed: str
     """The feed group's name (``timeline``, ``notification``…)."""
     kind: EventKind
-    activity_ids: list[str]
+    activity_ids: list[str] = msgspec.field(default_factory=list)
+    """Added or removed activities (empty for ``marked``)."""
     counts: Counts | None = None
     """Absolute unseen / unread counts after the change, for notification feeds."""
 
@@ -45,17 +48,42 @@ def events_for(feed: str, kind: EventKind, changes: Sequence[FeedChange]) -> lis
     ]
 
 
+def marked(user: str, feed: str, counts: Counts) -> UserEvent:
+    """The event announcing a mark (seen / read / archived) and the counts it led to."""
+    return UserEvent(user=user, feed=feed, kind="marked", counts=counts)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(UserEvent)
+
+
+def encode_event(event: UserEvent) -> bytes:
+    """The wire form of an event on a pub/sub channel (JSON)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> UserEvent:
+    """An event from its wire form; msgspec.DecodeError when it is not one."""
+    return _decoder.decode(data)
+
+
 class Bus(Protocol):
     """Where events go. Implementations must be safe to call from any thread's event loop."""
 
     async def publish(self, events: Sequence[UserEvent]) -> None:
         """Deliver ``events`` (best effort: the feed itself is the history)."""
 
+    async def close(self) -> None:
+        """Release connections."""
+
 
 class NullBus:
     """Publishes nowhere: for deployments or workers with no realtime layer yet."""
 
     async def publish(self, events: Sequence[UserEvent]) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
@@ -84,3 +112,6 @@ class RecordingBus:
         """Forget what was recorded."""
         with self._lock:
             self._events.clear()
+
+    async def close(self) -> None:
+        return None

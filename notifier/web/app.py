@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from notifier.errors import NotifierError
 from notifier.web.api import server_endpoints
@@ -27,6 +27,10 @@ from notifier.web.ratelimit import RateLimiter
 from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_response
 from notifier.web.schemas import Health
 from notifier.web.services import Services
+
+REALTIME_PATH = "/v1/realtime"
+"""The websocket endpoint (docs/realtime.md); not in the OpenAPI document, which has no
+websockets."""
 
 
 def endpoints(services: Services) -> list[Endpoint]:
@@ -77,11 +81,14 @@ def create_app(services: Services) -> Starlette:
 
     routes: list[BaseRoute] = list(build_routes(declared, guards))
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    routes.append(WebSocketRoute(REALTIME_PATH, services.realtime.endpoint))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await services.realtime.hub.close()
         await services.fanout.close()
+        await services.bus.close()
         await services.notifier.close()
 
     middleware = [

@@ -31,7 +31,7 @@ def client_endpoints(s: Services) -> list[Endpoint]:
         return await feed_ops.counts(own_feed(call))
 
     async def mark_own_feed(call: Call) -> CountsOut:
-        return await feed_ops.mark(own_feed(call), call.body)
+        return await feed_ops.mark(own_feed(call), call.body, s.bus)
 
     tags = ("client",)
     return [

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from notifier.errors import NotFound
 from notifier.fanout.manager import Manager
 from notifier.feedgroups import FeedGroup
 from notifier.feeds import Feed
+from notifier.realtime.bus import Bus, NullBus
+from notifier.realtime.server import RealtimeServer
 from notifier.service import Notifier
 from notifier.web.auth import UserTokens
 from notifier.web.settings import ServerSettings
@@ -16,12 +18,16 @@ from notifier.web.settings import ServerSettings
 
 @dataclass
 class Services:
-    """The process's notifier, fanout manager, token signer and settings."""
+    """The process's notifier, fanout manager, token signer, settings and realtime side."""
 
     notifier: Notifier
     fanout: Manager
     tokens: UserTokens
     settings: ServerSettings
+    realtime: RealtimeServer
+    bus: Bus = field(default_factory=NullBus)
+    """Where this process announces its own writes (marks; fanout publishes through its
+    manager, which holds the same bus)."""
     broker_ping: Callable[[], Awaitable[None]] | None = None
 
     def group(self, name: str) -> FeedGroup:

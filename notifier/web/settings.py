@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from notifier.errors import ConfigError
+from notifier.realtime.settings import RealtimeSettings
 
 MIN_SECRET = 32
 MIN_API_KEY = 16
@@ -43,6 +44,7 @@ class ServerSettings:
     max_body_bytes: int = 1 << 20
     key_rate: RateLimit = RateLimit(1000.0, 2000)
     user_rate: RateLimit = RateLimit(50.0, 100)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return (
@@ -60,6 +62,8 @@ class ServerSettings:
         allowed = {
             "allowed_origins", "host", "port", "token_ttl", "max_token_ttl", "max_body_bytes",
             "key_rate", "key_burst", "user_rate", "user_burst",
+            "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
+            "ws_idle_timeout", "ws_auth_timeout", "ws_resume_limit", "ws_compression",
         }  # fmt: skip
         unknown = set(table) - allowed
         if unknown:
@@ -106,7 +110,30 @@ class ServerSettings:
                 _float(pick("user_rate"), "user_rate", 50.0),
                 _int(pick("user_burst"), "user_burst", 100, 1, 10**9),
             ),
+            realtime=_realtime(pick),
         )
+
+
+def _realtime(pick: Any) -> RealtimeSettings:
+    d = RealtimeSettings()
+    return RealtimeSettings(
+        max_message_bytes=_int(
+            pick("ws_max_message_bytes"),
+            "ws_max_message_bytes",
+            d.max_message_bytes,
+            256,
+            1 << 24,
+        ),
+        send_queue=_int(pick("ws_send_queue"), "ws_send_queue", d.send_queue, 1, 1 << 20),
+        max_per_user=_int(pick("ws_max_per_user"), "ws_max_per_user", d.max_per_user, 1, 10**6),
+        ping_interval=_float(
+            pick("ws_ping_interval"), "ws_ping_interval", d.ping_interval, allow_zero=True
+        ),
+        idle_timeout=_float(pick("ws_idle_timeout"), "ws_idle_timeout", d.idle_timeout),
+        auth_timeout=_float(pick("ws_auth_timeout"), "ws_auth_timeout", d.auth_timeout),
+        resume_limit=_int(pick("ws_resume_limit"), "ws_resume_limit", d.resume_limit, 100, 10_000),
+        compression=_bool(pick("ws_compression"), "ws_compression", d.compression),
+    )
 
 
 def _int(value: Any, name: str, default: int, low: int, high: int) -> int:
@@ -121,13 +148,26 @@ def _int(value: Any, name: str, default: int, low: int, high: int) -> int:
     return number
 
 
-def _float(value: Any, name: str, default: float) -> float:
+def _float(value: Any, name: str, default: float, *, allow_zero: bool = False) -> float:
     if value is None:
         return default
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"NOTIFIER_{name.upper()} must be a number, got {value!r}") from None
-    if number <= 0:
+    if number < 0 or (number == 0 and not allow_zero) or number != number:
         raise ConfigError(f"NOTIFIER_{name.upper()} must be positive")
     return number
+
+
+def _bool(value: Any, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"NOTIFIER_{name.upper()} must be true or false, got {value!r}")

@@ -11,6 +11,9 @@ from notifier.config import Config
 from notifier.fanout.manager import Manager
 from notifier.fanout.runtime import open_manager
 from notifier.realtime.bus import Bus
+from notifier.realtime.hub import LocalBus
+from notifier.realtime.server import RealtimeServer
+from notifier.realtime.wiring import open_realtime
 from notifier.service import Notifier
 from notifier.storage.base import Storage
 from notifier.storage.factory import open_storage
@@ -27,15 +30,34 @@ def build_services(
     storage: Storage | None = None,
     bus: Bus | None = None,
 ) -> Services:
-    """Everything one web process needs; with memory storage, fanout workers run in-process."""
+    """Everything one web process needs; with memory storage, fanout workers run in-process.
+
+    ``bus`` replaces the configured realtime bus (tests pass a RecordingBus); the websocket
+    side then listens on an in-process hub that nothing publishes to.
+    """
     store = storage or open_storage(config.storage_url, config.key_prefix)
     notifier = Notifier(config, store)
+    if bus is None:
+        bus, hub = open_realtime(config)
+    else:
+        hub = LocalBus()
     manager = open_manager(config, storage=store, bus=bus)
+    tokens = UserTokens(settings.secret, settings.token_ttl, settings.max_token_ttl)
+    realtime = RealtimeServer(
+        hub=hub,
+        storage=store,
+        feeds=config.feeds.groups,
+        tokens=tokens,
+        settings=settings.realtime,
+        allowed_origins=settings.allowed_origins,
+    )
     return Services(
         notifier=notifier,
         fanout=manager,
-        tokens=UserTokens(settings.secret, settings.token_ttl, settings.max_token_ttl),
+        tokens=tokens,
         settings=settings,
+        realtime=realtime,
+        bus=bus,
         broker_ping=_broker_ping(manager),
     )
 

@@ -63,6 +63,13 @@ def config_for(storage: Storage) -> Config:
     return Config()
 
 
+async def close_services(services: Services) -> None:
+    """What the app's lifespan closes, except the storage (the session's fixture owns it)."""
+    await services.realtime.hub.close()
+    await services.fanout.close()
+    await services.bus.close()
+
+
 def make_services(storage: Storage, settings: ServerSettings) -> Services:
     return build_services(config_for(storage), settings, storage=storage)
 
@@ -74,4 +81,4 @@ async def api(storage: Storage) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield Api(http, services)
-    await services.fanout.close()
+    await close_services(services)

@@ -8,7 +8,15 @@ import jwt
 import pytest
 
 from notifier.errors import ConfigError
-from tests.web.conftest import API_KEY, OLD_KEY, ORIGIN, SECRET, Api, server_settings
+from tests.web.conftest import (
+    API_KEY,
+    OLD_KEY,
+    ORIGIN,
+    SECRET,
+    Api,
+    close_services,
+    server_settings,
+)
 
 
 def assert_error(response: object, status: int, code: str, field: str | None = None) -> None:
@@ -44,7 +52,7 @@ async def test_readiness_fails_when_storage_is_unreachable() -> None:
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     assert response.json()["checks"]["storage"].startswith("unavailable")
-    await services.fanout.close()
+    await close_services(services)
 
 
 async def test_missing_and_wrong_credentials_are_401(api: Api) -> None:
@@ -201,7 +209,7 @@ async def test_body_size_limit_is_413(storage: object) -> None:
         big = {"seen": True, "group_ids": ["0" * 26] * 200}
         response = await http.post("/v1/feeds/notification/bo/mark", json=big, headers=headers)
         assert_error(response, 413, "too_large")
-    await services.fanout.close()
+    await close_services(services)
 
 
 async def test_rate_limits_answer_429_with_retry_after(storage: object) -> None:
@@ -230,7 +238,7 @@ async def test_rate_limits_answer_429_with_retry_after(storage: object) -> None:
             "/v1/me/feeds/notification", headers={"Authorization": f"Bearer {other}"}
         )
         assert response.status_code == 200
-    await services.fanout.close()
+    await close_services(services)
 
 
 async def test_cors_only_for_allowed_origins(api: Api) -> None:

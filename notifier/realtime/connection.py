@@ -1,0 +1,284 @@
+"""One websocket connection: authenticate, subscribe to feeds, push what changes.
+
+Two tasks per connection. The reader takes client messages (with the idle timeout and the
+size limit); the pump owns every send: it takes work from a bounded queue (bus events,
+subscriptions, pongs) in order, reads storage, and sends one frame at a time. The hub only
+ever does ``put_nowait`` into that queue, so a slow client stalls nobody but itself; when its
+queue overflows it is closed with 4429 and resumes later from its last position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from notifier.errors import is_outage
+from notifier.realtime.bus import UserEvent
+from notifier.realtime.protocol import (
+    Auth,
+    ClientMessage,
+    CloseCode,
+    Ping,
+    Pong,
+    ServerFrame,
+    Subscribe,
+    Unsubscribe,
+    Welcome,
+    Window,
+    encode,
+    parse,
+)
+from notifier.realtime.sync import FeedView
+from notifier.web.auth import Unauthorized, UserClaims
+
+if TYPE_CHECKING:
+    from notifier.realtime.server import RealtimeServer
+
+log = logging.getLogger(__name__)
+
+#: Seconds a close may wait for a client that does not read (then the socket is dropped).
+CLOSE_TIMEOUT = 5.0
+#: Seconds to wait for the bus to confirm a subscription (past it, a resync follows anyway).
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+class Closed(Exception):
+    """The connection is to be closed with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason[:120]  # a close reason must fit in 123 bytes
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    view: FeedView
+    request: Subscribe
+
+
+class _Resync:
+    """Marker: re-read every subscribed feed."""
+
+
+#: What the pump works through, in order: an event, a resync, a new subscription, a frame.
+Work = UserEvent | _Resync | _Subscription | Pong
+
+
+class Connection:
+    """See the module docstring; ``run`` returns when the connection is over."""
+
+    def __init__(self, websocket: WebSocket, server: RealtimeServer) -> None:
+        self.ws = websocket
+        self.server = server
+        self.settings = server.settings
+        self.claims: UserClaims | None = None
+        self.views: dict[str, FeedView] = {}
+        self.queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=self.settings.send_queue)
+        self._closing: asyncio.Future[Closed] = asyncio.get_running_loop().create_future()
+
+    # -- Listener (called by the hub, must not block) --------------------------------------
+    def deliver(self, event: UserEvent) -> None:
+        if event.feed in self.views:
+            self._enqueue(event)
+
+    def resync(self) -> None:
+        self._enqueue(_Resync())
+
+    def _enqueue(self, work: Work) -> None:
+        try:
+            self.queue.put_nowait(work)
+        except asyncio.QueueFull:
+            self.close(
+                CloseCode.TOO_SLOW,
+                f"too slow: more than {self.settings.send_queue} frames waiting; resume later",
+            )
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask for the connection to end (idempotent; the first reason wins)."""
+        if not self._closing.done():
+            self._closing.set_result(Closed(code, reason))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, token: str | None) -> None:
+        """Serve the connection (already accepted) until either side ends it."""
+        subscribed = False
+        tasks: list[asyncio.Task[None]] = []
+        expiry: asyncio.TimerHandle | None = None
+        try:
+            claims = await self._authenticate(token)
+            self.claims = claims
+            self.server.admit(claims.user)
+            try:
+                await self.server.hub.subscribe(claims.user, self)
+                subscribed = True
+            except BaseException:
+                self.server.release(claims.user)
+                raise
+            await self.ws.send_text(
+                encode(
+                    Welcome(
+                        user=claims.user,
+                        expires=claims.expires,
+                        idle_timeout=self.settings.idle_timeout,
+                        resume_limit=self.settings.resume_limit,
+                        max_message_bytes=self.settings.max_message_bytes,
+                    )
+                )
+            )
+            loop = asyncio.get_running_loop()
+            expiry = loop.call_later(
+                max(0.0, claims.expires - time.time()),
+                self.close,
+                CloseCode.UNAUTHORIZED,
+                "token expired: reconnect with a fresh token and resume",
+            )
+            tasks = [
+                asyncio.create_task(self._pump(), name="ws-pump"),
+                asyncio.create_task(self._read(), name="ws-reader"),
+            ]
+            for task in tasks:
+                task.add_done_callback(self._task_ended)
+            closed = await self._closing
+        except Closed as exc:
+            closed = exc
+        except WebSocketDisconnect:
+            closed = Closed(1000, "")
+        finally:
+            for task in tasks:
+                task.cancel()
+            if expiry is not None:
+                expiry.cancel()
+            if subscribed and self.claims is not None:
+                await self.server.hub.unsubscribe(self.claims.user, self)
+                self.server.release(self.claims.user)
+        if closed.code != 1000 or closed.reason:
+            log.info("websocket closed code=%d reason=%s", closed.code, closed.reason)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(closed.code, closed.reason), CLOSE_TIMEOUT)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Closed):
+            self.close(exc.code, exc.reason)
+        elif isinstance(exc, WebSocketDisconnect):
+            self.close(1000, "")
+        elif exc is not None:
+            log.error("websocket task failed", exc_info=exc)
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        else:
+            self.close(1000, "")
+
+    async def _authenticate(self, token: str | None) -> UserClaims:
+        if token is None:
+            try:
+                message = await asyncio.wait_for(
+                    self._receive(), timeout=self.settings.auth_timeout
+                )
+            except TimeoutError:
+                raise Closed(
+                    CloseCode.UNAUTHORIZED,
+                    f"no auth message within {self.settings.auth_timeout:g}s",
+                ) from None
+            if not isinstance(message, Auth):
+                raise Closed(CloseCode.UNAUTHORIZED, "the first message must be auth")
+            token = message.token
+        try:
+            return self.server.tokens.verify(token)
+        except Unauthorized as exc:
+            raise Closed(CloseCode.UNAUTHORIZED, exc.message) from None
+
+    # -- reader ----------------------------------------------------------------------------
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await asyncio.wait_for(
+                    self._receive(), timeout=self.settings.idle_timeout
+                )
+            except TimeoutError:
+                raise Closed(
+                    CloseCode.TIMEOUT, f"idle for {self.settings.idle_timeout:g}s (send ping)"
+                ) from None
+            self._handle(message)
+
+    async def _receive(self) -> ClientMessage:
+        raw = await self.ws.receive()
+        if raw["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(raw.get("code", 1000))
+        text = raw.get("text")
+        if text is None:
+            raise Closed(CloseCode.BAD_MESSAGE, "binary frames are not part of the protocol")
+        if len(text) > self.settings.max_message_bytes or (
+            len(text.encode()) > self.settings.max_message_bytes
+        ):
+            raise Closed(CloseCode.TOO_BIG, f"message over {self.settings.max_message_bytes} bytes")
+        try:
+            return parse(text)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise Closed(CloseCode.BAD_MESSAGE, f"bad message: {exc}") from None
+
+    def _handle(self, message: ClientMessage) -> None:
+        assert self.claims is not None
+        if isinstance(message, Ping):
+            self._enqueue(Pong())
+        elif isinstance(message, Subscribe):
+            view = self._open_view(message.feed)
+            self.views[message.feed] = view
+            self._enqueue(_Subscription(view, message))
+        elif isinstance(message, Window):
+            if message.feed not in self.views:
+                raise Closed(CloseCode.BAD_MESSAGE, f"not subscribed to {message.feed!r}")
+            self.views[message.feed].widen(message.oldest)
+        elif isinstance(message, Unsubscribe):
+            self.views.pop(message.feed, None)
+        else:
+            raise Closed(CloseCode.BAD_MESSAGE, "already authenticated")
+
+    def _open_view(self, feed: str) -> FeedView:
+        assert self.claims is not None
+        groups = self.server.feeds
+        if feed not in groups:
+            raise Closed(CloseCode.NOT_FOUND, f"unknown feed group {feed!r}")
+        if not self.claims.allows(feed):
+            raise Closed(CloseCode.FORBIDDEN, f"this token does not cover the {feed!r} feeds")
+        return FeedView(
+            self.server.storage,
+            self.server.cache,
+            groups[feed],
+            self.claims.user,
+            self.settings.resume_limit,
+        )
+
+    # -- pump ------------------------------------------------------------------------------
+    async def _pump(self) -> None:
+        while True:
+            work = await self.queue.get()
+            for frame in await self._frames(work):
+                await self.ws.send_text(encode(frame))
+                self.server.frames_sent += 1
+
+    async def _frames(self, work: Work) -> list[ServerFrame]:
+        try:
+            if isinstance(work, Pong):
+                return [work]
+            if isinstance(work, _Subscription):
+                return [await work.view.subscribe(work.request)]
+            if isinstance(work, _Resync):
+                return [await view.resync() for view in list(self.views.values())]
+            view = self.views.get(work.feed)
+            frame = None if view is None else await view.on_event(work)
+            return [] if frame is None else [frame]
+        except Exception as exc:
+            if is_outage(exc):
+                reason = f"storage unavailable ({type(exc).__name__}): resume later"
+                raise Closed(CloseCode.TRY_AGAIN_LATER, reason) from None
+            raise

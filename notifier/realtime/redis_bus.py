@@ -1,0 +1,193 @@
+"""The realtime bus over Redis pub/sub: workers and web processes publish, each web process
+listens on one connection for the users connected to it.
+
+Channels are per user (``{prefix}:rt:user:{id}``), so a process receives only what its own
+connections need. Pub/sub is fire-and-forget, and redis-py would re-subscribe silently after a
+reconnect, never saying what fell in between; so the listener runs its own connection loop with
+client retries off, and after every reconnect it asks each connection to resync from storage.
+That, not pub/sub, is what makes delivery lossless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from notifier.realtime.bus import UserEvent, decode_event, encode_event
+from notifier.realtime.hub import Listener, Listeners
+
+log = logging.getLogger(__name__)
+
+_LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Reconnect delays, seconds: doubling from the first to the last.
+_BACKOFF = (0.05, 2.0)
+
+
+def channel_prefix(key_prefix: str) -> str:
+    """Where user channels live: ``{key_prefix}:rt:user:``."""
+    return f"{key_prefix}:rt:user:"
+
+
+class RedisBus:
+    """Publishes events, one PUBLISH per event in one pipelined round trip."""
+
+    def __init__(self, url: str, key_prefix: str) -> None:
+        # Retried on a fresh connection: after a Redis restart the pooled connections are
+        # dead, and an event lost *after* the listeners resynced would stay lost.
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
+            url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
+        )
+        self._prefix = channel_prefix(key_prefix)
+
+    async def publish(self, events: Sequence[UserEvent]) -> None:
+        if not events:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(self._prefix + event.user, encode_event(event))
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class RedisHub:
+    """One pub/sub connection per process, subscribed to the users connected here."""
+
+    def __init__(self, url: str, key_prefix: str) -> None:
+        self._url = url
+        self._prefix = channel_prefix(key_prefix)
+        self.listeners = Listeners()
+        self._pubsub: Any = None
+        self._live = asyncio.Event()
+        """Set while the connection is up and subscribed to every user in ``listeners``."""
+        self._lock = asyncio.Lock()
+        self._pending: dict[str, list[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.reconnects = 0
+
+    def _client(self) -> aioredis.Redis:
+        # Retries off: a dropped link must surface here, where it triggers a resync.
+        return aioredis.Redis.from_url(
+            self._url, retry=Retry(NoBackoff(), 0), socket_keepalive=True
+        )
+
+    async def subscribe(self, user: str, listener: Listener) -> None:
+        self._start()
+        channel = self._prefix + user
+        async with self._lock:
+            first = self.listeners.add(user, listener)
+            if not self._live.is_set():
+                # Registered: the reconnect subscribes this user and resyncs this listener.
+                return
+            if not first and channel not in self._pending:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._pending.setdefault(channel, []).append(waiter)
+            if first:
+                try:
+                    await self._pubsub.subscribe(channel)
+                except _LINK_ERRORS:
+                    self._resolve_all()  # the reconnect subscribes and resyncs everyone
+        await waiter
+
+    async def unsubscribe(self, user: str, listener: Listener) -> None:
+        async with self._lock:
+            if self.listeners.remove(user, listener) and self._live.is_set():
+                with contextlib.suppress(*_LINK_ERRORS):
+                    await self._pubsub.unsubscribe(self._prefix + user)
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="redis-hub")
+
+    async def _run(self) -> None:
+        delay = _BACKOFF[0]
+        connected_before = False
+        while True:
+            client = self._client()
+            pubsub = client.pubsub()
+            try:
+                async with self._lock:
+                    # A control channel keeps the connection in subscribed mode with no users.
+                    await pubsub.subscribe(self._prefix.rstrip(":") + ":control")
+                    users = self.listeners.users()
+                    if users:
+                        await pubsub.subscribe(*(self._prefix + u for u in users))
+                    # Subscribed for real (acknowledged) before anyone re-reads storage.
+                    acks = 1 + len(users)
+                    while acks:
+                        message = await pubsub.get_message(timeout=None)
+                        if message is not None and self._handle(message) == "subscribe":
+                            acks -= 1
+                    self._pubsub = pubsub
+                    self._live.set()
+                if connected_before:
+                    self.reconnects += 1
+                    log.warning("realtime: pub/sub reconnected; resyncing connections")
+                    self.listeners.resync_all()
+                connected_before = True
+                delay = _BACKOFF[0]
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except _LINK_ERRORS as exc:
+                log.warning("realtime: pub/sub link lost (%s); reconnecting in %.2fs", exc, delay)
+            finally:
+                self._live.clear()
+                self._pubsub = None
+                self._resolve_all()  # waiters read storage now; the reconnect resyncs them
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF[1])
+
+    async def _listen(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> str:
+        """Dispatch one pub/sub message; returns its type."""
+        kind, channel = message["type"], message["channel"].decode()
+        if kind == "subscribe":
+            for waiter in self._pending.pop(channel, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif kind == "message" and channel.startswith(self._prefix):
+            try:
+                event = decode_event(message["data"])
+            except msgspec.DecodeError:
+                log.error("realtime: undecodable event on %s", channel)
+            else:
+                self.listeners.dispatch(event)
+        return str(kind)
+
+    def _resolve_all(self) -> None:
+        """After a reconnect every listener resyncs anyway: nobody waits for an old ack."""
+        pending, self._pending = self._pending, {}
+        for waiters in pending.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._resolve_all()

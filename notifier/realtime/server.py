@@ -1,0 +1,99 @@
+"""The websocket endpoint of a web process, and the state its connections share.
+
+Checks that happen before ``accept()`` answer with an HTTP status (a browser sees a failed
+handshake): a foreign ``Origin`` gets 403. Starlette's CORS middleware does not cover
+websockets, and browsers send no preflight for them, so without this check a page on any site
+could open a socket to notifier from a user's browser (cross-site websocket hijacking).
+Everything after ``accept()`` ends with a close code and reason (notifier/realtime/protocol.py,
+docs/realtime.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from notifier.feedgroups import FeedGroup
+from notifier.realtime.connection import Closed, Connection
+from notifier.realtime.hub import Hub
+from notifier.realtime.protocol import SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX, CloseCode
+from notifier.realtime.settings import RealtimeSettings
+from notifier.realtime.sync import ActivityCache
+from notifier.storage.base import Storage
+from notifier.web.auth import UserTokens
+
+log = logging.getLogger(__name__)
+
+
+class RealtimeServer:
+    """Per-process realtime state: the hub, the body cache, connection counts per user."""
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        storage: Storage,
+        feeds: Mapping[str, FeedGroup],
+        tokens: UserTokens,
+        settings: RealtimeSettings,
+        allowed_origins: tuple[str, ...],
+    ) -> None:
+        self.hub = hub
+        self.storage = storage
+        self.feeds = feeds
+        self.tokens = tokens
+        self.settings = settings
+        self.allowed_origins = frozenset(allowed_origins)
+        self.cache = ActivityCache(storage)
+        self.connections: dict[str, int] = {}
+        self.frames_sent = 0
+
+    def admit(self, user: str) -> None:
+        """Count a new connection of ``user``, or refuse it past ``max_per_user``."""
+        count = self.connections.get(user, 0)
+        if count >= self.settings.max_per_user:
+            raise Closed(
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"more than {self.settings.max_per_user} connections for this user",
+            )
+        self.connections[user] = count + 1
+
+    def release(self, user: str) -> None:
+        """Forget one connection of ``user``."""
+        count = self.connections.get(user, 0) - 1
+        if count > 0:
+            self.connections[user] = count
+        else:
+            self.connections.pop(user, None)
+
+    @property
+    def connection_count(self) -> int:
+        """Open, authenticated connections in this process."""
+        return sum(self.connections.values())
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        """The ASGI websocket handler (``/v1/realtime``)."""
+        origin = websocket.headers.get("origin")
+        if origin is not None and origin not in self.allowed_origins:
+            await _deny(websocket, 403, "forbidden", f"origin {origin!r} is not allowed", "Origin")
+            return
+        offered = list(websocket.scope.get("subprotocols") or [])
+        tokens = [p[len(TOKEN_PROTOCOL_PREFIX) :] for p in offered if p.startswith(
+            TOKEN_PROTOCOL_PREFIX)]  # fmt: skip
+        if tokens and SUBPROTOCOL not in offered:
+            await _deny(
+                websocket, 400, "malformed",
+                f"offer {SUBPROTOCOL!r} next to the bearer.<token> subprotocol",
+                "Sec-WebSocket-Protocol",
+            )  # fmt: skip
+            return
+        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        await Connection(websocket, self).run(tokens[0] if tokens else None)
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str, field: str) -> None:
+    body = {"error": {"code": code, "message": message, "field": field}}
+    await websocket.send_denial_response(JSONResponse(body, status_code=status))

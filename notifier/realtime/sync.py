@@ -1,0 +1,258 @@
+"""What a connection sends for one feed, read from storage: the source of truth.
+
+A ``FeedView`` is one connection's subscription to one feed. It remembers the ``position`` it
+has sent (the newest item's: an activity id for flat feeds, a group's position for aggregated
+ones) and the ``oldest`` item the client holds, and turns bus events into frames:
+
+- new items: an ``update`` with what is newer than ``position`` (flat feeds take the bodies
+  the event names, through a shared cache, so a fanout to many connections reads storage once);
+- marks and removals in aggregated feeds, and resumes: a ``sync`` with the exact state of the
+  whole range the client holds, so flags, counts and vanished groups all converge;
+- more than ``resume_limit`` new items: a ``refetch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from notifier.feedgroups import FeedGroup, FeedKind
+from notifier.feeds import Group, hydrate
+from notifier.model import Activity
+from notifier.realtime.bus import UserEvent
+from notifier.realtime.protocol import (
+    CountsFrame,
+    Refetch,
+    Removed,
+    ServerFrame,
+    Subscribe,
+    Sync,
+    Update,
+)
+from notifier.storage.base import Counts, Storage
+
+
+class ActivityCache:
+    """Activity bodies by id, shared by a process's connections. Bodies never change once
+    stored, so caching is safe; concurrent misses for the same ids share one storage read."""
+
+    def __init__(self, storage: Storage, size: int = 10_000) -> None:
+        self._storage = storage
+        self._size = size
+        self._bodies: OrderedDict[str, Activity] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Activity | None]] = {}
+
+    async def get(self, ids: Sequence[str]) -> dict[str, Activity]:
+        """Bodies of ``ids`` still stored (unknown ids are absent)."""
+        found: dict[str, Activity] = {}
+        waiting: dict[str, asyncio.Future[Activity | None]] = {}
+        missing: list[str] = []
+        for i in ids:
+            if i in self._bodies:
+                found[i] = self._bodies[i]
+                self._bodies.move_to_end(i)
+            elif i in self._inflight:
+                waiting[i] = self._inflight[i]
+            elif i not in found:
+                missing.append(i)
+        if missing:
+            loop = asyncio.get_running_loop()
+            mine = {i: loop.create_future() for i in missing}
+            self._inflight.update(mine)
+            try:
+                bodies = await self._storage.get_activities(missing)
+            except BaseException as exc:
+                for i, fut in mine.items():
+                    self._inflight.pop(i, None)
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved: other waiters re-raise it themselves
+                raise
+            for i, fut in mine.items():
+                self._inflight.pop(i, None)
+                body = bodies.get(i)
+                fut.set_result(body)
+                if body is not None:
+                    found[i] = body
+                    self._remember(i, body)
+        for i, fut in waiting.items():
+            body = await fut
+            if body is not None:
+                found[i] = body
+        return found
+
+    def _remember(self, activity_id: str, body: Activity) -> None:
+        self._bodies[activity_id] = body
+        if len(self._bodies) > self._size:
+            self._bodies.popitem(last=False)
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Drop removed activities."""
+        for i in ids:
+            self._bodies.pop(i, None)
+
+
+class FeedView:
+    """One connection's view of one feed (see the module docstring)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        cache: ActivityCache,
+        group: FeedGroup,
+        user: str,
+        resume_limit: int,
+    ) -> None:
+        self.storage = storage
+        self.cache = cache
+        self.group = group
+        self.user = user
+        self.resume_limit = resume_limit
+        self.flat = group.kind is FeedKind.FLAT
+        self.counted = group.kind is FeedKind.NOTIFICATION
+        self.position: str | None = None
+        """Newest position sent (or resumed from)."""
+        self.oldest: str | None = None
+        """Oldest position the client holds; '' for "everything"; None for "nothing" (the
+        client only shows counts)."""
+
+    # -- requests --------------------------------------------------------------------------
+    async def subscribe(self, request: Subscribe) -> ServerFrame:
+        """The first frame of a subscription (or of a resume)."""
+        if request.position is None:
+            if request.limit == 0:
+                self.oldest = None
+                return await self._idle_frame()
+            items = await self._read(request.limit)
+            self.oldest = "" if len(items) < request.limit else _position(items[-1])
+            return await self._sync(items, since=None)
+        self.position = request.position
+        if request.oldest is None:
+            self.oldest = request.position
+            return await self.update()
+        self.oldest = min(request.oldest, request.position)
+        return await self.sync()
+
+    def widen(self, oldest: str) -> None:
+        """The client loaded older items: later syncs cover them."""
+        if self.oldest is None or oldest < self.oldest:
+            self.oldest = oldest
+
+    # -- events ----------------------------------------------------------------------------
+    async def on_event(self, event: UserEvent) -> ServerFrame | None:
+        """The frame announcing ``event`` to this client (None: nothing to say)."""
+        if self.oldest is None:
+            if not self.counted:
+                return None
+            if event.counts is not None:
+                return CountsFrame(feed=self.group.name, counts=event.counts)
+            return await self._idle_frame()
+        if event.kind == "added":
+            if self.flat:
+                return await self._flat_added(event.activity_ids)
+            if self.position is not None and all(i <= self.position for i in event.activity_ids):
+                return await self.sync()  # back-dated: it joined a group the client holds
+            return await self.update()
+        if event.kind == "removed" and self.flat:
+            self.cache.forget(event.activity_ids)
+            return Removed(feed=self.group.name, activity_ids=event.activity_ids)
+        return await self.sync()
+
+    async def resync(self) -> ServerFrame:
+        """After events may have been lost: the state of everything the client holds."""
+        if self.oldest is None:
+            return await self._idle_frame()
+        return await self.sync()
+
+    # -- frames ----------------------------------------------------------------------------
+    async def update(self) -> ServerFrame:
+        """What is newer than ``position``."""
+        items = await self._read(self.resume_limit + 1, id_gt=self.position)
+        if len(items) > self.resume_limit:
+            return await self._refetch(len(items))
+        if not items:
+            if self.counted:
+                return await self._counts_frame()
+            return Update(feed=self.group.name, position=self.position)
+        self._advance(items)
+        return await self._frame(Update, items)
+
+    async def sync(self) -> ServerFrame:
+        """The state of every item down to ``oldest`` (at most ``resume_limit`` of them)."""
+        since = self.position
+        items = await self._read(self.resume_limit + 1)
+        if since is not None and sum(_position(i) > since for i in items) > self.resume_limit:
+            return await self._refetch(self.resume_limit + 1)
+        return await self._sync(items, since)
+
+    async def _sync(self, items: list[Group] | list[Activity], since: str | None) -> Sync:
+        floor = self.oldest or ""
+        held = [i for i in items[: self.resume_limit] if _position(i) >= floor]
+        if len(items) > self.resume_limit and _position(items[self.resume_limit]) >= floor:
+            floor = _position(held[-1])  # capped: the state is exact from here up
+        self.oldest = floor
+        new = [i.id for i in held if since is not None and _position(i) > since]
+        self._advance(held)
+        counts = await self._counts() if self.counted else None
+        if self.flat:
+            activities = [i for i in held if isinstance(i, Activity)]
+            return Sync(feed=self.group.name, position=self.position, oldest=floor,
+                        activities=activities, new=new)  # fmt: skip
+        groups = [i for i in held if isinstance(i, Group)]
+        return Sync(feed=self.group.name, position=self.position, oldest=floor,
+                    groups=groups, counts=counts, new=new)  # fmt: skip
+
+    async def _flat_added(self, ids: list[str]) -> ServerFrame:
+        bodies = await self.cache.get(ids)
+        activities = sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+        if not activities:
+            return Update(feed=self.group.name, position=self.position)
+        self._advance(activities)
+        return Update(feed=self.group.name, position=self.position, activities=activities)
+
+    async def _frame(self, kind: type[Update], items: list[Group] | list[Activity]) -> Update:
+        counts = await self._counts() if self.counted else None
+        if self.flat:
+            return kind(feed=self.group.name, position=self.position,
+                        activities=[i for i in items if isinstance(i, Activity)])  # fmt: skip
+        return kind(feed=self.group.name, position=self.position,
+                    groups=[i for i in items if isinstance(i, Group)], counts=counts)  # fmt: skip
+
+    async def _refetch(self, seen: int) -> Refetch:
+        self.position = None
+        self.oldest = None
+        counts = await self._counts() if self.counted else None
+        reason = f"more than {self.resume_limit} items changed (resume_limit)"
+        return Refetch(feed=self.group.name, reason=reason, counts=counts)
+
+    async def _counts_frame(self) -> CountsFrame:
+        return CountsFrame(feed=self.group.name, counts=await self._counts())
+
+    async def _idle_frame(self) -> ServerFrame:
+        """For a client holding no items: counts, or (feeds without counts) an empty update."""
+        if self.counted:
+            return await self._counts_frame()
+        return Update(feed=self.group.name, position=self.position)
+
+    async def _counts(self) -> Counts:
+        if not self.counted:
+            return Counts()
+        return await self.storage.counts(self.group, self.user)
+
+    def _advance(self, items: Sequence[Group | Activity]) -> None:
+        for item in items:
+            position = _position(item)
+            if self.position is None or position > self.position:
+                self.position = position
+
+    async def _read(self, limit: int, *, id_gt: str | None = None) -> list[Group] | list[Activity]:
+        if self.flat:
+            found = await self.storage.read_flat(self.group, self.user, limit=limit, id_gt=id_gt)
+            bodies = await self.cache.get(found)
+            return [bodies[i] for i in found if i in bodies]
+        stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
+        return await hydrate(self.storage, stored)
+
+
+def _position(item: Group | Activity) -> str:
+    return item.position if isinstance(item, Group) else item.id

@@ -1,0 +1,150 @@
+"""A websocket client for the tests: the real ``websockets`` library plus the state a widget
+keeps, built only from frames (the rules of docs/realtime.md), to compare with HTTP reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+WAIT = 10.0
+
+
+@dataclass
+class FeedState:
+    """What a client holds of one feed, by applying frames."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    position: str | None = None
+    oldest: str | None = None
+    counts: dict[str, int] | None = None
+    refetch: bool = False
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if "counts" in frame:
+            self.counts = frame["counts"]
+        items = frame.get("groups") or frame.get("activities") or []
+        if kind == "sync":
+            floor = frame["oldest"]
+            self.items = {k: v for k, v in self.items.items() if _position(v) < floor}
+            self.items.update({i["id"]: i for i in items})
+            self.oldest = floor if self.oldest is None else min(self.oldest, floor)
+        elif kind == "update":
+            self.items.update({i["id"]: i for i in items})
+        elif kind == "removed":
+            for i in frame["activity_ids"]:
+                self.items.pop(i, None)
+        elif kind == "refetch":
+            self.items.clear()
+            self.position = self.oldest = None
+            self.refetch = True
+            return
+        if frame.get("position"):
+            self.position = max(self.position or "", frame["position"])
+
+    def newest(self, n: int) -> list[dict[str, Any]]:
+        return sorted(self.items.values(), key=_position, reverse=True)[:n]
+
+
+def _position(item: dict[str, Any]) -> str:
+    return str(item.get("position") or item["id"])
+
+
+def summary(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What must agree between a client and an HTTP read, item by item."""
+    return [
+        (
+            i["id"],
+            i.get("activity_count"),
+            i.get("actor_count"),
+            i.get("is_seen"),
+            i.get("is_read"),
+            i.get("is_archived"),
+            [a["id"] for a in i.get("activities", [])] if "activities" in i else None,
+        )
+        for i in items
+    ]
+
+
+class Client:
+    """One connection (re-openable) and the feeds it follows."""
+
+    def __init__(self, url: str, token: str, *, origin: str | None = None) -> None:
+        self.url = url
+        self.token = token
+        self.origin = origin
+        self.ws: ClientConnection | None = None
+        self.feeds: dict[str, FeedState] = {}
+        self.frames: list[dict[str, Any]] = []
+
+    async def connect(self, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Origin": self.origin} if self.origin else None
+        self.ws = await websockets.connect(
+            self.url, additional_headers=headers, open_timeout=WAIT, **kwargs
+        )
+        await self.send({"type": "auth", "token": self.token})
+        welcome = await self.recv()
+        assert welcome["type"] == "welcome", welcome
+        return welcome
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send(json.dumps(message))
+
+    async def recv(self, within: float = WAIT) -> dict[str, Any]:
+        assert self.ws is not None
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), within))
+        self.frames.append(frame)
+        if "feed" in frame and frame["feed"] in self.feeds:
+            self.feeds[frame["feed"]].apply(frame)
+        return frame
+
+    async def subscribe(self, feed: str, limit: int = 25) -> dict[str, Any]:
+        """Subscribe, resuming from what this client already holds of ``feed``."""
+        state = self.feeds.setdefault(feed, FeedState())
+        message: dict[str, Any] = {"type": "subscribe", "feed": feed, "limit": limit}
+        if state.position is not None:
+            message["position"] = state.position
+            if state.oldest is not None:
+                message["oldest"] = state.oldest
+        await self.send(message)
+        return await self.recv()
+
+    async def wait_for(self, predicate: Any, within: float = WAIT) -> dict[str, Any]:
+        """Receive frames until one satisfies ``predicate``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            frame = await self.recv(max(0.01, deadline - loop.time()))
+            if predicate(frame):
+                return frame
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Frames that arrive within ``seconds`` (to show that nothing arrives)."""
+        got: list[dict[str, Any]] = []
+        try:
+            while True:
+                got.append(await self.recv(seconds))
+        except TimeoutError:
+            return got
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+            self.ws = None
+
+
+async def http_state(
+    http: httpx.AsyncClient, feed: str, headers: dict[str, str], limit: int = 25
+) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    """A fresh HTTP read of the first page: items and counts."""
+    response = await http.get(f"/v1/me/feeds/{feed}", params={"limit": limit}, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body.get("groups") or body.get("activities") or [], body.get("counts")

@@ -1,0 +1,234 @@
+"""The websocket endpoint against a live server, on every backend (Redis: through Redis
+pub/sub), with real ``websockets`` clients: live pushes, marks from other tabs, resume, and
+the limits (slow clients, idle, caps)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import websockets
+
+from notifier.realtime.bus import UserEvent
+from tests.realtime.client import Client, http_state, summary
+from tests.realtime.conftest import Live, LiveFactory
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def like(actor: str, n: int, user: str = "bo", **extra: Any) -> dict[str, Any]:
+    """``actor`` likes photo ``n`` of ``user``: one notification group per photo."""
+    return {
+        "actor": actor,
+        "verb": "like",
+        "object": f"like:{actor}:{n}",
+        "target": f"photo:{n}",
+        "to": [f"notification:{user}"],
+        "extra": {"url": f"/photos/{n}", **extra},
+    }
+
+
+async def assert_matches_http(live: Live, client: Client, user: str, feed: str) -> None:
+    """The client's newest items and counts equal a fresh HTTP read."""
+    items, counts = await http_state(live.http, feed, live.user_headers(user))
+    state = client.feeds[feed]
+    assert summary(state.newest(25)) == summary(items)
+    if counts is not None:
+        assert state.counts == counts
+
+
+async def test_a_notification_arrives_live_with_the_counts_of_a_fresh_read(live: Live) -> None:
+    bo = live.client("bo")
+    welcome = await bo.connect()
+    assert welcome["user"] == "bo" and welcome["resume_limit"] >= 100
+    first = await bo.subscribe("notification")
+    assert first["type"] == "sync" and first["groups"] == [] and first["oldest"] == ""
+    assert first["counts"] == {"unseen": 0, "unread": 0}
+
+    posted = await live.post(**like("ana", 1))
+    frame = await bo.wait_for(lambda f: f["type"] == "update")
+    assert [a["id"] for a in frame["groups"][0]["activities"]] == [posted["id"]]
+    assert frame["groups"][0]["actors"] == ["ana"]
+    assert frame["position"] == frame["groups"][0]["position"]
+    await assert_matches_http(live, bo, "bo", "notification")
+
+    await live.post(**like("cy", 1))  # joins the same group: "ana and cy liked photo 1"
+    frame = await bo.wait_for(lambda f: f["type"] == "update")
+    assert frame["groups"][0]["actor_count"] == 2
+    assert frame["counts"] == {"unseen": 1, "unread": 1}
+    await assert_matches_http(live, bo, "bo", "notification")
+    await bo.close()
+
+
+async def test_token_in_the_subprotocol_header(live: Live) -> None:
+    token = live.token("bo")
+    async with websockets.connect(
+        live.ws_url, subprotocols=["notifier.v1", f"bearer.{token}"]
+    ) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "notifier.v1"
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome" and welcome["user"] == "bo"
+
+
+async def test_a_user_never_receives_another_users_events(live: Live) -> None:
+    bo, cy = live.client("bo"), live.client("cy")
+    await bo.connect()
+    await cy.connect()
+    await bo.subscribe("notification")
+    await cy.subscribe("notification")
+    await live.post(**like("ana", 1, user="cy"))
+    await cy.wait_for(lambda f: f["type"] == "update")
+    assert await bo.quiet(0.3) == []
+    await bo.close()
+    await cy.close()
+
+
+async def test_marks_from_one_tab_reach_every_tab(live: Live) -> None:
+    tabs = [live.client("bo"), live.client("bo")]
+    for tab in tabs:
+        await tab.connect()
+        await tab.subscribe("notification")
+    await live.post(**like("ana", 1))
+    await live.post(**like("ana", 2))
+    for tab in tabs:
+        await tab.wait_for(lambda f: f.get("counts") == {"unseen": 2, "unread": 2})
+
+    await live.mark("bo", all=True, seen=True)  # opening the inbox in some third tab
+    for tab in tabs:
+        frame = await tab.wait_for(lambda f: f["type"] == "sync")
+        assert frame["counts"] == {"unseen": 0, "unread": 2}
+        assert all(g["is_seen"] for g in frame["groups"])
+        await assert_matches_http(live, tab, "bo", "notification")
+
+    group = tabs[0].feeds["notification"].newest(1)[0]["id"]
+    await live.mark("bo", group_ids=[group], read=True)
+    for tab in tabs:
+        frame = await tab.wait_for(lambda f: f["type"] == "sync")
+        assert frame["counts"] == {"unseen": 0, "unread": 1}
+        await assert_matches_http(live, tab, "bo", "notification")
+        await tab.close()
+
+
+async def test_a_counts_only_subscription_gets_counts_and_no_items(live: Live) -> None:
+    bo = live.client("bo")
+    await bo.connect()
+    first = await bo.subscribe("notification", limit=0)
+    assert first == {"type": "counts", "feed": "notification", "counts": {"unseen": 0, "unread": 0}}
+    await live.post(**like("ana", 1))
+    frame = await bo.wait_for(lambda f: True)
+    assert frame == {"type": "counts", "feed": "notification", "counts": {"unseen": 1, "unread": 1}}
+    await live.mark("bo", all=True, read=True)
+    frame = await bo.wait_for(lambda f: True)
+    assert frame["counts"] == {"unseen": 1, "unread": 0}  # read, not yet seen
+    await bo.close()
+
+
+async def test_flat_feeds_push_activities_and_removals(live: Live) -> None:
+    bo = live.client("bo")
+    await bo.connect()
+    await bo.subscribe("timeline")
+    posted = await live.post(actor="ana", verb="post", object="post:1", to=["timeline:bo"])
+    frame = await bo.wait_for(lambda f: f["type"] == "update")
+    assert [a["id"] for a in frame["activities"]] == [posted["id"]]
+    response = await live.http.delete(
+        f"/v1/activities/{posted['id']}", headers=live.server_headers()
+    )
+    assert response.status_code == 200, response.text
+    frame = await bo.wait_for(lambda f: f["type"] == "removed")
+    assert frame["activity_ids"] == [posted["id"]]
+    await assert_matches_http(live, bo, "bo", "timeline")
+    await bo.close()
+
+
+async def test_resume_replays_activities_and_marks_made_while_away(live: Live) -> None:
+    bo = live.client("bo")
+    await bo.connect()
+    await bo.subscribe("notification")
+    for n in range(3):
+        await live.post(**like("ana", n))
+    await bo.wait_for(lambda f: f.get("counts") == {"unseen": 3, "unread": 3})
+    await bo.close()
+
+    # Away: new groups, a group that moves up, marks, and an archived group.
+    for n in range(3, 6):
+        await live.post(**like("cy", n))
+    await live.post(**like("dee", 0))
+    held = bo.feeds["notification"].newest(3)
+    await live.mark("bo", group_ids=[held[-1]["id"]], read=True)
+    await live.mark("bo", group_ids=[held[0]["id"]], archived=True)
+    await live.mark("bo", all=True, seen=True)
+
+    await bo.connect()
+    frame = await bo.subscribe("notification")
+    assert frame["type"] == "sync"
+    assert len(frame["new"]) == 4  # three new groups and the one that moved up
+    await assert_matches_http(live, bo, "bo", "notification")
+    assert bo.feeds["notification"].counts == {"unseen": 0, "unread": 4}
+    await bo.close()
+
+
+async def test_a_gap_over_the_resume_limit_is_told_to_refetch(live_factory: LiveFactory) -> None:
+    live: Live = await live_factory(NOTIFIER_WS_RESUME_LIMIT="100")
+    bo = live.client("bo")
+
+    def post(n: int) -> dict[str, Any]:
+        return {"actor": "ana", "verb": "post", "object": f"post:{n}", "to": ["timeline:bo"]}
+
+    await bo.connect()
+    await bo.subscribe("timeline")
+    await live.post(**post(0))
+    await bo.wait_for(lambda f: f["type"] == "update")
+    await bo.close()
+    batch = {"activities": [post(n) for n in range(1, 102)]}
+    response = await live.http.post(
+        "/v1/activities/batch", json=batch, headers=live.server_headers()
+    )
+    assert response.status_code == 201, response.text
+    await bo.connect()
+    frame = await bo.subscribe("timeline")
+    assert frame["type"] == "refetch" and "resume_limit" in frame["reason"]
+    again = await bo.subscribe("timeline")  # as told: start over from the first page
+    assert again["type"] == "sync" and len(again["activities"]) == 25
+    await assert_matches_http(live, bo, "bo", "timeline")
+    await bo.close()
+
+
+async def test_ping_pong_and_feed_window(live: Live) -> None:
+    bo = live.client("bo")
+    await bo.connect()
+    await bo.send({"type": "ping"})
+    assert await bo.recv() == {"type": "pong"}
+
+
+async def test_a_slow_client_is_dropped_without_slowing_others(
+    live_factory: LiveFactory,
+) -> None:
+    live: Live = await live_factory(NOTIFIER_WS_SEND_QUEUE="8")
+    big = await live.post(
+        actor="ana", verb="post", object="post:big", to=["timeline:slow"], extra={"x": "y" * 15000}
+    )
+    slow, fast = live.client("slow"), live.client("fast")
+    await slow.connect(max_queue=1)  # reads nothing below: its socket buffers fill up
+    await fast.connect()
+    await slow.subscribe("timeline", limit=1)
+    await fast.subscribe("notification")
+    flood = [UserEvent(user="slow", feed="timeline", kind="added", activity_ids=[big["id"]])]
+    for _ in range(2000):
+        await live.services.bus.publish(flood)
+        await asyncio.sleep(0)
+    # The slow connection is dropped; the fast one still gets its pushes at once.
+    await live.post(**like("ana", 1, user="fast"))
+    await fast.wait_for(lambda f: f["type"] == "update", within=5)
+    for _ in range(200):
+        if "slow" not in live.services.realtime.connections:
+            break
+        await asyncio.sleep(0.05)
+    assert "slow" not in live.services.realtime.connections
+    assert slow.ws is not None
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await slow.ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+    await fast.close()

@@ -1,0 +1,1 @@
+"""``notifier bench``: scenarios that measure notifier against raw baselines run alongside."""

@@ -71,9 +71,11 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
 
 
 def _register() -> None:
+    from notifier.bench.cli import bench
     from notifier.fanout.cli import import_command, worker
     from notifier.storage.cassandra_cli import cassandra
 
+    main.add_command(bench)
     main.add_command(worker)
     main.add_command(import_command)
     main.add_command(cassandra)

@@ -263,10 +263,11 @@ class Connection:
         while True:
             work = await self.queue.get()
             for frame in await self._frames(work):
-                await self.ws.send_text(encode(frame))
+                await self.ws.send_text(frame if isinstance(frame, str) else encode(frame))
                 self.server.frames_sent += 1
 
-    async def _frames(self, work: Work) -> list[ServerFrame]:
+    async def _frames(self, work: Work) -> list[ServerFrame | str]:
+        """The frames ``work`` calls for (a ``str`` is one encoded already)."""
         try:
             if isinstance(work, Pong):
                 return [work]

@@ -29,8 +29,12 @@ from notifier.realtime.protocol import (
     Subscribe,
     Sync,
     Update,
+    encode,
 )
 from notifier.storage.base import Counts, Storage
+
+#: Encoded frames kept for reuse: the recent fanouts' (each sent to many connections).
+_FRAMES = 256
 
 
 class ActivityCache:
@@ -42,6 +46,7 @@ class ActivityCache:
         self._size = size
         self._bodies: OrderedDict[str, Activity] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Activity | None]] = {}
+        self._frames: OrderedDict[tuple[str, tuple[str, ...]], str] = OrderedDict()
 
     async def get(self, ids: Sequence[str]) -> dict[str, Activity]:
         """Bodies of ``ids`` still stored (unknown ids are absent)."""
@@ -91,6 +96,16 @@ class ActivityCache:
         for i in ids:
             self._bodies.pop(i, None)
 
+    def frame(self, key: tuple[str, tuple[str, ...]]) -> str | None:
+        """The encoded ``update`` announcing these activities in this feed, if one was made."""
+        return self._frames.get(key)
+
+    def keep_frame(self, key: tuple[str, tuple[str, ...]], text: str) -> None:
+        """Remember an encoded frame: a fanout sends the same one to every follower."""
+        self._frames[key] = text
+        if len(self._frames) > _FRAMES:
+            self._frames.popitem(last=False)
+
 
 class FeedView:
     """One connection's view of one feed (see the module docstring)."""
@@ -139,7 +154,7 @@ class FeedView:
             self.oldest = oldest
 
     # -- events ----------------------------------------------------------------------------
-    async def on_event(self, event: UserEvent) -> ServerFrame | None:
+    async def on_event(self, event: UserEvent) -> ServerFrame | str | None:
         """The frame announcing ``event`` to this client (None: nothing to say)."""
         if self.oldest is None:
             if not self.counted:
@@ -202,13 +217,26 @@ class FeedView:
         return Sync(feed=self.group.name, position=self.position, oldest=floor,
                     groups=groups, counts=counts, new=new)  # fmt: skip
 
-    async def _flat_added(self, ids: list[str]) -> ServerFrame:
+    async def _flat_added(self, ids: list[str]) -> ServerFrame | str:
+        """An ``update`` with the activities themselves (no feed read). Encoded once per
+        fanout: every follower whose position it advances gets the same text."""
+        key = (self.group.name, tuple(ids))
+        newest = max(ids, default="")
+        shared = self.position is None or newest >= self.position
+        if shared and (text := self.cache.frame(key)) is not None:
+            self.position = newest
+            return text
         bodies = await self.cache.get(ids)
         activities = sorted(bodies.values(), key=lambda a: a.id, reverse=True)
         if not activities:
             return Update(feed=self.group.name, position=self.position)
         self._advance(activities)
-        return Update(feed=self.group.name, position=self.position, activities=activities)
+        frame = Update(feed=self.group.name, position=self.position, activities=activities)
+        if shared and self.position == newest:
+            text = encode(frame)
+            self.cache.keep_frame(key, text)
+            return text
+        return frame
 
     async def _frame(self, kind: type[Update], items: list[Group] | list[Activity]) -> Update:
         counts = await self._counts() if self.counted else None

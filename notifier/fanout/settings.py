@@ -53,7 +53,8 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     maintenance_chance: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1_000
     """Broker calls (per million) that also run that maintenance (dramatiq's default)."""
     poll_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 100
-    """Longest pause of an idle (or full) queue consumer: bounds how late HIGH work is picked."""
+    """Longest wait of an idle queue consumer. Enqueued jobs wake it at once (the Redis
+    broker's doorbell); this bounds how late other arrivals (requeued jobs) are seen."""
 
     def __post_init__(self) -> None:
         if self.backfill_default > self.backfill_max:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,6 +27,7 @@ from notifier.web.ratelimit import RateLimiter
 from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_response
 from notifier.web.schemas import Health
 from notifier.web.services import Services
+from notifier.web.static import static_mount
 
 REALTIME_PATH = "/v1/realtime"
 """The websocket endpoint (docs/realtime.md); not in the OpenAPI document, which has no
@@ -38,8 +39,13 @@ def endpoints(services: Services) -> list[Endpoint]:
     return server_endpoints(services) + client_endpoints(services)
 
 
-def create_app(services: Services) -> Starlette:
-    """The ASGI app for ``services``: API routes, health, OpenAPI, CORS and JSON errors."""
+def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app for ``services``: API routes, health, OpenAPI, CORS and JSON errors,
+    and the widget's files at ``/static``.
+
+    ``extra_routes`` are mounted beside the API without being part of it (not in the
+    OpenAPI document): ``notifier demo`` adds its page there, so ``serve`` never has them.
+    """
     settings = services.settings
     guards = Guards(
         api_keys=ApiKeys(settings.api_keys),
@@ -82,6 +88,10 @@ def create_app(services: Services) -> Starlette:
     routes: list[BaseRoute] = list(build_routes(declared, guards))
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     routes.append(WebSocketRoute(REALTIME_PATH, services.realtime.endpoint))
+    routes.extend(extra_routes)
+    static = static_mount()
+    if static is not None:
+        routes.append(static)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -28,11 +28,23 @@ def main() -> None:
 
 @main.command()
 @click.option("--config", "config_path", envvar="NOTIFIER_CONFIG", help="TOML configuration.")
-def demo(config_path: str | None) -> None:
-    """Seed a few users and activities on the memory backend and print a notification feed."""
-    from notifier.demo import print_demo
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Listen port.")
+def demo(config_path: str | None, host: str, port: int) -> None:
+    """Run the server with a demo page: two users' bells side by side, live.
 
-    asyncio.run(print_demo(load_config(config_path)))
+    Everything is in this process, on the memory backend, with seeded users, follows and
+    notifications, and a random secret and API key made at start. Prints the page's URL.
+    """
+    import contextlib
+
+    from notifier.demo import run_demo
+
+    def ready(url: str) -> None:
+        click.echo(f"notifier demo: open {url}  (Ctrl-C stops it)")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(load_config(config_path), host, port, ready))
 
 
 @main.command()

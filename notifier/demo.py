@@ -1,53 +1,162 @@
-"""A small, self-contained demonstration on the memory backend (``notifier demo``)."""
+"""``notifier demo``: the whole product in one process, on the memory backend.
+
+It starts the real server (``create_app`` under uvicorn, in-process fanout and realtime bus),
+with a random secret and API key made at start (never stored), seeds a few users, follows
+and notifications, and adds the demo page (notifier/web/demo_routes.py) that shows two users'
+bells side by side. Only this command mounts the demo routes; ``notifier serve`` never does.
+"""
 
 from __future__ import annotations
 
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
-import click
+import uvicorn
+from starlette.applications import Starlette
 
 from notifier.config import Config
-from notifier.feeds import Group
-from notifier.service import Notifier
+from notifier.model import Activity
+from notifier.web.app import create_app
+from notifier.web.services import Services
+from notifier.web.settings import ServerSettings
+from notifier.web.wiring import build_services
+
+USERS = ("ana", "bo", "cy", "dee", "eve")
+"""The demo's users; the page shows the first two side by side."""
+SHOWN = USERS[:2]
+COLOURS = {"ana": "#d9480f", "bo": "#1c7ed6", "cy": "#2b8a3e", "dee": "#ae3ec9", "eve": "#e67700"}
 
 
-def describe(group: Group, past_tense: str) -> str:
-    """ "ana and 2 others liked photo:1" for a group."""
-    names = group.actors[:1]
-    others = group.actor_count - len(names)
-    who = names[0] if not others else f"{names[0]} and {others} other{'s' * (others > 1)}"
-    subject = group.activities[0].target or group.activities[0].object
-    return f"{who} {past_tense} {subject}"
+def avatar(user: str) -> str:
+    """A small SVG avatar (the user's initial on a colour) as a data URI: no network."""
+    colour = COLOURS.get(user, "#495057")
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 40 40'>"
+        f"<circle cx='20' cy='20' r='20' fill='{colour}'/>"
+        "<text x='20' y='26' font-family='sans-serif' font-size='18' fill='white' "
+        f"text-anchor='middle'>{user[:1].upper()}</text></svg>"
+    )
+    return "data:image/svg+xml," + quote(svg, safe="/:=' ")
 
 
-async def print_demo(config: Config) -> None:
-    """Seed likes, comments and a follow for ``bo`` and print bo's notification feed."""
-    app = Notifier(Config(feeds=config.feeds, verbs=config.verbs, limits=config.limits))
-    feed = app.notification_feed("notification", "bo")
-    start = datetime.now(UTC) - timedelta(minutes=30)
-    seeded = [
-        ("ana", "like", "photo:beach"),
-        ("cy", "like", "photo:beach"),
-        ("dee", "like", "photo:beach"),
-        ("ana", "comment", "photo:beach"),
-        ("eve", "follow", "user:bo"),
-        ("cy", "like", "photo:sunset"),
-    ]
-    for minute, (actor, verb, target) in enumerate(seeded):
-        await feed.add(
-            app.activity(
-                actor=actor,
-                verb=verb,
-                object=f"{verb}:{actor}:{target}",
-                target=target,
-                time=start + timedelta(minutes=minute),
-            )
-        )
-    page = await feed.read(limit=10)
-    click.echo(f"bo's notifications ({page.counts.unseen if page.counts else 0} unseen):")
-    for group in page.groups:
-        past = app.config.verbs.get(group.verb).past_tense
-        marker = "*" if not group.is_seen else " "
-        click.echo(f" {marker} {describe(group, past)}  ({group.activity_count} activities)")
-    counts = await feed.mark_all(seen=True)
-    click.echo(f"after opening the inbox: {counts.unseen} unseen, {counts.unread} unread")
+@dataclass(frozen=True)
+class Act:
+    """What one demo button does: ``actor`` does ``verb`` to ``user``."""
+
+    actor: str
+    verb: str
+    user: str
+
+
+def activity_for(services: Services, act: Act, time: datetime | None = None) -> Activity:
+    """The activity behind a demo action, addressed to ``user``'s notification feed.
+
+    ``extra`` carries what the widget shows: the URL an item opens, the actor's avatar and a
+    title for the target ("your photo"), as an app would send them.
+    """
+    photo = f"photo:{act.user}-beach"
+    targets = {
+        "like": (photo, "your photo", f"#/photos/{act.user}-beach"),
+        "comment": (photo, "your photo", f"#/photos/{act.user}-beach/comments"),
+        "follow": (f"user:{act.user}", "you", f"#/people/{act.actor}"),
+        "mention": (f"post:{act.actor}-1", "you in a post", f"#/posts/{act.actor}-1"),
+    }
+    target, title, url = targets[act.verb]
+    return services.notifier.activity(
+        actor=act.actor,
+        verb=act.verb,
+        object=f"{act.verb}:{act.actor}:{secrets.token_hex(4)}",
+        target=target,
+        time=time,
+        to=[f"notification:{act.user}"],
+        extra={"url": url, "avatar": avatar(act.actor), "title": title},
+    )
+
+
+SEED: Sequence[tuple[int, Act]] = (
+    (60 * 26, Act("eve", "follow", "bo")),
+    (60 * 3, Act("cy", "mention", "bo")),
+    (45, Act("ana", "like", "bo")),
+    (40, Act("cy", "like", "bo")),
+    (38, Act("dee", "like", "bo")),
+    (12, Act("ana", "comment", "bo")),
+    (60 * 50, Act("dee", "follow", "ana")),
+    (90, Act("bo", "like", "ana")),
+    (30, Act("cy", "comment", "ana")),
+)
+"""(minutes ago, action): yesterday's follow, an aggregated "ana and 2 others liked"..."""
+
+
+async def seed(services: Services, now: datetime | None = None) -> None:
+    """Follows between the demo users and a few notifications from the last two days."""
+    for user in USERS:
+        for target in USERS:
+            if user != target and (user in SHOWN or target in SHOWN):
+                await services.fanout.follow(user, target)
+    now = now or datetime.now(UTC)
+    activities = [activity_for(services, act, now - timedelta(minutes=ago)) for ago, act in SEED]
+    await services.fanout.add_activities(activities)
+
+
+def demo_settings(host: str, port: int) -> ServerSettings:
+    """Settings with a fresh random secret and API key, and the demo's own origin allowed."""
+    names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else {host}
+    origins = ",".join(sorted(f"http://{name}:{port}" for name in names))
+    return ServerSettings.load(
+        env={
+            "NOTIFIER_SECRET": secrets.token_urlsafe(32),
+            "NOTIFIER_API_KEYS": f"demo-{secrets.token_urlsafe(24)}",
+            "NOTIFIER_ALLOWED_ORIGINS": origins,
+            "NOTIFIER_HOST": host,
+            "NOTIFIER_PORT": str(port),
+        }
+    )
+
+
+def build_demo(config: Config, settings: ServerSettings) -> tuple[Starlette, Services]:
+    """The demo app: the real API and widget files, plus the demo page and its routes."""
+    from notifier.web.demo_routes import demo_routes
+
+    memory = Config(feeds=config.feeds, verbs=config.verbs, limits=config.limits)
+    services = build_services(memory, settings)
+    return create_app(services, extra_routes=demo_routes(services)), services
+
+
+async def run_demo(
+    config: Config, host: str, port: int, ready: Callable[[str], None] = lambda url: None
+) -> None:
+    """Seed, then serve until interrupted (uvicorn handles Ctrl-C); ``ready`` gets the page's
+    URL once the server listens."""
+    settings = demo_settings(host, port)
+    app, services = build_demo(config, settings)
+    await seed(services)
+    server = _AnnouncingServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            server_header=False,
+            ws="websockets-sansio",
+            ws_max_size=settings.realtime.max_message_bytes,
+        ),
+        lambda: ready(f"http://{host}:{port}/"),
+    )
+    await server.serve()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that says when it listens (not before: the URL must work)."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_listening()

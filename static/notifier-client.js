@@ -1,0 +1,562 @@
+// notifier headless client: one user's notification feed, kept live over the websocket.
+//
+// For apps that draw their own UI (the <notifier-bell> widget is built on it). It speaks the
+// HTTP client API (docs/api.md) and the websocket protocol (docs/realtime.md): it holds the
+// items it has seen, merges every frame into them by id, reconnects with jittered backoff
+// and resumes from its last position, so nothing is lost while the socket is down.
+// No dependencies, no build step.
+
+/**
+ * A notification group, exactly as the server sends it.
+ * @typedef {Object} Group
+ * @property {string} id
+ * @property {string} verb
+ * @property {Array<{id: string, actor: string, verb: string, object: string,
+ *   target?: string|null, time: string, extra: Object<string, any>}>} activities
+ *   newest first
+ * @property {string[]} actors distinct actors of the shown activities, newest first
+ * @property {number} actor_count
+ * @property {number} activity_count
+ * @property {string} created_at ISO time of the oldest activity
+ * @property {string} updated_at ISO time of the newest activity
+ * @property {string} position the newest activity's id: positions compare as strings
+ * @property {boolean} is_seen
+ * @property {boolean} is_read
+ * @property {boolean} is_archived
+ */
+
+/** @typedef {{unseen: number, unread: number}} Counts */
+
+/**
+ * Where the connection stands: `connecting` (first connection), `live`, `reconnecting`
+ * (lost, retrying with backoff), `paused` (a hidden tab let go of its socket), `failed` (the
+ * server refused this client for good: a bad feed or a token that does not cover it).
+ * @typedef {"idle"|"connecting"|"live"|"reconnecting"|"paused"|"failed"|"closed"} Status
+ */
+
+/**
+ * @typedef {Object} ClientOptions
+ * @property {() => (string|Promise<string>)} token returns a user token (from your backend,
+ *   which gets it from `POST /v1/tokens`); called again when the token nears expiry or the
+ *   server refuses it, so an expiring token is replaced without a page reload
+ * @property {string} [server] notifier's base URL; default: where this module was loaded from
+ * @property {string} [feed="notification"] the notification feed group
+ * @property {number} [pageSize=20] items per page (first load and each "load more")
+ * @property {number|false} [hiddenDisconnectMs=300000] a tab hidden this long closes its
+ *   socket, and resumes when shown again; `false` keeps it open
+ * @property {{min: number, max: number}} [backoff] reconnect delays, ms (full jitter)
+ * @property {number} [pingMs=25000] application-level ping interval (the server closes an
+ *   idle socket after `idle_timeout`, 75 s by default)
+ */
+
+const DEFAULT_SERVER = new URL(".", import.meta.url).origin;
+/** Close codes after which retrying cannot help (docs/realtime.md). */
+const FATAL_CLOSES = new Set([4400, 4403, 4404]);
+const TOKEN_EXPIRED = 4401;
+/** Refresh a token this long before it expires, seconds. */
+const TOKEN_MARGIN = 30;
+
+/**
+ * One user's notification feed, live. Read `items()`, `counts`, `status`; listen with
+ * `on("change", ...)`; act with `markSeen()`, `markRead()`, `markArchived()`,
+ * `markAllRead()`; page with `loadMore()`.
+ */
+export class NotifierClient {
+  /** @param {ClientOptions} options */
+  constructor(options) {
+    if (typeof options?.token !== "function") {
+      throw new TypeError("NotifierClient: options.token must be a function returning a token");
+    }
+    this.options = {
+      server: DEFAULT_SERVER,
+      feed: "notification",
+      pageSize: 20,
+      hiddenDisconnectMs: 300_000,
+      backoff: { min: 500, max: 30_000 },
+      pingMs: 25_000,
+      ...options,
+    };
+    this.server = this.options.server.replace(/\/+$/, "");
+    this.feed = this.options.feed;
+    /** @type {Map<string, Group>} */
+    this.groups = new Map();
+    /** @type {Counts|null} */
+    this.counts = null;
+    /** @type {Status} */
+    this.status = "idle";
+    /** The reason for `failed`, or the last connection problem. */
+    this.error = null;
+    /** Newest position received: where a resume starts. */
+    this.position = null;
+    /** Oldest position held ("" = the whole feed; null = nothing yet). */
+    this.oldest = null;
+    /** Whether a first page has arrived (an empty feed counts). */
+    this.loaded = false;
+    /** Connections opened so far (the first one included). */
+    this.connections = 0;
+    /** The last `subscribe` message sent (a resume carries `position`). */
+    this.lastSubscribe = null;
+    /** @type {WebSocket|null} */
+    this.socket = null;
+    this._listeners = new Map();
+    this._token = null;
+    this._tokenExpires = 0;
+    this._attempt = 0;
+    this._timers = { retry: 0, ping: 0, hidden: 0 };
+    this._lastMessage = 0;
+    this._loadingMore = null;
+    this._stopped = false;
+    this._onVisibility = () => this._visibilityChanged();
+    this._onOnline = () => {
+      if (this.status === "reconnecting") this.reconnect();
+    };
+  }
+
+  // -- events -------------------------------------------------------------------------------
+
+  /**
+   * Listen to `change` (any state change), `items` (new or updated items that arrived live:
+   * `(groups)`), `status` (`(status, error)`), `counts` (`(counts)`) or `error` (`(error)`,
+   * a failed HTTP call). Returns a function that removes the listener.
+   * @param {"change"|"items"|"status"|"counts"|"error"} type
+   * @param {Function} listener
+   * @returns {() => void}
+   */
+  on(type, listener) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(listener);
+    return () => this._listeners.get(type)?.delete(listener);
+  }
+
+  _emit(type, ...args) {
+    for (const listener of this._listeners.get(type) ?? []) {
+      try {
+        listener(...args);
+      } catch (error) {
+        console.error(`notifier: a '${type}' listener failed`, error);
+      }
+    }
+  }
+
+  _changed() {
+    this._emit("change", this);
+  }
+
+  _setStatus(status, error = null) {
+    if (status === this.status && error === this.error) return;
+    this.status = status;
+    this.error = error;
+    this._emit("status", status, error);
+    this._changed();
+  }
+
+  // -- reading state ------------------------------------------------------------------------
+
+  /**
+   * The items held, newest first; archived ones only when asked.
+   * @param {{archived?: boolean}} [filter]
+   * @returns {Group[]}
+   */
+  items({ archived = false } = {}) {
+    return [...this.groups.values()]
+      .filter((g) => archived || !g.is_archived)
+      .sort((a, b) => (a.position < b.position ? 1 : a.position > b.position ? -1 : 0));
+  }
+
+  /** Whether older items exist beyond those held (see `loadMore`). */
+  get hasMore() {
+    return this.oldest !== null && this.oldest !== "";
+  }
+
+  // -- lifecycle ----------------------------------------------------------------------------
+
+  /**
+   * Open the connection (and keep it open until `close()`). Resolves once the first page has
+   * arrived; rejects only if the server refuses this client for good (`failed`).
+   * @returns {Promise<NotifierClient>}
+   */
+  connect() {
+    this._stopped = false;
+    if (typeof document !== "undefined") {
+      document.addEventListener("visibilitychange", this._onVisibility);
+    }
+    if (typeof window !== "undefined") window.addEventListener("online", this._onOnline);
+    const ready = new Promise((resolve, reject) => {
+      const off = this.on("change", () => {
+        if (this.loaded) {
+          off();
+          resolve(this);
+        } else if (this.status === "failed") {
+          off();
+          reject(new Error(this.error ?? "refused"));
+        }
+      });
+    });
+    if (!this.socket) this._open();
+    return ready;
+  }
+
+  /** Close the connection for good (no reconnect). */
+  close() {
+    this._stopped = true;
+    this._clearTimers();
+    if (typeof document !== "undefined") {
+      document.removeEventListener("visibilitychange", this._onVisibility);
+    }
+    if (typeof window !== "undefined") window.removeEventListener("online", this._onOnline);
+    this._drop();
+    this._setStatus("closed");
+  }
+
+  /** Drop the current socket (if any) and connect again now, resuming. */
+  reconnect() {
+    if (this._stopped) return;
+    clearTimeout(this._timers.retry);
+    this._drop();
+    this._open();
+  }
+
+  _clearTimers() {
+    clearTimeout(this._timers.retry);
+    clearInterval(this._timers.ping);
+    clearTimeout(this._timers.hidden);
+  }
+
+  /** Forget the socket without triggering a reconnect from its close event. */
+  _drop() {
+    const socket = this.socket;
+    this.socket = null;
+    clearInterval(this._timers.ping);
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+      if (socket.readyState <= WebSocket.OPEN) socket.close(1000);
+    }
+  }
+
+  async _open() {
+    this._setStatus(this.connections === 0 ? "connecting" : "reconnecting", this.error);
+    let token;
+    try {
+      token = await this.token();
+    } catch (error) {
+      this._retry(`no token: ${error.message ?? error}`);
+      return;
+    }
+    if (this._stopped || this.socket) return;
+    const url = this.server.replace(/^http/, "ws") + "/v1/realtime";
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    this.connections += 1;
+    socket.onopen = () => socket.send(JSON.stringify({ type: "auth", token }));
+    socket.onmessage = (event) => this._receive(JSON.parse(event.data));
+    socket.onclose = (event) => this._closed(socket, event);
+  }
+
+  _closed(socket, event) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    clearInterval(this._timers.ping);
+    if (this._stopped) return;
+    if (FATAL_CLOSES.has(event.code)) {
+      this._setStatus("failed", event.reason || `closed with ${event.code}`);
+      return;
+    }
+    if (event.code === TOKEN_EXPIRED) this._token = null; // the next attempt gets a new one
+    this._retry(event.reason || "connection lost");
+  }
+
+  /** Reconnect after a full-jitter backoff: random in [0, min(max, min·2^attempt)]. */
+  _retry(reason) {
+    if (this._stopped) return;
+    const { min, max } = this.options.backoff;
+    const ceiling = Math.min(max, min * 2 ** this._attempt);
+    this._attempt += 1;
+    this._setStatus("reconnecting", reason);
+    clearTimeout(this._timers.retry);
+    this._timers.retry = setTimeout(() => this._open(), Math.random() * ceiling);
+  }
+
+  _visibilityChanged() {
+    const wait = this.options.hiddenDisconnectMs;
+    if (wait === false || this._stopped) return;
+    clearTimeout(this._timers.hidden);
+    if (document.visibilityState === "hidden") {
+      this._timers.hidden = setTimeout(() => {
+        clearTimeout(this._timers.retry);
+        this._drop();
+        this._setStatus("paused");
+      }, wait);
+    } else if (this.status === "paused") {
+      this._open();
+    }
+  }
+
+  // -- frames -------------------------------------------------------------------------------
+
+  _send(message) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  _subscribe() {
+    /** @type {Object<string, any>} */
+    const message = { type: "subscribe", feed: this.feed, limit: this.options.pageSize };
+    if (this.position) {
+      message.position = this.position; // resume: the exact state since, in one frame
+      message.oldest = this.oldest ?? "";
+    }
+    this.lastSubscribe = message;
+    this._send(message);
+  }
+
+  _receive(frame) {
+    this._lastMessage = Date.now();
+    switch (frame.type) {
+      case "welcome":
+        this._attempt = 0;
+        this._subscribe();
+        this._startPings(frame.idle_timeout);
+        return;
+      case "sync":
+        return this._applySync(frame);
+      case "update":
+        return this._applyUpdate(frame);
+      case "removed":
+        for (const id of frame.activity_ids) this.groups.delete(id);
+        return this._changed();
+      case "counts":
+        return this._applyCounts(frame.counts);
+      case "refetch":
+        this.groups.clear();
+        this.position = this.oldest = null;
+        this._applyCounts(frame.counts);
+        this._subscribe();
+        return;
+      default:
+        return; // pong, and frame types added later
+    }
+  }
+
+  _startPings(idleTimeout) {
+    clearInterval(this._timers.ping);
+    const every = Math.min(this.options.pingMs, (idleTimeout || 75) * 500);
+    this._timers.ping = setInterval(() => {
+      // A socket that has heard nothing for two intervals is dead even if the browser
+      // has not noticed (a laptop waking up, a silently dropped NAT mapping).
+      if (Date.now() - this._lastMessage > 2 * every + 5_000) this.reconnect();
+      else this._send({ type: "ping" });
+    }, every);
+  }
+
+  _applySync(frame) {
+    const floor = frame.oldest ?? "";
+    const before = new Map(this.groups);
+    for (const [id, group] of this.groups) {
+      if (group.position >= floor) this.groups.delete(id);
+    }
+    for (const group of frame.groups ?? []) this.groups.set(group.id, group);
+    this.oldest = this.oldest === null ? floor : minPosition(this.oldest, floor);
+    this._advance(frame.position);
+    this._applyCounts(frame.counts, false);
+    const fresh = new Set(frame.new ?? []);
+    const arrived = (frame.groups ?? []).filter(
+      (g) => fresh.has(g.id) && before.get(g.id)?.position !== g.position,
+    );
+    this._live(this.loaded ? arrived : []);
+  }
+
+  _applyUpdate(frame) {
+    const arrived = [];
+    for (const group of frame.groups ?? []) {
+      const known = this.groups.get(group.id);
+      if (!known || group.position > known.position) arrived.push(group);
+      this.groups.set(group.id, group);
+    }
+    this._advance(frame.position);
+    this._applyCounts(frame.counts, false);
+    this._live(arrived);
+  }
+
+  _live(arrived) {
+    const first = !this.loaded;
+    this.loaded = true;
+    if (this.status !== "live") this._setStatus("live");
+    if (arrived.length && !first) this._emit("items", arrived);
+    this._changed();
+  }
+
+  _applyCounts(counts, notify = true) {
+    if (!counts) return;
+    this.counts = { unseen: counts.unseen, unread: counts.unread };
+    this._emit("counts", this.counts);
+    if (notify) this._changed();
+  }
+
+  _advance(position) {
+    if (position && (!this.position || position > this.position)) this.position = position;
+  }
+
+  // -- HTTP ---------------------------------------------------------------------------------
+
+  /**
+   * A user token, cached until shortly before it expires.
+   * @param {boolean} [fresh] ask for a new one even if the cached one looks valid
+   * @returns {Promise<string>}
+   */
+  async token(fresh = false) {
+    const now = Date.now() / 1000;
+    if (!fresh && this._token && this._tokenExpires - TOKEN_MARGIN > now) return this._token;
+    const token = await this.options.token();
+    if (typeof token !== "string" || !token) throw new Error("the token function gave no token");
+    this._token = token;
+    this._tokenExpires = tokenExpiry(token) ?? now + 300;
+    return token;
+  }
+
+  /**
+   * Call the client API; retries once with a fresh token on 401.
+   * @param {string} method
+   * @param {string} path below `/v1/me/feeds/{feed}`
+   * @param {Object} [body]
+   */
+  async request(method, path, body) {
+    const url = `${this.server}/v1/me/feeds/${encodeURIComponent(this.feed)}${path}`;
+    for (const fresh of [false, true]) {
+      const response = await fetch(url, {
+        method,
+        headers: {
+          Authorization: `Bearer ${await this.token(fresh)}`,
+          ...(body ? { "Content-Type": "application/json" } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+        keepalive: method === "POST", // a mark survives the navigation that follows a click
+      });
+      if (response.status === 401 && !fresh) continue;
+      const payload = await response.json().catch(() => null);
+      if (!response.ok) {
+        const message = payload?.error?.message ?? `HTTP ${response.status}`;
+        throw Object.assign(new Error(message), { status: response.status, payload });
+      }
+      return payload;
+    }
+  }
+
+  /**
+   * Load the next page of older items over HTTP (infinite scroll), and tell the socket, so
+   * later syncs keep them exact too. Resolves to the number of items added.
+   * @returns {Promise<number>}
+   */
+  loadMore() {
+    if (!this.hasMore) return Promise.resolve(0);
+    this._loadingMore ??= (async () => {
+      try {
+        const below = this.oldest;
+        const query = `?limit=${this.options.pageSize}&id_lt=${encodeURIComponent(below)}`;
+        const page = await this.request("GET", query);
+        let added = 0;
+        for (const group of page.groups ?? []) {
+          if (!this.groups.has(group.id)) added += 1;
+          if (!this.groups.has(group.id) || group.position <= below) {
+            this.groups.set(group.id, group);
+          }
+        }
+        this.oldest = page.next ?? "";
+        this._applyCounts(page.counts, false);
+        this._send({ type: "window", feed: this.feed, oldest: this.oldest });
+        this._changed();
+        return added;
+      } catch (error) {
+        this._emit("error", error);
+        throw error;
+      } finally {
+        this._loadingMore = null;
+      }
+    })();
+    return this._loadingMore;
+  }
+
+  /**
+   * Mark every item up to the newest held as seen (what opening an inbox does). Items that
+   * arrive meanwhile stay unseen: `up_to` bounds the mark.
+   */
+  markSeen() {
+    if (!this.position) return Promise.resolve(this.counts);
+    return this._mark({ seen: true, all: true, up_to: this.position }, (g) =>
+      g.position <= this.position ? { is_seen: true } : null,
+    );
+  }
+
+  /** Mark every item up to the newest held as read ("mark all as read"). */
+  markAllRead() {
+    if (!this.position) return Promise.resolve(this.counts);
+    return this._mark({ read: true, all: true, up_to: this.position }, (g) =>
+      g.position <= this.position ? { is_read: true, is_seen: true } : null,
+    );
+  }
+
+  /**
+   * Mark groups read (or unread with `read = false`).
+   * @param {string[]} ids group ids
+   * @param {boolean} [read]
+   */
+  markRead(ids, read = true) {
+    const wanted = new Set(ids);
+    return this._mark({ read, group_ids: ids }, (g) =>
+      wanted.has(g.id) ? { is_read: read } : null,
+    );
+  }
+
+  /**
+   * Archive groups (or bring them back with `archived = false`).
+   * @param {string[]} ids group ids
+   * @param {boolean} [archived]
+   */
+  markArchived(ids, archived = true) {
+    const wanted = new Set(ids);
+    return this._mark({ archived, group_ids: ids }, (g) =>
+      wanted.has(g.id) ? { is_archived: archived } : null,
+    );
+  }
+
+  /**
+   * Apply a mark locally at once (so the UI answers the click), then on the server; the
+   * answer's counts are absolute, and the socket's next sync carries the server's truth.
+   * On failure, resume over the socket to undo the optimistic change.
+   */
+  async _mark(body, change) {
+    for (const [id, group] of this.groups) {
+      const flags = change(group);
+      if (flags) this.groups.set(id, { ...group, ...flags });
+    }
+    this._changed();
+    try {
+      const counts = await this.request("POST", "/mark", body);
+      this._applyCounts(counts);
+      return this.counts;
+    } catch (error) {
+      this._emit("error", error);
+      if (this.socket?.readyState === WebSocket.OPEN) this._subscribe();
+      throw error;
+    }
+  }
+}
+
+/** The smaller of two positions, where "" means "the whole feed" and wins. */
+function minPosition(a, b) {
+  if (a === "" || b === "") return "";
+  return a < b ? a : b;
+}
+
+/**
+ * The `exp` claim of a JWT (seconds), or null when it cannot be read. Only used to refresh
+ * early: the server is what checks tokens.
+ * @param {string} token
+ */
+export function tokenExpiry(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(part.padEnd(Math.ceil(part.length / 4) * 4, "="))).exp;
+    return typeof exp === "number" ? exp : null;
+  } catch {
+    return null;
+  }
+}

@@ -19,25 +19,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from notifier.bench.procs import (
+    SECRET,
+    StackRunner,
+    cpu_seconds,
+    free_port,
+    percentile,
+    processes,
+    ratio,
+    rss_kib,
+    spawn,
+    wait_port,
+)
 from notifier.web.auth import UserTokens
-
-SECRET = "bench-secret-" + "x" * 32
-API_KEY = "bench-api-key-0123456789"
 
 
 @dataclass
@@ -58,40 +60,6 @@ class PushResult:
     frame_bytes: int = 0
     lost: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_port(port: int, proc: subprocess.Popen[bytes], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 class Swarm:
@@ -165,8 +133,8 @@ def _summarise(
         name=name,
         clients=clients,
         rounds=len(per_round),
-        p50_ms=_pct(latencies, 50),
-        p99_ms=_pct(latencies, 99),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
         deliveries_per_s=statistics.median(rates) if rates else 0.0,
         rss_per_connection_kib=rss_kib / clients,
         cpu_us_per_frame=cpu_s / max(delivered, 1) * 1e6,
@@ -179,53 +147,23 @@ def _summarise(
     )
 
 
-def _pct(values: list[float], pct: int) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))]
-
-
-def _spawn(
-    args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """Start a server process (output to ``log``, or discarded)."""
-    with log.open("wb") if log else open(os.devnull, "wb") as out:
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-@contextmanager
-def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 async def bench_raw(clients: int, rounds: int, frame: str) -> PushResult:
     """The baseline: the same swarm, a bare websockets broadcast of ``frame``."""
-    port = _free_port()
-    with _processes() as procs:
-        proc = _spawn([sys.executable, "-m", "notifier.bench.raw_ws", str(port)])
+    port = free_port()
+    with processes() as procs:
+        proc = spawn([sys.executable, "-m", "notifier.bench.raw_ws", str(port)])
         procs.append(proc)
-        await _wait_port(port, proc)
+        await wait_port(port, proc)
         url = f"ws://127.0.0.1:{port}"
         control = await connect(url, compression=None)
         await asyncio.sleep(0.2)
-        before = _rss_kib(proc.pid)
+        before = rss_kib(proc.pid)
         swarm = Swarm()
         await swarm.open(url, clients)
         await asyncio.sleep(0.5)
-        grown = _rss_kib(proc.pid) - before
+        grown = rss_kib(proc.pid) - before
         per_round: list[list[float]] = []
-        cpu0 = _cpu_s(proc.pid)
+        cpu0 = cpu_seconds(proc.pid)
         for r in range(rounds):
             marker = f'"round":"raw{r}"'
             payload = frame.replace('"round":"x"', marker)
@@ -233,7 +171,7 @@ async def bench_raw(clients: int, rounds: int, frame: str) -> PushResult:
             await control.send("go:" + payload)
             per_round.append(await swarm.arrivals(start, marker, clients, 30))
             await asyncio.sleep(0.3)
-        cpu = _cpu_s(proc.pid) - cpu0
+        cpu = cpu_seconds(proc.pid) - cpu0
         await swarm.close()
         await control.close()
     return _summarise("raw websockets", clients, per_round, grown, cpu, None, len(frame))
@@ -241,45 +179,10 @@ async def bench_raw(clients: int, rounds: int, frame: str) -> PushResult:
 
 async def bench_notifier(clients: int, rounds: int) -> tuple[PushResult, str]:
     """notifier on Redis; returns the result and one real frame (for the baseline's size)."""
-    redis = shutil.which("redis-server")
-    if redis is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    tmp = Path(tempfile.mkdtemp(prefix="notifier-bench-"))
-    redis_port, web_port = _free_port(), _free_port()
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    (tmp / "notifier.toml").write_text(f'[storage]\nurl = "{url}"\nprefix = "bench"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update(
-        NOTIFIER_CONFIG=str(tmp / "notifier.toml"),
-        NOTIFIER_SECRET=SECRET,
-        NOTIFIER_API_KEYS=API_KEY,
-        NOTIFIER_WS_MAX_PER_USER="5",
-    )
-    cli = [sys.executable, "-m", "notifier.cli"]
-    with _processes() as procs:
-        r = _spawn(
-            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp), "--maxclients", "20000"],
-        )  # fmt: skip
-        procs.append(r)
-        await _wait_port(redis_port, r)
-        web = _spawn([*cli, "serve", "--port", str(web_port), "--log-level", "warning"],
-                     env=env, log=tmp / "web.log")  # fmt: skip
-        worker = _spawn([*cli, "worker", "--processes", "1"], env=env, log=tmp / "worker.log")
-        procs += [web, worker]
-        await _wait_port(web_port, web)
-        headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with StackRunner(env={"NOTIFIER_WS_MAX_PER_USER": "5"}) as stack:
         users = [f"f{i:05d}" for i in range(clients)]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=60) as http:
-            sem = asyncio.Semaphore(20)
-
-            async def follow(user: str) -> None:
-                async with sem:
-                    body = {"user": user, "target": "ana", "backfill": 0}
-                    response = await http.post("/v1/follows", json=body, headers=headers)
-                    response.raise_for_status()
-
-            await asyncio.gather(*(follow(u) for u in users))
+        async with httpx.AsyncClient(base_url=stack.http_url, timeout=60) as http:
+            await follow_all(http, stack.headers, users, "ana")
             tokens = UserTokens(SECRET, 3600, 3600)
             hello = [
                 [
@@ -288,35 +191,102 @@ async def bench_notifier(clients: int, rounds: int) -> tuple[PushResult, str]:
                 ]
                 for u in users
             ]
-            ws_url = f"ws://127.0.0.1:{web_port}/v1/realtime"
-            warm = await connect(ws_url, compression=None)  # first-connection costs aside
+            warm = await connect(stack.ws_url, compression=None)  # first-connection costs aside
             await warm.send(hello[0][0])
             await warm.recv()
             await asyncio.sleep(0.5)
-            before = _rss_kib(web.pid)
+            before = rss_kib(stack.web.pid)
             swarm = Swarm()
-            await swarm.open(ws_url, clients, hello)
+            await swarm.open(stack.ws_url, clients, hello)
             await asyncio.sleep(1.0)
-            grown = _rss_kib(web.pid) - before
+            grown = rss_kib(stack.web.pid) - before
             per_round: list[list[float]] = []
-            cpu0, wcpu0 = _cpu_s(web.pid), _cpu_s(worker.pid)
+            worker = stack.workers[0].pid
+            cpu0, wcpu0 = cpu_seconds(stack.web.pid), cpu_seconds(worker)
             frame = ""
             for n in range(rounds):
                 marker = f"bench:{n}"
                 activity = {"actor": "ana", "verb": "post", "object": marker}
                 start = time.perf_counter()
-                response = await http.post("/v1/activities", json=activity, headers=headers)
+                response = await http.post("/v1/activities", json=activity, headers=stack.headers)
                 response.raise_for_status()
                 per_round.append(await swarm.arrivals(start, marker, clients, 60))
                 if not frame:
                     frame = next(t for s in swarm.stamps for _, t in s if marker in t)
                 await asyncio.sleep(0.3)
-            cpu, wcpu = _cpu_s(web.pid) - cpu0, _cpu_s(worker.pid) - wcpu0
+            cpu, wcpu = cpu_seconds(stack.web.pid) - cpu0, cpu_seconds(worker) - wcpu0
             await swarm.close()
             await warm.close()
-    shutil.rmtree(tmp, ignore_errors=True)
     result = _summarise("notifier", clients, per_round, grown, cpu, wcpu, len(frame))
     return result, frame
+
+
+async def follow_all(
+    http: httpx.AsyncClient, headers: dict[str, str], users: list[str], target: str
+) -> None:
+    """Make every user follow ``target`` through the server API (no backfill)."""
+    sem = asyncio.Semaphore(20)
+
+    async def follow(user: str) -> None:
+        async with sem:
+            body = {"user": user, "target": target, "backfill": 0}
+            response = await http.post("/v1/follows", json=body, headers=headers)
+            response.raise_for_status()
+
+    await asyncio.gather(*(follow(u) for u in users))
+
+
+@dataclass
+class ConnectionsResult:
+    """Server memory held per idle connection (RSS growth over ``connections`` / count)."""
+
+    name: str
+    connections: int
+    kib_per_connection: float
+
+
+async def bench_connections(connections: int) -> list[ConnectionsResult]:
+    """``connections`` idle clients on notifier (authenticated, subscribed to their badge
+    counts, the widget's resting state) and on a bare websockets server, one after the other."""
+    async with StackRunner(workers=0) as stack:
+        tokens = UserTokens(SECRET, 3600, 3600)
+        hello = [
+            [
+                json.dumps({"type": "auth", "token": tokens.issue(f"c{i:06d}")[0]}),
+                json.dumps({"type": "subscribe", "feed": "notification", "limit": 0}),
+            ]
+            for i in range(connections)
+        ]
+        mine = await _idle_growth(stack.web.pid, stack.ws_url, hello)
+    port = free_port()
+    with processes() as procs:
+        raw = spawn([sys.executable, "-m", "notifier.bench.raw_ws", str(port)])
+        procs.append(raw)
+        await wait_port(port, raw)
+        theirs = await _idle_growth(raw.pid, f"ws://127.0.0.1:{port}", None, connections)
+    return [
+        ConnectionsResult("notifier", connections, mine / connections),
+        ConnectionsResult("raw websockets", connections, theirs / connections),
+    ]
+
+
+async def _idle_growth(
+    pid: int, url: str, hello: list[list[str]] | None, count: int | None = None
+) -> int:
+    """RSS growth of ``pid``, KiB, while a swarm connects and settles."""
+    warm = await connect(url, compression=None)
+    if hello:
+        await warm.send(hello[0][0])
+        await warm.recv()
+    await asyncio.sleep(0.5)
+    before = rss_kib(pid)
+    swarm = Swarm()
+    await swarm.open(url, len(hello) if hello else count or 0, hello)
+    await asyncio.sleep(2.0)
+    grown = rss_kib(pid) - before
+    await swarm.close()
+    await warm.close()
+    return grown
 
 
 def _baseline_frame(frame: str) -> str:
@@ -349,17 +319,13 @@ def table(results: list[PushResult]) -> str:
     if len(results) == 2:
         a, b = results
         rows.append(
-            f"ratio notifier/raw: p50 {_ratio(a.p50_ms, b.p50_ms)}, p99 "
-            f"{_ratio(a.p99_ms, b.p99_ms)}, deliveries/s "
-            f"{_ratio(a.deliveries_per_s, b.deliveries_per_s)}, memory/conn "
-            f"{_ratio(a.rss_per_connection_kib, b.rss_per_connection_kib)}, CPU/frame "
-            f"{_ratio(a.cpu_us_per_frame, b.cpu_us_per_frame)} (frame {a.frame_bytes} bytes)"
+            f"ratio notifier/raw: p50 {ratio(a.p50_ms, b.p50_ms)}, p99 "
+            f"{ratio(a.p99_ms, b.p99_ms)}, deliveries/s "
+            f"{ratio(a.deliveries_per_s, b.deliveries_per_s)}, memory/conn "
+            f"{ratio(a.rss_per_connection_kib, b.rss_per_connection_kib)}, CPU/frame "
+            f"{ratio(a.cpu_us_per_frame, b.cpu_us_per_frame)} (frame {a.frame_bytes} bytes)"
         )
     return "\n".join(rows)
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "n/a (baseline below the clock's resolution)"
 
 
 def main(argv: list[str] | None = None) -> None:

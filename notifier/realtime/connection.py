@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,12 @@ Work = UserEvent | _Resync | _Subscription | Pong
 
 
 class Connection:
-    """See the module docstring; ``run`` returns when the connection is over."""
+    """See the module docstring; ``run`` returns when the connection is over.
+
+    Idle connections are the common case (thousands per process), so one costs as little as
+    possible: the reader is ``run``'s own task, and the pump task exists only while there is
+    work queued (it ends when the queue is empty and starts again with the next item).
+    """
 
     def __init__(self, websocket: WebSocket, server: RealtimeServer) -> None:
         self.ws = websocket
@@ -81,8 +87,11 @@ class Connection:
         self.settings = server.settings
         self.claims: UserClaims | None = None
         self.views: dict[str, FeedView] = {}
-        self.queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=self.settings.send_queue)
-        self._closing: asyncio.Future[Closed] = asyncio.get_running_loop().create_future()
+        self.queue: deque[Work] = deque()
+        self.closed: Closed | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[object] | None = None
+        """``run``'s task while it reads: cancelled to end the connection from elsewhere."""
 
     # -- Listener (called by the hub, must not block) --------------------------------------
     def deliver(self, event: UserEvent) -> None:
@@ -93,24 +102,31 @@ class Connection:
         self._enqueue(_Resync())
 
     def _enqueue(self, work: Work) -> None:
-        try:
-            self.queue.put_nowait(work)
-        except asyncio.QueueFull:
+        if self.closed is not None:
+            return
+        if len(self.queue) >= self.settings.send_queue:
             self.close(
                 CloseCode.TOO_SLOW,
                 f"too slow: more than {self.settings.send_queue} frames waiting; resume later",
             )
+            return
+        self.queue.append(work)
+        if self._pump_task is None:
+            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
+            self._pump_task.add_done_callback(self._pump_ended)
 
     def close(self, code: int, reason: str) -> None:
-        """Ask for the connection to end (idempotent; the first reason wins)."""
-        if not self._closing.done():
-            self._closing.set_result(Closed(code, reason))
+        """End the connection (idempotent; the first reason wins)."""
+        if self.closed is not None:
+            return
+        self.closed = Closed(code, reason)
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, token: str | None) -> None:
         """Serve the connection (already accepted) until either side ends it."""
         subscribed = False
-        tasks: list[asyncio.Task[None]] = []
         expiry: asyncio.TimerHandle | None = None
         try:
             claims = await self._authenticate(token)
@@ -133,38 +149,48 @@ class Connection:
                     )
                 )
             )
-            loop = asyncio.get_running_loop()
-            expiry = loop.call_later(
+            expiry = asyncio.get_running_loop().call_later(
                 max(0.0, claims.expires - time.time()),
                 self.close,
                 CloseCode.UNAUTHORIZED,
                 "token expired: reconnect with a fresh token and resume",
             )
-            tasks = [
-                asyncio.create_task(self._pump(), name="ws-pump"),
-                asyncio.create_task(self._read(), name="ws-reader"),
-            ]
-            for task in tasks:
-                task.add_done_callback(self._task_ended)
-            closed = await self._closing
+            await self._read_until_closed()
         except Closed as exc:
-            closed = exc
+            self.close(exc.code, exc.reason)
         except WebSocketDisconnect:
-            closed = Closed(1000, "")
+            self.close(1000, "")
         finally:
-            for task in tasks:
-                task.cancel()
+            self._reader = None
+            if self._pump_task is not None:
+                self._pump_task.cancel()
             if expiry is not None:
                 expiry.cancel()
             if subscribed and self.claims is not None:
                 await self.server.hub.unsubscribe(self.claims.user, self)
                 self.server.release(self.claims.user)
+        closed = self.closed or Closed(1000, "")
         if closed.code != 1000 or closed.reason:
             log.info("websocket closed code=%d reason=%s", closed.code, closed.reason)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(closed.code, closed.reason), CLOSE_TIMEOUT)
 
-    def _task_ended(self, task: asyncio.Task[None]) -> None:
+    async def _read_until_closed(self) -> None:
+        """The reader, on ``run``'s own task; ``close`` from elsewhere cancels it."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self.closed is not None:
+            return
+        self._reader = task
+        try:
+            await self._read()
+        except asyncio.CancelledError:
+            if self.closed is None:
+                raise  # cancelled from outside (server shutdown): not ours to swallow
+            task.uncancel()
+
+    def _pump_ended(self, task: asyncio.Task[None]) -> None:
+        self._pump_task = None
         if task.cancelled():
             return
         exc = task.exception()
@@ -173,17 +199,18 @@ class Connection:
         elif isinstance(exc, WebSocketDisconnect):
             self.close(1000, "")
         elif exc is not None:
-            log.error("websocket task failed", exc_info=exc)
+            log.error("websocket pump failed", exc_info=exc)
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
-        else:
-            self.close(1000, "")
+        elif self.queue and self.closed is None:
+            # Work arrived after the pump's last look: start another.
+            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
+            self._pump_task.add_done_callback(self._pump_ended)
 
     async def _authenticate(self, token: str | None) -> UserClaims:
         if token is None:
             try:
-                message = await asyncio.wait_for(
-                    self._receive(), timeout=self.settings.auth_timeout
-                )
+                async with asyncio.timeout(self.settings.auth_timeout):
+                    message = await self._receive()
             except TimeoutError:
                 raise Closed(
                     CloseCode.UNAUTHORIZED,
@@ -201,9 +228,9 @@ class Connection:
     async def _read(self) -> None:
         while True:
             try:
-                message = await asyncio.wait_for(
-                    self._receive(), timeout=self.settings.idle_timeout
-                )
+                # asyncio.timeout, not wait_for: no extra task per idle connection.
+                async with asyncio.timeout(self.settings.idle_timeout):
+                    message = await self._receive()
             except TimeoutError:
                 raise Closed(
                     CloseCode.TIMEOUT, f"idle for {self.settings.idle_timeout:g}s (send ping)"
@@ -260,8 +287,9 @@ class Connection:
 
     # -- pump ------------------------------------------------------------------------------
     async def _pump(self) -> None:
-        while True:
-            work = await self.queue.get()
+        """Send what is queued, in order; ends when the queue is empty."""
+        while self.queue:
+            work = self.queue.popleft()
             for frame in await self._frames(work):
                 await self.ws.send_text(frame if isinstance(frame, str) else encode(frame))
                 self.server.frames_sent += 1

@@ -33,6 +33,11 @@ def _script(name: str, *, common: bool) -> str:
     return folder.joinpath("common.lua").read_text() + "\n" + body if common else body
 
 
+#: Feeds one flat-add script call writes. Batched keys make one call do a whole fanout chunk;
+#: on a future Redis Cluster client, batches would be grouped by hash slot instead.
+_FEEDS_PER_CALL = 500
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -128,11 +133,15 @@ class RedisStorage:
                 for user in users:
                     await self._agg_add(keys=[self._agg_key(group, user)], args=args, client=pipe)
             else:
+                # One script call per batch of feeds, not per feed: a fanout chunk is one call.
                 flat_args: list[Any] = [group.max_length, *(e.id for e in ordered)]
-                for user in users:
-                    key = self._flat_key(group, user)
-                    await self._flat_add(keys=[key], args=flat_args, client=pipe)
+                for start in range(0, len(users), _FEEDS_PER_CALL):
+                    batch = users[start : start + _FEEDS_PER_CALL]
+                    keys = [self._flat_key(group, u) for u in batch]
+                    await self._flat_add(keys=keys, args=flat_args, client=pipe)
             results = await pipe.execute()
+        if not group.aggregated:
+            results = [per_feed for batch in results for per_feed in batch]
         return self._changes(group, users, results, "added")
 
     async def remove_from_feeds(

@@ -437,7 +437,7 @@ export class NotifierWidget {
     const label = group.is_read ? s.markUnread : s.markRead;
     row.toggle.setAttribute("aria-label", label);
     row.toggle.title = label;
-    row.toggle.textContent = group.is_read ? "○" : "●";
+    row.toggle.textContent = group.is_read ? "○" : "✓";
     row.archive.setAttribute("aria-label", s.archive);
     row.archive.title = s.archive;
     row.group = group;

@@ -21,6 +21,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import QueueJoinTimeout
 
+from notifier.errors import is_outage
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
 from notifier.fanout.settings import FanoutSettings
 
@@ -76,10 +77,30 @@ class FanoutActors:
         return self._handler
 
     async def _run_fanout(self, job: dict[str, Any]) -> None:
-        await self._require().run_fanout(msgspec.convert(job, FanoutJob))
+        fanout = msgspec.convert(job, FanoutJob)
+        await self._through_outages(lambda: self._require().run_fanout(fanout))
 
     async def _run_chunk(self, job: dict[str, Any]) -> None:
-        await self._require().run_chunk(msgspec.convert(job, ChunkJob))
+        chunk = msgspec.convert(job, ChunkJob)
+        await self._through_outages(lambda: self._require().run_chunk(chunk))
+
+    async def _through_outages(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run an (idempotent) job, riding out a storage or broker outage of up to
+        ``outage_wait_ms`` in place. Failing instead would hand the job to dramatiq's retry,
+        which must re-enqueue it on the very Redis that is down: when that fails too, the
+        message can be acknowledged and lost. Past the wait, the job fails and is retried."""
+        deadline = time.monotonic() + self.settings.outage_wait_ms / 1000
+        delay = 0.05
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:
+                if not is_outage(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("fanout job waits for the backend (%r); again in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     # -- Dispatcher ------------------------------------------------------------------------
     def message(self, priority: Priority, job: Job) -> dramatiq.Message[Any]:

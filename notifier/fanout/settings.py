@@ -22,7 +22,7 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     broker_url: str | None = None
     """``redis://…`` for dramatiq's Redis broker, ``memory://`` for the in-process broker;
     None picks: the storage's Redis when storage is Redis, in-process for memory storage."""
-    chunk_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 300
+    chunk_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     """Followers per chunk job: one batched storage call per fanout group per chunk."""
     backfill_default: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 100
     """Activities a new follow copies from the target's own feed unless told otherwise."""
@@ -48,6 +48,9 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """How long dead-lettered jobs are kept by the Redis broker for inspection and requeueing."""
     time_limit_ms: Annotated[int, msgspec.Meta(ge=1_000)] = 300_000
     """A job running longer than this is interrupted (and retried)."""
+    outage_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
+    """A job that finds storage or the broker unreachable retries in place for this long
+    before failing (then dramatiq's retries take over); below ``time_limit_ms``."""
     heartbeat_timeout_ms: Annotated[int, msgspec.Meta(ge=500)] = 60_000
     """A worker silent this long is dead: its unacknowledged jobs go back to their queues."""
     maintenance_chance: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1_000
@@ -63,6 +66,8 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("min_backoff_ms must not exceed max_backoff_ms")
         if self.high_queue == self.low_queue:
             raise ValueError("high_queue and low_queue must differ")
+        if self.outage_wait_ms >= self.time_limit_ms:
+            raise ValueError("outage_wait_ms must be below time_limit_ms")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str]) -> FanoutSettings:

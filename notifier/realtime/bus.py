@@ -53,18 +53,35 @@ def marked(user: str, feed: str, counts: Counts) -> UserEvent:
     return UserEvent(user=user, feed=feed, kind="marked", counts=counts)
 
 
+class WireEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An event as it travels on a user's channel: the channel names the user, so a fanout
+    chunk's events for flat feeds are one identical message sent to many channels."""
+
+    feed: str
+    kind: EventKind
+    activity_ids: list[str] = msgspec.field(default_factory=list)
+    counts: Counts | None = None
+
+
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(UserEvent)
+_decoder = msgspec.json.Decoder(WireEvent)
 
 
 def encode_event(event: UserEvent) -> bytes:
-    """The wire form of an event on a pub/sub channel (JSON)."""
-    return _encoder.encode(event)
+    """The wire form of an event, without its user (JSON)."""
+    wire = WireEvent(
+        feed=event.feed, kind=event.kind, activity_ids=event.activity_ids, counts=event.counts
+    )
+    return _encoder.encode(wire)
 
 
-def decode_event(data: bytes) -> UserEvent:
-    """An event from its wire form; msgspec.DecodeError when it is not one."""
-    return _decoder.decode(data)
+def decode_event(user: str, data: bytes) -> UserEvent:
+    """``user``'s event from its wire form; msgspec.DecodeError when it is not one."""
+    wire = _decoder.decode(data)
+    return UserEvent(
+        user=user, feed=wire.feed, kind=wire.kind, activity_ids=wire.activity_ids,
+        counts=wire.counts,
+    )  # fmt: skip
 
 
 class Bus(Protocol):

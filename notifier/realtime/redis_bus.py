@@ -33,9 +33,15 @@ _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _BACKOFF = (0.05, 2.0)
 
 
+#: ARGV: groups of (n, message, n channels): each message is published on its channels.
 _PUBLISH_ALL = """
-for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
-return #ARGV / 2
+local i = 1
+while i <= #ARGV do
+  local n, message = tonumber(ARGV[i]), ARGV[i + 1]
+  for j = i + 2, i + 1 + n do redis.call('PUBLISH', ARGV[j], message) end
+  i = i + 2 + n
+end
+return i
 """
 
 
@@ -61,9 +67,12 @@ class RedisBus:
         command instead of one per event)."""
         if not events:
             return
-        args: list[str | bytes] = []
+        channels: dict[bytes, list[str]] = {}
         for event in events:
-            args += [self._prefix + event.user, encode_event(event)]
+            channels.setdefault(encode_event(event), []).append(self._prefix + event.user)
+        args: list[str | bytes | int] = []
+        for message, names in channels.items():
+            args += [len(names), message, *names]
         await self._publish_all(args=args)
 
     async def close(self) -> None:
@@ -178,7 +187,7 @@ class RedisHub:
                     waiter.set_result(None)
         elif kind == "message" and channel.startswith(self._prefix):
             try:
-                event = decode_event(message["data"])
+                event = decode_event(channel[len(self._prefix) :], message["data"])
             except msgspec.DecodeError:
                 log.error("realtime: undecodable event on %s", channel)
             else:

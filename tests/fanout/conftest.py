@@ -65,6 +65,8 @@ FANOUT = {
     "maintenance_chance": 200_000,
     "poll_ms": 50,
     "threads": 4,
+    # Failure tests exercise dramatiq's retries: no waiting out "outages" in place.
+    "outage_wait_ms": 0,
 }
 
 

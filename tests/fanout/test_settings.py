@@ -14,7 +14,7 @@ def test_defaults_follow_the_issue() -> None:
     settings = Config().fanout
     assert settings == FanoutSettings()
     assert (settings.chunk_size, settings.backfill_default, settings.backfill_max) == (
-        300,
+        500,
         100,
         1000,
     )

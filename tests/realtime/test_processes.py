@@ -86,7 +86,8 @@ def cluster() -> Iterator[Cluster]:
     redis = RedisServer(binary, persistent=True)
     redis.start()
     prefix = f"rt{uuid.uuid4().hex[:8]}"
-    _, path = make_config(redis.url, prefix)
+    # As deployed: jobs wait out a Redis restart in place (the fanout tests turn this off).
+    _, path = make_config(redis.url, prefix, outage_wait_ms=30_000)
     webs: list[WebProcess] = []
     workers = WorkerPool(path, threads=2)
     try:
@@ -289,7 +290,8 @@ async def test_a_redis_restart_during_live_pushes_loses_nothing(cluster: Cluster
                     if all(len(items) == 20 for items, _ in timelines):
                         break
                     await asyncio.sleep(0.1)
-                assert [len(items) for items, _ in timelines] == [20] * len(users), cluster.output()
+                lengths = [len(items) for items, _ in timelines]
+                assert lengths == [20] * len(users), f"{lengths}\n{cluster.output()}"
                 wrong = await converged(other, clients)
             assert not wrong, f"{wrong}\n{cluster.output()}"
             total = sum(len(c.client.feeds["timeline"].items) for c in clients)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from starlette.applications import Starlette
 
 from notifier.config import Config
@@ -32,16 +33,9 @@ T = TypeVar("T")
 WAIT_MS = 15_000
 """Longest a browser-side expectation waits (auto-retrying) before it fails."""
 
-try:
-    from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
-except ImportError:  # pragma: no cover - the test extra installs it
-    async_playwright = None  # type: ignore[assignment]
-
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if async_playwright is None:
-        unavailable("the playwright package is not installed (pip install -e '.[test]')")
     if not os.access(CHROMIUM, os.X_OK):
         unavailable(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test does)")
     expect.set_options(timeout=WAIT_MS)

@@ -7,7 +7,7 @@ ids back into activities, fetching the bodies of a whole page in one round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import msgspec
@@ -19,6 +19,9 @@ from notifier.model import Activity, check_user_id
 from notifier.storage.base import Counts, Entry, Marks, Storage, StoredGroup
 
 MAX_PAGE = 100
+
+Bodies = Callable[[Sequence[str]], Awaitable[dict[str, Activity]]]
+"""Fetches activity bodies by id (``Storage.get_activities`` or a cache in front of it)."""
 
 
 class FlatPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,10 +83,14 @@ def check_limit(limit: int, maximum: int = MAX_PAGE) -> int:
 class Feed:
     """Operations every feed kind has."""
 
-    def __init__(self, storage: Storage, group: FeedGroup, user: str) -> None:
+    def __init__(
+        self, storage: Storage, group: FeedGroup, user: str, bodies: Bodies | None = None
+    ) -> None:
         self.storage = storage
         self.group = group
         self.user = check_user_id(user, "user")
+        self.bodies: Bodies = bodies or storage.get_activities
+        """Where page reads fetch activity bodies: storage, or a process's cache of it."""
 
     @property
     def id(self) -> str:
@@ -138,7 +145,7 @@ class FlatFeed(Feed):
             id_lt=check_cursor(id_lt, "id_lt"),
             id_gt=check_cursor(id_gt, "id_gt"),
         )
-        bodies = await self.storage.get_activities(found)
+        bodies = await self.bodies(found)
         activities = [bodies[i] for i in found if i in bodies]
         return FlatPage(activities=activities, next=found[-1] if len(found) == limit else None)
 
@@ -158,7 +165,7 @@ class AggregatedFeed(Feed):
             id_lt=check_cursor(id_lt, "id_lt"),
             id_gt=check_cursor(id_gt, "id_gt"),
         )
-        groups = await hydrate(self.storage, stored)
+        groups = await hydrate(self.storage, stored, self.bodies)
         return GroupPage(
             groups=groups,
             next=stored[-1].position if len(stored) == limit else None,
@@ -221,10 +228,12 @@ def _marks(seen: bool | None, read: bool | None, archived: bool | None) -> Marks
     return Marks(seen, read, archived)
 
 
-async def hydrate(storage: Storage, stored: Sequence[StoredGroup]) -> list[Group]:
-    """Groups with their activity bodies, all fetched in one round trip."""
+async def hydrate(
+    storage: Storage, stored: Sequence[StoredGroup], bodies_of: Bodies | None = None
+) -> list[Group]:
+    """Groups with their activity bodies, all fetched in one round trip (or from a cache)."""
     wanted = [i for g in stored for i in g.activity_ids]
-    bodies = await storage.get_activities(wanted)
+    bodies = await (bodies_of or storage.get_activities)(wanted)
     groups = []
     for g in stored:
         activities = [bodies[i] for i in g.activity_ids if i in bodies]
@@ -248,10 +257,10 @@ async def hydrate(storage: Storage, stored: Sequence[StoredGroup]) -> list[Group
     return groups
 
 
-def open_feed(storage: Storage, group: FeedGroup, user: str) -> Feed:
+def open_feed(storage: Storage, group: FeedGroup, user: str, bodies: Bodies | None = None) -> Feed:
     """The feed object for ``group``'s kind."""
     if group.kind is FeedKind.NOTIFICATION:
-        return NotificationFeed(storage, group, user)
+        return NotificationFeed(storage, group, user, bodies)
     if group.kind is FeedKind.AGGREGATED:
-        return AggregatedFeed(storage, group, user)
-    return FlatFeed(storage, group, user)
+        return AggregatedFeed(storage, group, user, bodies)
+    return FlatFeed(storage, group, user, bodies)

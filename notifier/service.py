@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from notifier.bodies import ActivityCache
 from notifier.config import Config
 from notifier.errors import InvalidInput
 from notifier.feeds import AggregatedFeed, Feed, FlatFeed, NotificationFeed, open_feed
@@ -26,6 +27,8 @@ class Notifier:
     def __init__(self, config: Config | None = None, storage: Storage | None = None) -> None:
         self.config = config or Config()
         self.storage = storage or open_storage(self.config.storage_url, self.config.key_prefix)
+        self.bodies = ActivityCache(self.storage)
+        """Decoded activity bodies for page reads (immutable once stored; see bodies.py)."""
 
     def activity(
         self,
@@ -58,7 +61,7 @@ class Notifier:
         """The ``group`` feed of ``user``; raises InvalidInput for an unknown group."""
         if group not in self.config.feeds:
             raise InvalidInput("feed_group", f"unknown feed group {group!r}")
-        return open_feed(self.storage, self.config.feeds[group], user)
+        return open_feed(self.storage, self.config.feeds[group], user, self.bodies.get)
 
     def flat_feed(self, group: str, user: str) -> FlatFeed:
         """Like ``feed`` but typed, for groups known to be flat."""

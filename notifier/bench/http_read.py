@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,10 +36,12 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from notifier.bench.procs import redis_command
 
 SECRET = "bench-secret-" + "x" * 32
 API_KEY = "bench-api-key-0123456789"
@@ -202,6 +205,17 @@ def _server(
                 proc.wait(5)
 
 
+def _wait_tcp(port: int, proc: subprocess.Popen[bytes], within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
 def _request(
     url: str, *, body: Any = None, headers: Mapping[str, str] | None = None
 ) -> tuple[int, bytes]:
@@ -298,15 +312,61 @@ def _check_page(body: bytes) -> dict[str, Any]:
     return page
 
 
+def preload(redis_url: str, stored: int, progress: Any = None) -> None:
+    """Store ``stored`` older activities in ``USER``'s notification feed, straight through
+    the storage API (the server API would take minutes for a million): likes by 1,000 users
+    on 1,000 photos, so the feed is a hot user's: its 100 groups each count ~1,000 likes."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from notifier.config import Config
+    from notifier.feeds import entries_for
+    from notifier.service import Notifier
+
+    async def fill() -> None:
+        app = Notifier(Config(storage_url=redis_url))
+        group = app.config.feeds["notification"]
+        start = datetime.now(UTC) - timedelta(days=30)
+        try:
+            for first in range(0, stored, 1000):
+                batch = [
+                    app.activity(
+                        actor=f"p{n % 1000:03d}",
+                        verb="like",
+                        object=f"old:{n}",
+                        target=f"photo:old{n % 1000}",
+                        time=start + timedelta(milliseconds=n),
+                    )
+                    for n in range(first, min(first + 1000, stored))
+                ]
+                await app.storage.put_activities(batch)
+                await app.storage.add_to_feeds(group, [USER], entries_for(group, batch))
+                if progress and (first // 1000) % 100 == 0:
+                    progress(f"read: stored {first + len(batch):,} / {stored:,} activities")
+        finally:
+            await app.close()
+
+    asyncio.run(fill())
+
+
 def run(
-    load: LoadSettings | None = None, *, groups: int = 30, actors_per_group: int = 3
+    load: LoadSettings | None = None,
+    *,
+    groups: int = 30,
+    actors_per_group: int = 3,
+    backend: str = "memory",
+    stored: int = 0,
+    progress: Any = None,
 ) -> ReadBench:
-    """Start notifier and the baseline server, seed notifier, then alternate wrk runs.
+    """Start notifier (memory backend, or Redis with ``stored`` older activities preloaded)
+    and the baseline server, seed notifier, then alternate wrk runs.
 
     Raises RuntimeError if a server fails to start or any measured request is not a 2xx
     (the figures would describe errors, not reads).
     """
     load = load or LoadSettings()
+    if stored and backend != "redis":
+        raise ValueError("stored activities are preloaded on the redis backend only")
     if groups < PAGE_GROUPS:
         raise ValueError(f"groups must be at least {PAGE_GROUPS} (one full page)")
     tmp = Path(tempfile.mkdtemp(prefix="notifier-bench-read-"))
@@ -323,7 +383,18 @@ def run(
     serve = [sys.executable, "-m", "notifier.cli", "serve", "--port", str(notifier_port),
              "--log-level", "warning"]  # fmt: skip
     try:
-        with _server(serve, notifier_env, tmp / "notifier.log") as notifier:
+        with ExitStack() as running:
+            if backend == "redis":
+                redis_port = _free_port()
+                redis = running.enter_context(
+                    _server(redis_command(redis_port, tmp), env, tmp / "redis.log")
+                )
+                url = f"redis://127.0.0.1:{redis_port}/0"
+                _wait_tcp(redis_port, redis)
+                notifier_env["NOTIFIER_STORAGE_URL"] = url
+                if stored:
+                    preload(url, stored, progress)
+            notifier = running.enter_context(_server(serve, notifier_env, tmp / "notifier.log"))
             base = f"http://127.0.0.1:{notifier_port}"
             _wait_http(f"{base}/healthz", notifier, tmp / "notifier.log")
             token = seed(base, groups, actors_per_group)

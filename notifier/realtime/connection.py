@@ -280,6 +280,7 @@ class Connection:
         return FeedView(
             self.server.storage,
             self.server.cache,
+            self.server.frames,
             groups[feed],
             self.claims.user,
             self.settings.resume_limit,

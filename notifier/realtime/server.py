@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from notifier.bodies import ActivityCache
 from notifier.feedgroups import FeedGroup
 from notifier.realtime.connection import Closed, Connection
 from notifier.realtime.hub import Hub
 from notifier.realtime.protocol import SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX, CloseCode
 from notifier.realtime.settings import RealtimeSettings
-from notifier.realtime.sync import ActivityCache
+from notifier.realtime.sync import FrameCache
 from notifier.storage.base import Storage
 from notifier.web.auth import UserTokens
 
@@ -40,6 +41,7 @@ class RealtimeServer:
         tokens: UserTokens,
         settings: RealtimeSettings,
         allowed_origins: tuple[str, ...],
+        bodies: ActivityCache | None = None,
     ) -> None:
         self.hub = hub
         self.storage = storage
@@ -47,7 +49,8 @@ class RealtimeServer:
         self.tokens = tokens
         self.settings = settings
         self.allowed_origins = frozenset(allowed_origins)
-        self.cache = ActivityCache(storage)
+        self.cache = bodies or ActivityCache(storage)
+        self.frames = FrameCache()
         self.connections: dict[str, int] = {}
         self.frames_sent = 0
 

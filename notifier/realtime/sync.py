@@ -13,10 +13,10 @@ ones) and the ``oldest`` item the client holds, and turns bus events into frames
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from notifier.bodies import ActivityCache
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.feeds import Group, hydrate
 from notifier.model import Activity
@@ -37,71 +37,19 @@ from notifier.storage.base import Counts, Storage
 _FRAMES = 256
 
 
-class ActivityCache:
-    """Activity bodies by id, shared by a process's connections. Bodies never change once
-    stored, so caching is safe; concurrent misses for the same ids share one storage read."""
+class FrameCache:
+    """Encoded ``update`` frames by (feed, activity ids), shared by a process's connections:
+    a fanout sends the same frame to every follower, so it is encoded once."""
 
-    def __init__(self, storage: Storage, size: int = 10_000) -> None:
-        self._storage = storage
-        self._size = size
-        self._bodies: OrderedDict[str, Activity] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[Activity | None]] = {}
+    def __init__(self) -> None:
         self._frames: OrderedDict[tuple[str, tuple[str, ...]], str] = OrderedDict()
 
-    async def get(self, ids: Sequence[str]) -> dict[str, Activity]:
-        """Bodies of ``ids`` still stored (unknown ids are absent)."""
-        found: dict[str, Activity] = {}
-        waiting: dict[str, asyncio.Future[Activity | None]] = {}
-        missing: list[str] = []
-        for i in ids:
-            if i in self._bodies:
-                found[i] = self._bodies[i]
-                self._bodies.move_to_end(i)
-            elif i in self._inflight:
-                waiting[i] = self._inflight[i]
-            elif i not in found:
-                missing.append(i)
-        if missing:
-            loop = asyncio.get_running_loop()
-            mine = {i: loop.create_future() for i in missing}
-            self._inflight.update(mine)
-            try:
-                bodies = await self._storage.get_activities(missing)
-            except BaseException as exc:
-                for i, fut in mine.items():
-                    self._inflight.pop(i, None)
-                    fut.set_exception(exc)
-                    fut.exception()  # retrieved: other waiters re-raise it themselves
-                raise
-            for i, fut in mine.items():
-                self._inflight.pop(i, None)
-                body = bodies.get(i)
-                fut.set_result(body)
-                if body is not None:
-                    found[i] = body
-                    self._remember(i, body)
-        for i, fut in waiting.items():
-            body = await fut
-            if body is not None:
-                found[i] = body
-        return found
-
-    def _remember(self, activity_id: str, body: Activity) -> None:
-        self._bodies[activity_id] = body
-        if len(self._bodies) > self._size:
-            self._bodies.popitem(last=False)
-
-    def forget(self, ids: Sequence[str]) -> None:
-        """Drop removed activities."""
-        for i in ids:
-            self._bodies.pop(i, None)
-
-    def frame(self, key: tuple[str, tuple[str, ...]]) -> str | None:
-        """The encoded ``update`` announcing these activities in this feed, if one was made."""
+    def get(self, key: tuple[str, tuple[str, ...]]) -> str | None:
+        """The frame announcing these activities in this feed, if one was made."""
         return self._frames.get(key)
 
-    def keep_frame(self, key: tuple[str, tuple[str, ...]], text: str) -> None:
-        """Remember an encoded frame: a fanout sends the same one to every follower."""
+    def keep(self, key: tuple[str, tuple[str, ...]], text: str) -> None:
+        """Remember an encoded frame (the oldest are forgotten first)."""
         self._frames[key] = text
         if len(self._frames) > _FRAMES:
             self._frames.popitem(last=False)
@@ -114,12 +62,14 @@ class FeedView:
         self,
         storage: Storage,
         cache: ActivityCache,
+        frames: FrameCache,
         group: FeedGroup,
         user: str,
         resume_limit: int,
     ) -> None:
         self.storage = storage
         self.cache = cache
+        self.frames = frames
         self.group = group
         self.user = user
         self.resume_limit = resume_limit
@@ -223,7 +173,7 @@ class FeedView:
         key = (self.group.name, tuple(ids))
         newest = max(ids, default="")
         shared = self.position is None or newest >= self.position
-        if shared and (text := self.cache.frame(key)) is not None:
+        if shared and (text := self.frames.get(key)) is not None:
             self.position = newest
             return text
         bodies = await self.cache.get(ids)
@@ -234,7 +184,7 @@ class FeedView:
         frame = Update(feed=self.group.name, position=self.position, activities=activities)
         if shared and self.position == newest:
             text = encode(frame)
-            self.cache.keep_frame(key, text)
+            self.frames.keep(key, text)
             return text
         return frame
 
@@ -279,7 +229,7 @@ class FeedView:
             bodies = await self.cache.get(found)
             return [bodies[i] for i in found if i in bodies]
         stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
-        return await hydrate(self.storage, stored)
+        return await hydrate(self.storage, stored, self.cache.get)
 
 
 def _position(item: Group | Activity) -> str:

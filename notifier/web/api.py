@@ -92,12 +92,14 @@ def server_endpoints(s: Services) -> list[Endpoint]:
     async def remove_activity(call: Call) -> RemovedOut:
         activity_id = call.path["activity_id"]
         removed = await s.fanout.remove_activity(activity_id=activity_id)
+        s.notifier.bodies.forget(removed)
         if not removed:
             raise NotFound(f"no activity {activity_id!r}", field="activity_id")
         return RemovedOut(removed)
 
     async def remove_by_foreign_id(call: Call) -> RemovedOut:
         removed = await s.fanout.remove_activity(foreign_id=call.query.foreign_id)
+        s.notifier.bodies.forget(removed)
         if not removed:
             foreign_id = call.query.foreign_id
             raise NotFound(f"no activity with foreign_id {foreign_id!r}", field="foreign_id")

@@ -50,6 +50,7 @@ def build_services(
         tokens=tokens,
         settings=settings.realtime,
         allowed_origins=settings.allowed_origins,
+        bodies=notifier.bodies,
     )
     return Services(
         notifier=notifier,

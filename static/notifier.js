@@ -82,6 +82,7 @@ export class NotifierWidget {
     this.isOpen = false;
     /** While open: what the list shows (id → position when shown), so it never reshuffles. */
     this.shown = null;
+    this.unopened = false;
     this.top = "";
     this.rows = new Map();
     this.lastUnseen = null;
@@ -201,19 +202,19 @@ export class NotifierWidget {
   open() {
     if (this.isOpen) return;
     this.isOpen = true;
-    this._snapshot();
+    this.unopened = true; // until the first page is there: see render()
     this.panel.hidden = false;
     this.bell.setAttribute("aria-expanded", "true");
     this.render();
     this.panel.focus();
     this._clock = setInterval(() => this._tick(), 30_000);
-    this._act(this.client.markSeen());
   }
 
   /** Close the inbox. */
   close() {
     if (!this.isOpen) return;
     this.isOpen = false;
+    this.unopened = false;
     this.shown = null;
     this.panel.hidden = true;
     this.bell.setAttribute("aria-expanded", "false");
@@ -263,6 +264,12 @@ export class NotifierWidget {
   /** Bring the DOM in line with the client's state (keyed by item id: focus survives). */
   render() {
     const client = this.client;
+    if (this.isOpen && this.unopened && client.loaded) {
+      // Opened before the first page arrived: that page is what the user opened, not news.
+      this.unopened = false;
+      this._snapshot();
+      queueMicrotask(() => this._act(client.markSeen())); // not from inside a render
+    }
     this._renderBadge(client.counts);
     this.markAll.disabled = !client.counts?.unread;
     const { visible, waiting } = this._visible(client.items());

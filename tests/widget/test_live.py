@@ -112,6 +112,36 @@ async def test_a_hidden_tab_lets_go_of_its_socket_and_resumes_when_shown(
     await expect(bo.get_by_test_id("notifier-badge")).to_have_text("1")
 
 
+async def test_an_inbox_opened_before_the_first_page_shows_that_page_as_opened(
+    server_factory: ServerFactory, open_tab: Any, server: Server
+) -> None:
+    """Opened while the server is out of reach: when it answers, the first page is what the
+    user opened (listed, and marked seen), not "new notifications" behind the banner."""
+    other: Server = await server_factory(origins=(server.url,))
+    await other.notify("bo", "ana")
+    await other.notify("bo", "cy", "comment")
+    await other.stop()
+    tab: Tab = await open_tab()
+    await tab.page.evaluate(
+        """async ([url, token]) => {
+            const { mount } = await import("/static/notifier.js");
+            const host = document.createElement("div");
+            host.dataset.testid = "early";
+            document.body.prepend(host);
+            mount(host, { server: url, token: () => token, backoff: { min: 50, max: 300 } });
+        }""",
+        [other.url, other.token("bo")],
+    )
+    early = tab.page.get_by_test_id("early")
+    await early.get_by_test_id("notifier-bell").click()
+    await expect(early.get_by_test_id("notifier-error")).to_be_visible()
+    await other.start()
+    await expect(early.get_by_test_id("notifier-item")).to_have_count(2)
+    await expect(early.get_by_test_id("notifier-new-banner")).to_be_hidden()
+    await expect(early.get_by_test_id("notifier-badge")).to_be_hidden()
+    assert (await other.feed("bo"))["counts"]["unseen"] == 0
+
+
 EMBED = """<!doctype html><html><body>
 <header><div id="bell"></div></header>
 <script type="module">

@@ -28,3 +28,83 @@ def push(clients: int, rounds: int, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         click.echo(scenario.table(results))
+
+
+@bench.command(name="all")
+@click.option("--quick", is_flag=True, help="Small sizes: the whole suite in under two minutes.")
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout instead of tables.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also draw the targets as a PNG.")
+def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
+    """Every scenario (fanout, read, push, connections, Stream Framework peer) and the
+    targets each ratio is held to. Progress goes to stderr."""
+    from notifier.bench import suite
+
+    report = suite.run(quick=quick, progress=lambda line: click.echo(f"… {line}", err=True))
+    if plot:
+        suite.plot(report, plot)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, default=str))
+        return
+    for table in report.tables:
+        click.echo(table + "\n")
+    click.echo(suite.targets_table(report.targets))
+
+
+@bench.command()
+@click.option("--followers", default=10_000, show_default=True)
+@click.option("--feeds", type=click.Choice(["flat", "notification"]), default="flat")
+@click.option("--workers", default=2, show_default=True, help="notifier worker processes.")
+@click.option("--repeats", default=3, show_default=True)
+def fanout(followers: int, feeds: str, workers: int, repeats: int) -> None:
+    """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes."""
+    from notifier.bench import fanout as scenario
+
+    result = asyncio.run(
+        scenario.run(
+            followers=followers,
+            feeds=feeds,
+            workers=workers,
+            repeats=repeats,
+            progress=lambda line: click.echo(f"… {line}", err=True),
+        )
+    )
+    click.echo(json.dumps(asdict(result), indent=2))
+    click.echo(f"notifier / best raw baseline: {result.notifier / result.best_baseline:.0%}")
+
+
+@bench.command()
+@click.option("--stored", default=100, show_default=True, help="Older activities preloaded.")
+@click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")
+@click.option("--repetitions", default=3, show_default=True)
+def read(stored: int, duration: int, repetitions: int) -> None:
+    """First page of a notification feed over HTTP (wrk), vs a minimal starlette endpoint."""
+    from notifier.bench import http_read
+
+    load = http_read.LoadSettings(duration_s=duration, repetitions=repetitions)
+    result = http_read.run(load, backend="redis", stored=stored, progress=_progress)
+    click.echo(http_read.table(result))
+
+
+@bench.command()
+@click.option("--count", default=10_000, show_default=True, help="Idle connections.")
+def connections(count: int) -> None:
+    """Server memory per idle websocket connection, vs a bare websockets server."""
+    from notifier.bench import push as scenario
+
+    for result in asyncio.run(scenario.bench_connections(count)):
+        click.echo(f"{result.name:<16} {result.kib_per_connection:8.1f} KiB per connection")
+
+
+@bench.command()
+@click.option("--redis-url", required=True, help="A Redis db the peer may use (keys sfpeer:*).")
+@click.option("--followers", default=10_000, show_default=True)
+def peer(redis_url: str, followers: int) -> None:
+    """Stream Framework 1.4.0 on the same workloads (installed into .bench/ on first use)."""
+    from notifier.bench import peer as scenario
+
+    result = scenario.run_peer(redis_url, followers=followers, progress=_progress)
+    click.echo(scenario.table(result))
+
+
+def _progress(line: str) -> None:
+    click.echo(f"… {line}", err=True)

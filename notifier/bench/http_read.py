@@ -148,6 +148,9 @@ class ReadBench:
     load: LoadSettings
     groups: int
     """Groups in the user's notification feed (the page shows the newest PAGE_GROUPS)."""
+    backend: str = "memory"
+    stored: int = 0
+    """Older activities preloaded into the feed (and activity storage) before measuring."""
 
     @property
     def baseline(self) -> ReadResult:
@@ -165,6 +168,8 @@ class ReadBench:
             "scenario": "http_read",
             "load": asdict(self.load),
             "groups": self.groups,
+            "backend": self.backend,
+            "stored": self.stored,
             "results": [r.summary() for r in (self.notifier, *self.baselines)],
             "ratio_requests_per_s": {b.name: self.ratio(b) for b in self.baselines},
         }
@@ -422,7 +427,7 @@ def run(
                         result.runs.append(measured)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ReadBench(mine, [r for r, _, _ in targets[1:]], load, groups)
+    return ReadBench(mine, [r for r, _, _ in targets[1:]], load, groups, backend, stored)
 
 
 def table(bench: ReadBench) -> str:

@@ -1,0 +1,189 @@
+"""Fanout benchmark: follower-feed writes per second through the whole path, next to raw Redis.
+
+notifier: an activity POSTed to ``notifier serve``, fanned out by ``notifier worker``
+processes into every follower's feed (flat timelines, or aggregated notification feeds), timed
+until the broker holds no unfinished job. Baselines, on the same Redis in the same run, writing
+the same number of feeds from this one process: ZADD + trim per feed sent with client
+pipelining, and the same in a server-side Lua script over batches of keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import redis
+
+from notifier.bench.procs import StackRunner
+from notifier.fanout.actors import FanoutActors
+from notifier.fanout.broker import make_broker
+from notifier.fanout.settings import FanoutSettings
+from notifier.storage.redis import RedisStorage
+
+#: Feed groups of the notification scenario: followers' notification feeds receive fanout.
+NOTIFICATION_FEEDS = """
+[feeds.user]
+kind = "flat"
+max_length = 1000
+
+[feeds.inbox]
+kind = "notification"
+max_length = 100
+fanout = true
+"""
+
+_LUA = """
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 0, ARGV[1])
+  redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[2]) - 1)
+end
+return #KEYS
+"""
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class FanoutResult:
+    """Medians over repetitions, feed-writes per second."""
+
+    feeds: str
+    """``flat`` or ``notification``."""
+    followers: int
+    workers: int
+    notifier: float
+    pipelined: float
+    lua: float
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def best_baseline(self) -> float:
+        return max(self.pipelined, self.lua)
+
+
+def raw_pipelined(url: str, feeds: int, batch: int = 300, max_length: int = 1000) -> float:
+    """Feed-writes/s: ZADD + ZREMRANGEBYRANK per feed, ``batch`` feeds per pipeline."""
+    client = redis.Redis.from_url(url)
+    prefix = f"raw{uuid.uuid4().hex[:8]}"
+    member = f"{time.time_ns():026x}"
+    started = time.perf_counter()
+    for start in range(0, feeds, batch):
+        pipe = client.pipeline(transaction=False)
+        for n in range(start, min(start + batch, feeds)):
+            pipe.zadd(f"{prefix}:{n}", {member: 0})
+            pipe.zremrangebyrank(f"{prefix}:{n}", 0, -max_length - 1)
+        pipe.execute()
+    elapsed = time.perf_counter() - started
+    _drop(client, prefix)
+    client.close()
+    return feeds / elapsed
+
+
+def raw_lua(url: str, feeds: int, batch: int = 500, max_length: int = 1000) -> float:
+    """Feed-writes/s: the same writes in one server-side script per ``batch`` keys."""
+    client = redis.Redis.from_url(url)
+    script = client.register_script(_LUA)
+    prefix = f"lua{uuid.uuid4().hex[:8]}"
+    member = f"{time.time_ns():026x}"
+    script(keys=[f"{prefix}:warm"], args=[member, max_length])
+    started = time.perf_counter()
+    for start in range(0, feeds, batch):
+        keys = [f"{prefix}:{n}" for n in range(start, min(start + batch, feeds))]
+        script(keys=keys, args=[member, max_length])
+    elapsed = time.perf_counter() - started
+    _drop(client, prefix)
+    client.close()
+    return feeds / elapsed
+
+
+def _drop(client: redis.Redis, prefix: str) -> None:
+    batch = [key for key in client.scan_iter(f"{prefix}:*", count=1000)]
+    for start in range(0, len(batch), 1000):
+        client.delete(*batch[start : start + 1000])
+
+
+async def run(
+    *,
+    followers: int = 10_000,
+    feeds: str = "flat",
+    workers: int = 2,
+    repeats: int = 3,
+    progress: Progress | None = None,
+) -> FanoutResult:
+    """Fanout of ``repeats`` activities to ``followers``, alternating with both baselines."""
+    say = progress or (lambda _: None)
+    toml = NOTIFICATION_FEEDS if feeds == "notification" else ""
+    async with StackRunner(workers=workers, toml=toml) as stack:
+        storage = RedisStorage.from_url(stack.redis_url, prefix="bench")
+        actors = FanoutActors(make_broker(FanoutSettings(), stack.redis_url), FanoutSettings())
+        try:
+            say(f"fanout/{feeds}: {followers:,} followers")
+            users = [f"u{i:07d}" for i in range(followers)]
+            for start in range(0, followers, 50):
+                await asyncio.gather(
+                    *(storage.follow(u, ["star"]) for u in users[start : start + 50])
+                )
+            async with httpx.AsyncClient(base_url=stack.http_url, timeout=120) as http:
+
+                async def post(n: int) -> float:
+                    activity = {"actor": "star", "verb": "post", "object": f"p{n}",
+                                "target": f"t{n}"}  # fmt: skip
+                    started = time.perf_counter()
+                    response = await http.post("/v1/activities", json=activity,
+                                               headers=stack.headers)  # fmt: skip
+                    response.raise_for_status()
+                    await actors.join(600)
+                    return followers / (time.perf_counter() - started)
+
+                await post(-1)  # warm-up: workers connected, scripts loaded
+                mine: list[float] = []
+                piped: list[float] = []
+                lua: list[float] = []
+                for n in range(repeats):
+                    mine.append(await post(n))
+                    piped.append(await asyncio.to_thread(raw_pipelined, stack.redis_url, followers))
+                    lua.append(await asyncio.to_thread(raw_lua, stack.redis_url, followers))
+                    say(f"fanout/{feeds} {n + 1}/{repeats}: notifier {mine[-1]:,.0f}/s, "
+                        f"pipelined {piped[-1]:,.0f}/s, lua {lua[-1]:,.0f}/s")  # fmt: skip
+        finally:
+            actors.broker.close()
+            await storage.close()
+    return FanoutResult(
+        feeds=feeds,
+        followers=followers,
+        workers=workers,
+        notifier=statistics.median(mine),
+        pipelined=statistics.median(piped),
+        lua=statistics.median(lua),
+        runs=mine,
+    )
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--followers", type=int, default=10_000)
+    parser.add_argument("--feeds", choices=["flat", "notification"], default="flat")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    scenario = run(
+        followers=args.followers,
+        feeds=args.feeds,
+        workers=args.workers,
+        repeats=args.repeats,
+        progress=print,
+    )
+    result = asyncio.run(scenario)
+    print(result)
+    print(f"notifier / best baseline: {result.notifier / result.best_baseline:.0%}")
+
+
+if __name__ == "__main__":
+    main()

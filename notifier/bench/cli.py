@@ -41,7 +41,10 @@ def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
 
     report = suite.run(quick=quick, progress=lambda line: click.echo(f"… {line}", err=True))
     if plot:
-        suite.plot(report, plot)
+        try:
+            suite.plot(report, plot)
+        except RuntimeError as exc:  # matplotlib missing: the figures still print
+            click.echo(f"notifier bench: no plot: {exc}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, default=str))
         return

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from notifier.errors import NotifierError
+from notifier.errors import InvalidInput, NotifierError
 from notifier.web.auth import (
     ApiKeys,
     Forbidden,
@@ -113,6 +113,9 @@ def decode_body(raw: bytes, kind: type[Any]) -> Any:
 def decode_query(request: Request, kind: type[Any] | None) -> Any:
     """Query string → struct (strings converted to the declared types); unknown keys are 422."""
     params = dict(request.query_params)
+    if len(params) != len(request.query_params.multi_items()):
+        repeated = next(k for k in params if len(request.query_params.getlist(k)) > 1)
+        raise InvalidInput(repeated, "given more than once")
     if kind is None:
         if params:
             raise validation_error(

@@ -276,3 +276,9 @@ def test_bad_server_settings_fail_with_one_clear_error(env: dict[str, str], mess
 def test_settings_repr_hides_secrets() -> None:
     text = repr(server_settings())
     assert SECRET not in text and API_KEY not in text
+
+
+async def test_a_repeated_query_parameter_is_an_error(api: Api) -> None:
+    response = await api.http.get("/v1/users/bo/followers?limit=5&limit=6", headers=api.server())
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "limit"

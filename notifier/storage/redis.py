@@ -36,6 +36,7 @@ def _script(name: str, *, common: bool) -> str:
 #: Feeds one flat-add script call writes. Batched keys make one call do a whole fanout chunk;
 #: on a future Redis Cluster client, batches would be grouped by hash slot instead.
 _FEEDS_PER_CALL = 500
+_AGGREGATED_PER_CALL = 100
 
 
 def _text(value: Any) -> str:
@@ -130,8 +131,11 @@ class RedisStorage:
                 args: list[Any] = [group.merge_window, group.max_length]
                 for e in ordered:
                     args += [e.id, e.actor, e.verb, e.key]
-                for user in users:
-                    await self._agg_add(keys=[self._agg_key(group, user)], args=args, client=pipe)
+                # Aggregation does more per feed: smaller batches keep each call short.
+                for start in range(0, len(users), _AGGREGATED_PER_CALL):
+                    batch = users[start : start + _AGGREGATED_PER_CALL]
+                    keys = [self._agg_key(group, u) for u in batch]
+                    await self._agg_add(keys=keys, args=args, client=pipe)
             else:
                 # One script call per batch of feeds, not per feed: a fanout chunk is one call.
                 flat_args: list[Any] = [group.max_length, *(e.id for e in ordered)]
@@ -140,8 +144,7 @@ class RedisStorage:
                     keys = [self._flat_key(group, u) for u in batch]
                     await self._flat_add(keys=keys, args=flat_args, client=pipe)
             results = await pipe.execute()
-        if not group.aggregated:
-            results = [per_feed for batch in results for per_feed in batch]
+        results = [per_feed for batch in results for per_feed in batch]
         return self._changes(group, users, results, "added")
 
     async def remove_from_feeds(

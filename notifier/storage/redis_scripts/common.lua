@@ -8,9 +8,14 @@
 --   c       HASH unseen, unread                  (exact, changed with the state they count)
 --   i:<gid> ZSET (lexical) of the group's activity ids
 --   u:<gid> HASH actor -> number of the group's activities by that actor
-local base = KEYS[1]
-local order, members, gkeys, gverbs, gstate, counts =
-  base .. 'o', base .. 'm', base .. 'k', base .. 'v', base .. 's', base .. 'c'
+-- The feed being worked on: KEYS[1], or each of KEYS in turn through use() (batched adds).
+local base, order, members, gkeys, gverbs, gstate, counts
+local function use(feed)
+  base = feed
+  order, members, gkeys, gverbs, gstate, counts =
+    feed .. 'o', feed .. 'm', feed .. 'k', feed .. 'v', feed .. 's', feed .. 'c'
+end
+use(KEYS[1])
 local ID = 26
 
 local function contribution(state)

@@ -68,6 +68,10 @@ class Listeners:
             del self._by_user[user]
             return True
 
+    def has(self, user: str) -> bool:
+        """Whether ``user`` has a listener here (a dict lookup: fanout messages ask per user)."""
+        return user in self._by_user
+
     def users(self) -> list[str]:
         """Users with at least one listener."""
         with self._lock:

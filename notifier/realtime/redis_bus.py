@@ -45,9 +45,30 @@ return i
 """
 
 
+#: An event shared by more users than this travels once, on the fanout channel.
+SHARED_MIN = 8
+
+
+class SharedEvent(msgspec.Struct, frozen=True):
+    """One event for many users (a fanout chunk's): every web process receives it once and
+    delivers it to those of ``users`` connected there."""
+
+    users: list[str]
+    event: msgspec.Raw
+
+
+_shared_encoder = msgspec.json.Encoder()
+_shared_decoder = msgspec.json.Decoder(SharedEvent)
+
+
 def channel_prefix(key_prefix: str) -> str:
     """Where user channels live: ``{key_prefix}:rt:user:``."""
     return f"{key_prefix}:rt:user:"
+
+
+def fanout_channel(key_prefix: str) -> str:
+    """The channel every web process listens on for events shared by many users."""
+    return f"{key_prefix}:rt:fanout"
 
 
 class RedisBus:
@@ -60,19 +81,25 @@ class RedisBus:
             url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
         )
         self._prefix = channel_prefix(key_prefix)
+        self._fanout = fanout_channel(key_prefix)
         self._publish_all = self._client.register_script(_PUBLISH_ALL)
 
     async def publish(self, events: Sequence[UserEvent]) -> None:
-        """All of ``events`` in one script call (a fanout chunk publishes hundreds: one
-        command instead of one per event)."""
+        """All of ``events`` in one script call. An event shared by many users (a fanout
+        chunk into flat feeds) is one message on the fanout channel, not one per user: each
+        web process parses it once instead of once per follower."""
         if not events:
             return
-        channels: dict[bytes, list[str]] = {}
+        by_message: dict[bytes, list[str]] = {}
         for event in events:
-            channels.setdefault(encode_event(event), []).append(self._prefix + event.user)
+            by_message.setdefault(encode_event(event), []).append(event.user)
         args: list[str | bytes | int] = []
-        for message, names in channels.items():
-            args += [len(names), message, *names]
+        for message, users in by_message.items():
+            if len(users) >= SHARED_MIN:
+                shared = _shared_encoder.encode(SharedEvent(users, msgspec.Raw(message)))
+                args += [1, shared, self._fanout]
+            else:
+                args += [len(users), message, *(self._prefix + u for u in users)]
         await self._publish_all(args=args)
 
     async def close(self) -> None:
@@ -85,6 +112,7 @@ class RedisHub:
     def __init__(self, url: str, key_prefix: str) -> None:
         self._url = url
         self._prefix = channel_prefix(key_prefix)
+        self._fanout = fanout_channel(key_prefix)
         self.listeners = Listeners()
         self._pubsub: Any = None
         self._live = asyncio.Event()
@@ -137,8 +165,9 @@ class RedisHub:
             pubsub = client.pubsub()
             try:
                 async with self._lock:
-                    # A control channel keeps the connection in subscribed mode with no users.
-                    await pubsub.subscribe(self._prefix.rstrip(":") + ":control")
+                    # The fanout channel (shared events) also keeps the connection in
+                    # subscribed mode when no user is connected here.
+                    await pubsub.subscribe(self._fanout)
                     users = self.listeners.users()
                     if users:
                         await pubsub.subscribe(*(self._prefix + u for u in users))
@@ -153,6 +182,9 @@ class RedisHub:
                 if connected_before:
                     self.reconnects += 1
                     log.warning("realtime: pub/sub reconnected; resyncing connections")
+                if users:
+                    # Connections registered while the link was down (or not yet up, at
+                    # start) may have read storage before it: they re-read it now.
                     self.listeners.resync_all()
                 connected_before = True
                 delay = _BACKOFF[0]
@@ -192,6 +224,16 @@ class RedisHub:
                 log.error("realtime: undecodable event on %s", channel)
             else:
                 self.listeners.dispatch(event)
+        elif kind == "message" and channel == self._fanout:
+            try:
+                shared = _shared_decoder.decode(message["data"])
+                here = [u for u in shared.users if self.listeners.has(u)]
+                events = [decode_event(u, shared.event) for u in here]
+            except msgspec.DecodeError:
+                log.error("realtime: undecodable shared event on %s", channel)
+            else:
+                for event in events:
+                    self.listeners.dispatch(event)
         return str(kind)
 
     def _resolve_all(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from notifier.errors import NotifierError
 from notifier.model import check_user_id
 
 ALGORITHM = "HS256"
+#: Verified tokens remembered per process (one per active browser session).
+_VERIFIED_TOKENS = 10_000
 AUDIENCE = "notifier"
 
 
@@ -65,6 +68,10 @@ class UserTokens:
         self._secret = secret
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
+        self._verified: OrderedDict[str, UserClaims] = OrderedDict()
+        """Tokens already verified: a browser sends the same one with every request, and a
+        signature check costs more than the rest of a page read's auth. Expiry is still
+        checked on every use."""
 
     def issue(
         self, user: str, ttl: int | None = None, feeds: Sequence[str] | None = None
@@ -80,6 +87,20 @@ class UserTokens:
 
     def verify(self, token: str) -> UserClaims:
         """The claims of a valid, unexpired token; Unauthorized otherwise (reason included)."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires <= time.time():
+                del self._verified[token]
+                raise Unauthorized("user token expired")
+            self._verified.move_to_end(token)
+            return known
+        claims = self._verify(token)
+        self._verified[token] = claims
+        if len(self._verified) > _VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> UserClaims:
         try:
             claims = jwt.decode(
                 token,

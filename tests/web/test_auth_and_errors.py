@@ -282,3 +282,15 @@ async def test_a_repeated_query_parameter_is_an_error(api: Api) -> None:
     response = await api.http.get("/v1/users/bo/followers?limit=5&limit=6", headers=api.server())
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "limit"
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifier.web import auth
+
+    tokens = auth.UserTokens(SECRET, 60, 600)
+    token, expires = tokens.issue("bo")
+    assert tokens.verify(token).user == "bo"
+    assert tokens.verify(token).user == "bo"  # the second time from memory
+    monkeypatch.setattr(auth.time, "time", lambda: expires + 1.0)
+    with pytest.raises(auth.Unauthorized, match="expired"):
+        tokens.verify(token)

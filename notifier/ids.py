@@ -9,6 +9,7 @@ it, so re-sending the same (foreign_id, time) yields the same id and the write i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -41,8 +42,11 @@ def make_id(time: datetime, foreign_id: str | None = None) -> str:
     return f"{us:014x}{suffix}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def id_time(activity_id: str) -> datetime:
-    """The time encoded in an activity id (UTC, microsecond precision)."""
+    """The time encoded in an activity id (UTC, microsecond precision). Cached: every page
+    read turns each group's positions into times, and popular groups are read again and
+    again."""
     return _EPOCH + timedelta(microseconds=int(activity_id[:_TIME_DIGITS], 16))
 
 

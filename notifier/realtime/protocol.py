@@ -129,6 +129,7 @@ class Removed(_Out, tag="removed"):
 
     feed: str
     activity_ids: list[str]
+    position: str | None = None
 
 
 class CountsFrame(_Out, tag="counts"):
@@ -136,6 +137,7 @@ class CountsFrame(_Out, tag="counts"):
 
     feed: str
     counts: Counts
+    position: str | None = None
 
 
 class Refetch(_Out, tag="refetch"):

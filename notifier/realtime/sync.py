@@ -110,7 +110,9 @@ class FeedView:
             if not self.counted:
                 return None
             if event.counts is not None:
-                return CountsFrame(feed=self.group.name, counts=event.counts)
+                return CountsFrame(
+                    feed=self.group.name, counts=event.counts, position=self.position
+                )
             return await self._idle_frame()
         if event.kind == "added":
             if self.flat:
@@ -120,7 +122,9 @@ class FeedView:
             return await self.update()
         if event.kind == "removed" and self.flat:
             self.cache.forget(event.activity_ids)
-            return Removed(feed=self.group.name, activity_ids=event.activity_ids)
+            return Removed(
+                feed=self.group.name, activity_ids=event.activity_ids, position=self.position
+            )
         return await self.sync()
 
     async def resync(self) -> ServerFrame:
@@ -204,7 +208,9 @@ class FeedView:
         return Refetch(feed=self.group.name, reason=reason, counts=counts)
 
     async def _counts_frame(self) -> CountsFrame:
-        return CountsFrame(feed=self.group.name, counts=await self._counts())
+        return CountsFrame(
+            feed=self.group.name, counts=await self._counts(), position=self.position
+        )
 
     async def _idle_frame(self) -> ServerFrame:
         """For a client holding no items: counts, or (feeds without counts) an empty update."""

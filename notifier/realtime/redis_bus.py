@@ -29,6 +29,8 @@ from notifier.realtime.hub import Listener, Listeners
 log = logging.getLogger(__name__)
 
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: How long the first subscription of a process waits for the pub/sub link, seconds.
+_FIRST_LINK_S = 5.0
 #: Reconnect delays, seconds: doubling from the first to the last.
 _BACKOFF = (0.05, 2.0)
 
@@ -120,7 +122,8 @@ class RedisHub:
         self._lock = asyncio.Lock()
         self._pending: dict[str, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self.reconnects = 0
+        self.connections = 0
+        """Times the link came up (the first time, then after each loss)."""
 
     def _client(self) -> aioredis.Redis:
         # Retries off: a dropped link must surface here, where it triggers a resync.
@@ -130,6 +133,12 @@ class RedisHub:
 
     async def subscribe(self, user: str, listener: Listener) -> None:
         self._start()
+        if not self._live.is_set() and self.connections == 0:
+            # The process's first subscription: give the link a moment to come up, so the
+            # first connections need no resync. (Down for longer: the resync covers them.)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FIRST_LINK_S):
+                    await self._live.wait()
         channel = self._prefix + user
         async with self._lock:
             first = self.listeners.add(user, listener)
@@ -179,8 +188,8 @@ class RedisHub:
                             acks -= 1
                     self._pubsub = pubsub
                     self._live.set()
+                self.connections += 1
                 if connected_before:
-                    self.reconnects += 1
                     log.warning("realtime: pub/sub reconnected; resyncing connections")
                 if users:
                     # Connections registered while the link was down (or not yet up, at

@@ -158,29 +158,35 @@ class AggregatedFeed(Feed):
     ) -> GroupPage:
         """A page of groups whose position is strictly between the cursors."""
         check_limit(limit)
-        stored = await self.storage.read_groups(
-            self.group,
-            self.user,
-            limit=limit,
-            id_lt=check_cursor(id_lt, "id_lt"),
-            id_gt=check_cursor(id_gt, "id_gt"),
+        stored, counts = await self._read_stored(
+            limit, check_cursor(id_lt, "id_lt"), check_cursor(id_gt, "id_gt")
         )
         groups = await hydrate(self.storage, stored, self.bodies)
         return GroupPage(
             groups=groups,
             next=stored[-1].position if len(stored) == limit else None,
-            counts=await self._page_counts(),
+            counts=counts,
         )
 
-    async def _page_counts(self) -> Counts | None:
-        return None
+    async def _read_stored(
+        self, limit: int, id_lt: str | None, id_gt: str | None
+    ) -> tuple[list[StoredGroup], Counts | None]:
+        stored = await self.storage.read_groups(
+            self.group, self.user, limit=limit, id_lt=id_lt, id_gt=id_gt
+        )
+        return stored, None
 
 
 class NotificationFeed(AggregatedFeed):
     """An aggregated feed with seen / read / archived state and exact counts."""
 
-    async def _page_counts(self) -> Counts | None:
-        return await self.counts()
+    async def _read_stored(
+        self, limit: int, id_lt: str | None, id_gt: str | None
+    ) -> tuple[list[StoredGroup], Counts | None]:
+        # Groups and counts in one storage call: one round trip, one instant.
+        return await self.storage.read_page(
+            self.group, self.user, limit=limit, id_lt=id_lt, id_gt=id_gt
+        )
 
     async def counts(self) -> Counts:
         """Exact unseen and unread counts."""

@@ -151,6 +151,18 @@ class Storage(Protocol):
     ) -> list[StoredGroup]:
         """Groups of an aggregated feed by position, newest first, strictly between cursors."""
 
+    async def read_page(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts]:
+        """``read_groups`` and the feed's ``counts`` together: what a notification page shows,
+        in one round trip (and one consistent instant) where the backend can."""
+
     async def count(self, group: FeedGroup, user: str) -> int:
         """Activities in a flat feed, groups in an aggregated one."""
 

@@ -238,6 +238,18 @@ class CassandraStorage:
     ) -> list[StoredGroup]:
         return await self._aggregated.read(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
 
+    async def read_page(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts]:
+        groups = await self.read_groups(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
+        return groups, await self.counts(group, user)
+
     async def count(self, group: FeedGroup, user: str) -> int:
         if group.aggregated:
             return await self._aggregated.count(group, user)

@@ -209,8 +209,21 @@ class RedisStorage:
         id_lt: str | None = None,
         id_gt: str | None = None,
     ) -> list[StoredGroup]:
+        groups, _ = await self.read_page(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
+        return groups
+
+    async def read_page(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts]:
         # Members are position..gid: "(id_lt" excludes every member at that position, and
-        # "(id_gt" + "g" (above any hex digit) excludes every member at id_gt.
+        # "(id_gt" + "g" (above any hex digit) excludes every member at id_gt. The script
+        # returns the counts first, read in the same atomic step.
         result = await self._agg_read(
             keys=[self._agg_key(group, user)],
             args=[
@@ -220,7 +233,8 @@ class RedisStorage:
                 group.max_activities,
             ],
         )
-        return [_stored_group(row) for row in result[2:]]
+        counts = Counts(int(result[0]), int(result[1]))
+        return [_stored_group(row) for row in result[2:]], counts
 
     async def count(self, group: FeedGroup, user: str) -> int:
         if group.aggregated:

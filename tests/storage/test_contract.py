@@ -251,6 +251,18 @@ async def test_archived_groups_leave_the_counts(storage: Storage) -> None:
     )
 
 
+async def test_read_page_is_read_groups_with_the_counts(storage: Storage) -> None:
+    group = notification()
+    await storage.add_to_feeds(group, ["bo"], [entry(n, key=f"k{n}") for n in range(1, 6)])
+    await storage.mark(group, "bo", Marks(seen=True), group_ids=[aid(2)])
+    await storage.mark(group, "bo", Marks(read=True), group_ids=[aid(3), aid(4)])
+    for cursors in ({}, {"id_lt": aid(4)}, {"id_gt": aid(2)}):
+        groups, counts = await storage.read_page(group, "bo", limit=2, **cursors)
+        assert groups == await storage.read_groups(group, "bo", limit=2, **cursors)
+        assert counts == await storage.counts(group, "bo") == Counts(4, 3)
+    assert await storage.read_page(group, "cy", limit=5) == ([], Counts(0, 0))
+
+
 async def test_new_activity_reopens_a_seen_read_archived_group(storage: Storage) -> None:
     group = notification()
     await storage.add_to_feeds(group, ["bo"], [entry(1)])

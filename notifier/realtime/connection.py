@@ -113,7 +113,6 @@ class Connection:
         self.queue.append(work)
         if self._pump_task is None:
             self._pump_task = asyncio.get_running_loop().create_task(self._pump())
-            self._pump_task.add_done_callback(self._pump_ended)
 
     def close(self, code: int, reason: str) -> None:
         """End the connection (idempotent; the first reason wins)."""
@@ -188,23 +187,6 @@ class Connection:
             if self.closed is None:
                 raise  # cancelled from outside (server shutdown): not ours to swallow
             task.uncancel()
-
-    def _pump_ended(self, task: asyncio.Task[None]) -> None:
-        self._pump_task = None
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, Closed):
-            self.close(exc.code, exc.reason)
-        elif isinstance(exc, WebSocketDisconnect):
-            self.close(1000, "")
-        elif exc is not None:
-            log.error("websocket pump failed", exc_info=exc)
-            self.close(CloseCode.INTERNAL_ERROR, "internal error")
-        elif self.queue and self.closed is None:
-            # Work arrived after the pump's last look: start another.
-            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
-            self._pump_task.add_done_callback(self._pump_ended)
 
     async def _authenticate(self, token: str | None) -> UserClaims:
         if token is None:
@@ -288,12 +270,26 @@ class Connection:
 
     # -- pump ------------------------------------------------------------------------------
     async def _pump(self) -> None:
-        """Send what is queued, in order; ends when the queue is empty."""
-        while self.queue:
-            work = self.queue.popleft()
-            for frame in await self._frames(work):
-                await self.ws.send_text(frame if isinstance(frame, str) else encode(frame))
-                self.server.frames_sent += 1
+        """Send what is queued, in order; ends when the queue is empty (and ends the
+        connection, with a reason, when sending fails)."""
+        try:
+            while self.queue:
+                work = self.queue.popleft()
+                for frame in await self._frames(work):
+                    await self.ws.send_text(frame if isinstance(frame, str) else encode(frame))
+                    self.server.frames_sent += 1
+        except asyncio.CancelledError:
+            raise
+        except Closed as exc:
+            self.close(exc.code, exc.reason)
+        except WebSocketDisconnect:
+            self.close(1000, "")
+        except Exception as exc:
+            log.error("websocket pump failed", exc_info=exc)
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            # No await between the last look at the queue and this: nothing can slip in.
+            self._pump_task = None
 
     async def _frames(self, work: Work) -> list[ServerFrame | str]:
         """The frames ``work`` calls for (a ``str`` is one encoded already)."""

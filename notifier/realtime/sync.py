@@ -13,8 +13,9 @@ ones) and the ``oldest`` item the client holds, and turns bus events into frames
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from notifier.bodies import ActivityCache
 from notifier.feedgroups import FeedGroup, FeedKind
@@ -42,17 +43,33 @@ class FrameCache:
     a fanout sends the same frame to every follower, so it is encoded once."""
 
     def __init__(self) -> None:
-        self._frames: OrderedDict[tuple[str, tuple[str, ...]], str] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, tuple[str, ...]], str | None] = OrderedDict()
+        self._building: dict[tuple[str, tuple[str, ...]], asyncio.Future[str | None]] = {}
 
-    def get(self, key: tuple[str, tuple[str, ...]]) -> str | None:
-        """The frame announcing these activities in this feed, if one was made."""
-        return self._frames.get(key)
-
-    def keep(self, key: tuple[str, tuple[str, ...]], text: str) -> None:
-        """Remember an encoded frame (the oldest are forgotten first)."""
+    async def shared(
+        self, key: tuple[str, tuple[str, ...]], build: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
+        """The frame for ``key``: made once by ``build``, however many connections ask at the
+        same moment (a fanout's deliveries all arrive together)."""
+        if key in self._frames:
+            return self._frames[key]
+        if key in self._building:
+            return await self._building[key]
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
+        try:
+            text = await build()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: each waiter re-raises it
+            raise
+        finally:
+            self._building.pop(key, None)
+        future.set_result(text)
         self._frames[key] = text
         if len(self._frames) > _FRAMES:
             self._frames.popitem(last=False)
+        return text
 
 
 class FeedView:
@@ -174,23 +191,28 @@ class FeedView:
     async def _flat_added(self, ids: list[str]) -> ServerFrame | str:
         """An ``update`` with the activities themselves (no feed read). Encoded once per
         fanout: every follower whose position it advances gets the same text."""
-        key = (self.group.name, tuple(ids))
         newest = max(ids, default="")
-        shared = self.position is None or newest >= self.position
-        if shared and (text := self.frames.get(key)) is not None:
-            self.position = newest
-            return text
+        if self.position is None or newest >= self.position:
+            # Every follower whose position this advances gets the very same frame.
+            text = await self.frames.shared(
+                (self.group.name, tuple(ids)), lambda: self._encode_added(ids, newest)
+            )
+            if text is not None:
+                self.position = newest
+                return text
         bodies = await self.cache.get(ids)
         activities = sorted(bodies.values(), key=lambda a: a.id, reverse=True)
         if not activities:
             return Update(feed=self.group.name, position=self.position)
         self._advance(activities)
-        frame = Update(feed=self.group.name, position=self.position, activities=activities)
-        if shared and self.position == newest:
-            text = encode(frame)
-            self.frames.keep(key, text)
-            return text
-        return frame
+        return Update(feed=self.group.name, position=self.position, activities=activities)
+
+    async def _encode_added(self, ids: list[str], newest: str) -> str | None:
+        bodies = await self.cache.get(ids)
+        activities = sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+        if not activities or activities[0].id != newest:
+            return None  # the newest is gone already: callers build their own frames
+        return encode(Update(feed=self.group.name, position=newest, activities=activities))
 
     async def _frame(self, kind: type[Update], items: list[Group] | list[Activity]) -> Update:
         counts = await self._counts() if self.counted else None

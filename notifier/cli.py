@@ -56,6 +56,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     """Run the HTTP API (and websocket endpoint) with uvicorn."""
     import uvicorn
 
+    from notifier.realtime.settings import uvicorn_options
     from notifier.web.settings import ServerSettings
     from notifier.web.wiring import build_app
 
@@ -65,20 +66,12 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     except ConfigError as exc:
         click.echo(f"notifier: configuration error: {exc}", err=True)
         sys.exit(2)
-    realtime = settings.realtime
     uvicorn.run(
         build_app(config, settings),
         host=host or settings.host,
         port=port or settings.port,
         log_level=log_level,
-        server_header=False,
-        # The websockets library's sans-I/O implementation: cheaper per frame than the legacy
-        # one (which uvicorn deprecates), with the protocol limits of docs/realtime.md.
-        ws="websockets-sansio",
-        ws_max_size=realtime.max_message_bytes,
-        ws_ping_interval=realtime.ping_interval or None,
-        ws_ping_timeout=realtime.ping_interval or None,
-        ws_per_message_deflate=realtime.compression,
+        **uvicorn_options(settings.realtime),
     )
 
 

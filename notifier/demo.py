@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from notifier.config import Config
 from notifier.model import Activity
+from notifier.realtime.settings import uvicorn_options
 from notifier.web.app import create_app
 from notifier.web.services import Services
 from notifier.web.settings import ServerSettings
@@ -140,9 +141,7 @@ async def run_demo(
             host=host,
             port=port,
             log_level="warning",
-            server_header=False,
-            ws="websockets-sansio",
-            ws_max_size=settings.realtime.max_message_bytes,
+            **uvicorn_options(settings.realtime),
         ),
         lambda: ready(f"http://{host}:{port}/"),
     )

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notifier.realtime.settings import RealtimeSettings
+from notifier.realtime.settings import RealtimeSettings, uvicorn_options
 
 
 def create_app(document: Any) -> Starlette:
@@ -49,18 +49,12 @@ def create_app(document: Any) -> Starlette:
 def serve(app: Starlette, port: int, log_level: str = "warning") -> None:
     """Run ``app`` on 127.0.0.1:``port`` with the uvicorn options of ``notifier serve``
     (notifier/cli.py), websocket settings at their defaults as in an unconfigured server."""
-    realtime = RealtimeSettings()
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=port,
         log_level=log_level,
-        server_header=False,
-        ws="websockets-sansio",
-        ws_max_size=realtime.max_message_bytes,
-        ws_ping_interval=realtime.ping_interval or None,
-        ws_ping_timeout=realtime.ping_interval or None,
-        ws_per_message_deflate=realtime.compression,
+        **uvicorn_options(RealtimeSettings()),
     )
 
 

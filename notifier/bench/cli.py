@@ -58,7 +58,8 @@ def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
 @click.option("--feeds", type=click.Choice(["flat", "notification"]), default="flat")
 @click.option("--workers", default=2, show_default=True, help="notifier worker processes.")
 @click.option("--repeats", default=3, show_default=True)
-def fanout(followers: int, feeds: str, workers: int, repeats: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+def fanout(followers: int, feeds: str, workers: int, repeats: int, as_json: bool) -> None:
     """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes."""
     from notifier.bench import fanout as scenario
 
@@ -71,8 +72,10 @@ def fanout(followers: int, feeds: str, workers: int, repeats: int) -> None:
             progress=lambda line: click.echo(f"… {line}", err=True),
         )
     )
-    click.echo(json.dumps(asdict(result), indent=2))
-    click.echo(f"notifier / best raw baseline: {result.notifier / result.best_baseline:.0%}")
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2))
+    else:
+        click.echo(scenario.table([result]))
 
 
 @bench.command()
@@ -94,8 +97,7 @@ def connections(count: int) -> None:
     """Server memory per idle websocket connection, vs a bare websockets server."""
     from notifier.bench import push as scenario
 
-    for result in asyncio.run(scenario.bench_connections(count)):
-        click.echo(f"{result.name:<16} {result.kib_per_connection:8.1f} KiB per connection")
+    click.echo(scenario.connections_table(asyncio.run(scenario.bench_connections(count))))
 
 
 @bench.command()

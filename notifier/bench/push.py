@@ -270,6 +270,19 @@ async def bench_connections(connections: int) -> list[ConnectionsResult]:
     ]
 
 
+def connections_table(results: list[ConnectionsResult]) -> str:
+    """Memory per idle connection, with the notifier / raw ratio."""
+    rows = [f"{'server':<16} {'connections':>11} {'KiB/conn':>9}"]
+    rows += [f"{r.name:<16} {r.connections:>11,} {r.kib_per_connection:>9.1f}" for r in results]
+    if len(results) == 2:
+        mine, raw = results
+        rows.append(
+            f"ratio notifier/raw: {ratio(mine.kib_per_connection, raw.kib_per_connection)}"
+            " (server RSS growth while the idle swarm connected, / connections)"
+        )
+    return "\n".join(rows)
+
+
 async def _idle_growth(
     pid: int, url: str, hello: list[list[str]] | None, count: int | None = None
 ) -> int:

@@ -130,6 +130,7 @@ def run(*, quick: bool = False, progress: Progress | None = None) -> Report:
                 f"fanout/{feeds} {followers:,}: notifier {result.notifier:,.0f}/s, best raw "
                 f"{result.best_baseline:,.0f}/s"
             )
+    report.tables.append(fanout_bench.table(report.fanout))
     for stored in sizes.read_stored:
         say(f"read: first page over HTTP, {stored:,} stored activities")
         bench = http_read.run(sizes.read_load, backend="redis", stored=stored, progress=say)
@@ -142,6 +143,7 @@ def run(*, quick: bool = False, progress: Progress | None = None) -> Report:
         report.tables.append(push_bench.table(results))
     say(f"connections: {sizes.connections:,} idle websockets")
     report.connections = asyncio.run(push_bench.bench_connections(sizes.connections))
+    report.tables.append(push_bench.connections_table(report.connections))
     say("peer: Stream Framework (its own venv, the same workloads)")
     with _redis() as url:
         report.peer = peer_bench.run_peer(url, followers=sizes.peer_followers, progress=say)

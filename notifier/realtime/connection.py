@@ -131,6 +131,8 @@ class Connection:
             claims = await self._authenticate(token)
             self.claims = claims
             self.server.admit(claims.user)
+            if self.server.on_connect is not None:
+                await self.server.on_connect(claims.user)
             try:
                 await self.server.hub.subscribe(claims.user, self)
                 subscribed = True

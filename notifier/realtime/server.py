@@ -11,7 +11,7 @@ docs/realtime.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -42,6 +42,7 @@ class RealtimeServer:
         settings: RealtimeSettings,
         allowed_origins: tuple[str, ...],
         bodies: ActivityCache | None = None,
+        on_connect: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.hub = hub
         self.storage = storage
@@ -51,6 +52,8 @@ class RealtimeServer:
         self.allowed_origins = frozenset(allowed_origins)
         self.cache = bodies or ActivityCache(storage)
         self.frames = FrameCache()
+        self.on_connect = on_connect
+        """Told the user of every authenticated connection (fanout priorities)."""
         self.connections: dict[str, int] = {}
         self.frames_sent = 0
 

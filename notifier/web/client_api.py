@@ -25,10 +25,14 @@ def client_endpoints(s: Services) -> list[Endpoint]:
         return s.feed(group, call.claims.user)
 
     async def read_own_feed(call: Call) -> FlatPage | GroupPage:
-        return await feed_ops.read_page(own_feed(call), call.query)
+        feed = own_feed(call)
+        await s.active.seen(feed.user)  # a user reading their feeds is active: HIGH fanout
+        return await feed_ops.read_page(feed, call.query)
 
     async def own_counts(call: Call) -> CountsOut:
-        return await feed_ops.counts(own_feed(call))
+        feed = own_feed(call)
+        await s.active.seen(feed.user)
+        return await feed_ops.counts(feed)
 
     async def mark_own_feed(call: Call) -> CountsOut:
         return await feed_ops.mark(own_feed(call), call.body, s.bus)

@@ -12,6 +12,7 @@ from notifier.feeds import Feed
 from notifier.realtime.bus import Bus, NullBus
 from notifier.realtime.server import RealtimeServer
 from notifier.service import Notifier
+from notifier.web.activity import ActiveUsers
 from notifier.web.auth import UserTokens
 from notifier.web.settings import ServerSettings
 
@@ -25,6 +26,8 @@ class Services:
     tokens: UserTokens
     settings: ServerSettings
     realtime: RealtimeServer
+    active: ActiveUsers
+    """Where reads and websocket connections record their user as active (fanout priority)."""
     bus: Bus = field(default_factory=NullBus)
     """Where this process announces its own writes (marks; fanout publishes through its
     manager, which holds the same bus)."""

@@ -17,6 +17,7 @@ from notifier.realtime.wiring import open_realtime
 from notifier.service import Notifier
 from notifier.storage.base import Storage
 from notifier.storage.factory import open_storage
+from notifier.web.activity import ActiveUsers
 from notifier.web.app import create_app
 from notifier.web.auth import UserTokens
 from notifier.web.services import Services
@@ -43,6 +44,7 @@ def build_services(
         hub = LocalBus()
     manager = open_manager(config, storage=store, bus=bus)
     tokens = UserTokens(settings.secret, settings.token_ttl, settings.max_token_ttl)
+    active = ActiveUsers(manager.mark_active)
     realtime = RealtimeServer(
         hub=hub,
         storage=store,
@@ -51,6 +53,7 @@ def build_services(
         settings=settings.realtime,
         allowed_origins=settings.allowed_origins,
         bodies=notifier.bodies,
+        on_connect=active.seen,
     )
     return Services(
         notifier=notifier,
@@ -58,6 +61,7 @@ def build_services(
         tokens=tokens,
         settings=settings,
         realtime=realtime,
+        active=active,
         bus=bus,
         broker_ping=_broker_ping(manager),
     )

@@ -188,3 +188,15 @@ async def test_feed_pages_with_cursors_and_mark_on_behalf(api: Api) -> None:
         url, json={"seen": True, "group_ids": ["zz"]}, headers=api.server()
     )
     assert_error(response, 422, "invalid", "group_ids[0]")
+
+
+async def test_reading_ones_feeds_or_connecting_marks_the_user_active(api: Api) -> None:
+    import time
+
+    presence = api.services.fanout.presence
+    since = time.time() - 1
+    assert await presence.active_since(["bo", "cy"], since) == [False, False]
+    response = await api.http.get("/v1/me/feeds/notification", headers=api.user("bo"))
+    assert response.status_code == 200
+    await api.services.realtime.on_connect("cy")  # what an authenticated websocket calls
+    assert await presence.active_since(["bo", "cy"], since) == [True, True]

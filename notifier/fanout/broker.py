@@ -137,10 +137,10 @@ class PriorityRedisBroker(RedisBroker):
     consumers wake when a job arrives instead of when their poll timer fires.
 
     dramatiq's Redis consumer polls an idle queue with a growing sleep (up to ``poll_ms``),
-    so a fanout waited ~50-100 ms before any worker looked at it. Here every enqueue also
-    pushes onto the queue's "doorbell" list and an idle consumer waits on it with ``BLPOP``
-    (bounded by ``poll_ms``): pick-up latency drops to a round trip, and an idle worker makes
-    one blocking call per ``poll_ms`` instead of a stream of polls.
+    so a fanout waited ~50-100 ms before any worker looked at it. Here every enqueue on a
+    queue other than LOW also pushes onto that queue's "doorbell" list, and its idle consumer
+    waits on it with ``BLPOP`` (bounded by ``poll_ms``): pick-up latency drops to a round trip
+    for active users' chunks. LOW keeps polling, which is what keeps it behind HIGH.
     """
 
     def __init__(self, settings: FanoutSettings, **options: Any) -> None:
@@ -154,23 +154,22 @@ class PriorityRedisBroker(RedisBroker):
 
     def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
         enqueued = super().enqueue(message, delay=delay)
-        if delay is None:
+        if delay is None and message.queue_name != self.low_queue:
             pipe = self.client.pipeline(transaction=False)
             pipe.lpush(self.bell(message.queue_name), 1)
             pipe.ltrim(self.bell(message.queue_name), 0, _BELL_LENGTH - 1)
             pipe.execute()
         return enqueued
 
-    @property
-    def consumer_class(self) -> type[Consumer]:
-        return _BellConsumer
-
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
-        consumer = super().consume(queue_name, prefetch, timeout)
         if queue_name != self.low_queue:
+            consumer: Consumer = _BellConsumer(self, queue_name, prefetch, timeout)
             return consumer
+        # LOW keeps dramatiq's polling: waking it at once would let LOW chunks slip in
+        # whenever the worker has taken the HIGH queue's jobs but not run them yet.
+        low: Consumer = super().consume(queue_name, prefetch, timeout)
         high = f"{self.namespace}:{self.high_queue}"
-        return GatedConsumer(consumer, lambda: bool(self.client.llen(high)), _GATE_PAUSE_S)
+        return GatedConsumer(low, lambda: bool(self.client.llen(high)), _GATE_PAUSE_S)
 
 
 class _BellConsumer(_RedisConsumer):

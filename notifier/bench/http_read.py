@@ -41,10 +41,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from notifier.bench.procs import redis_command
+from notifier.bench.procs import (
+    API_KEY,
+    SECRET,
+    cpu_seconds,
+    free_port,
+    processes,
+    redis_command,
+    spawn,
+)
 
-SECRET = "bench-secret-" + "x" * 32
-API_KEY = "bench-api-key-0123456789"
 USER = "bo"
 FEED_PATH = "/v1/me/feeds/notification"
 BASELINES = {
@@ -178,36 +184,14 @@ class ReadBench:
 # -- processes ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextmanager
 def _server(
     args: list[str], env: Mapping[str, str], log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A server process, terminated (then killed) on the way out whatever happens."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    with processes() as procs:
+        procs.append(spawn(args, env=env, log=log))
+        yield procs[0]
 
 
 def _wait_tcp(port: int, proc: subprocess.Popen[bytes], within: float = 10) -> None:
@@ -289,9 +273,9 @@ def wrk(
             "--timeout", "10s", "-s", str(script)]  # fmt: skip
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    cpu0 = _cpu_s(pid)
+    cpu0 = cpu_seconds(pid)
     done = subprocess.run([*args, url], capture_output=True, text=True)
-    cpu = _cpu_s(pid) - cpu0
+    cpu = cpu_seconds(pid) - cpu0
     if done.returncode:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stdout}{done.stderr}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("WRK_JSON ")]
@@ -378,7 +362,7 @@ def run(
     script = tmp / "summary.lua"
     script.write_text(WRK_SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    notifier_port, baseline_port = _free_port(), _free_port()
+    notifier_port, baseline_port = free_port(), free_port()
     notifier_env = env | {
         "NOTIFIER_SECRET": SECRET,
         "NOTIFIER_API_KEYS": API_KEY,
@@ -390,7 +374,7 @@ def run(
     try:
         with ExitStack() as running:
             if backend == "redis":
-                redis_port = _free_port()
+                redis_port = free_port()
                 redis = running.enter_context(
                     _server(redis_command(redis_port, tmp), env, tmp / "redis.log")
                 )

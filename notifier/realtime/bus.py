@@ -62,6 +62,13 @@ class WireEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     activity_ids: list[str] = msgspec.field(default_factory=list)
     counts: Counts | None = None
 
+    def to(self, user: str) -> UserEvent:
+        """This event, as ``user``'s."""
+        return UserEvent(
+            user=user, feed=self.feed, kind=self.kind, activity_ids=self.activity_ids,
+            counts=self.counts,
+        )  # fmt: skip
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(WireEvent)
@@ -75,13 +82,10 @@ def encode_event(event: UserEvent) -> bytes:
     return _encoder.encode(wire)
 
 
-def decode_event(user: str, data: bytes) -> UserEvent:
-    """``user``'s event from its wire form; msgspec.DecodeError when it is not one."""
-    wire = _decoder.decode(data)
-    return UserEvent(
-        user=user, feed=wire.feed, kind=wire.kind, activity_ids=wire.activity_ids,
-        counts=wire.counts,
-    )  # fmt: skip
+def decode_event(data: bytes | msgspec.Raw) -> WireEvent:
+    """An event from its wire form (``.to(user)`` makes it that user's); msgspec.DecodeError
+    when it is not one."""
+    return _decoder.decode(data)
 
 
 class Bus(Protocol):

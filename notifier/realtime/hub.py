@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from notifier.realtime.bus import UserEvent
@@ -90,8 +90,9 @@ class Listeners:
         _call_each(targets, lambda listener: listener.resync())
 
 
-def _call_each(targets: list[tuple[Listener, asyncio.AbstractEventLoop]], call: object) -> None:
-    assert callable(call)
+def _call_each(
+    targets: list[tuple[Listener, asyncio.AbstractEventLoop]], call: Callable[[Listener], None]
+) -> None:
     try:
         current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:

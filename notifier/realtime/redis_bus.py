@@ -228,7 +228,7 @@ class RedisHub:
                     waiter.set_result(None)
         elif kind == "message" and channel.startswith(self._prefix):
             try:
-                event = decode_event(channel[len(self._prefix) :], message["data"])
+                event = decode_event(message["data"]).to(channel[len(self._prefix) :])
             except msgspec.DecodeError:
                 log.error("realtime: undecodable event on %s", channel)
             else:
@@ -237,7 +237,8 @@ class RedisHub:
             try:
                 shared = _shared_decoder.decode(message["data"])
                 here = [u for u in shared.users if self.listeners.has(u)]
-                events = [decode_event(u, shared.event) for u in here]
+                wire = decode_event(shared.event) if here else None
+                events = [wire.to(u) for u in here] if wire else []
             except msgspec.DecodeError:
                 log.error("realtime: undecodable shared event on %s", channel)
             else:

@@ -105,9 +105,9 @@ class FeedView:
             if request.limit == 0:
                 self.oldest = None
                 return await self._idle_frame()
-            items = await self._read(request.limit)
+            items, counts = await self._read(request.limit)
             self.oldest = "" if len(items) < request.limit else _position(items[-1])
-            return await self._sync(items, since=None)
+            return self._sync(items, counts, since=None)
         self.position = request.position
         if request.oldest is None:
             self.oldest = request.position
@@ -153,25 +153,29 @@ class FeedView:
     # -- frames ----------------------------------------------------------------------------
     async def update(self) -> ServerFrame:
         """What is newer than ``position``."""
-        items = await self._read(self.resume_limit + 1, id_gt=self.position)
+        items, counts = await self._read(self.resume_limit + 1, id_gt=self.position)
         if len(items) > self.resume_limit:
-            return await self._refetch(len(items))
-        if not items:
-            if self.counted:
-                return await self._counts_frame()
-            return Update(feed=self.group.name, position=self.position)
+            return self._refetch(counts)
+        if not items and counts is not None:
+            return CountsFrame(feed=self.group.name, counts=counts, position=self.position)
         self._advance(items)
-        return await self._frame(Update, items)
+        if self.flat:
+            activities = [i for i in items if isinstance(i, Activity)]
+            return Update(feed=self.group.name, position=self.position, activities=activities)
+        groups = [i for i in items if isinstance(i, Group)]
+        return Update(feed=self.group.name, position=self.position, groups=groups, counts=counts)
 
     async def sync(self) -> ServerFrame:
         """The state of every item down to ``oldest`` (at most ``resume_limit`` of them)."""
         since = self.position
-        items = await self._read(self.resume_limit + 1)
+        items, counts = await self._read(self.resume_limit + 1)
         if since is not None and sum(_position(i) > since for i in items) > self.resume_limit:
-            return await self._refetch(self.resume_limit + 1)
-        return await self._sync(items, since)
+            return self._refetch(counts)
+        return self._sync(items, counts, since)
 
-    async def _sync(self, items: list[Group] | list[Activity], since: str | None) -> Sync:
+    def _sync(
+        self, items: list[Group] | list[Activity], counts: Counts | None, since: str | None
+    ) -> Sync:
         floor = self.oldest or ""
         held = [i for i in items[: self.resume_limit] if _position(i) >= floor]
         if len(items) > self.resume_limit and _position(items[self.resume_limit]) >= floor:
@@ -179,7 +183,6 @@ class FeedView:
         self.oldest = floor
         new = [i.id for i in held if since is not None and _position(i) > since]
         self._advance(held)
-        counts = await self._counts() if self.counted else None
         if self.flat:
             activities = [i for i in held if isinstance(i, Activity)]
             return Sync(feed=self.group.name, position=self.position, oldest=floor,
@@ -200,50 +203,34 @@ class FeedView:
             if text is not None:
                 self.position = newest
                 return text
-        bodies = await self.cache.get(ids)
-        activities = sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+        activities = await self._newest_first(ids)
         if not activities:
             return Update(feed=self.group.name, position=self.position)
         self._advance(activities)
         return Update(feed=self.group.name, position=self.position, activities=activities)
 
-    async def _encode_added(self, ids: list[str], newest: str) -> str | None:
+    async def _newest_first(self, ids: list[str]) -> list[Activity]:
         bodies = await self.cache.get(ids)
-        activities = sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+        return sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+
+    async def _encode_added(self, ids: list[str], newest: str) -> str | None:
+        activities = await self._newest_first(ids)
         if not activities or activities[0].id != newest:
             return None  # the newest is gone already: callers build their own frames
         return encode(Update(feed=self.group.name, position=newest, activities=activities))
 
-    async def _frame(self, kind: type[Update], items: list[Group] | list[Activity]) -> Update:
-        counts = await self._counts() if self.counted else None
-        if self.flat:
-            return kind(feed=self.group.name, position=self.position,
-                        activities=[i for i in items if isinstance(i, Activity)])  # fmt: skip
-        return kind(feed=self.group.name, position=self.position,
-                    groups=[i for i in items if isinstance(i, Group)], counts=counts)  # fmt: skip
-
-    async def _refetch(self, seen: int) -> Refetch:
+    def _refetch(self, counts: Counts | None) -> Refetch:
         self.position = None
         self.oldest = None
-        counts = await self._counts() if self.counted else None
         reason = f"more than {self.resume_limit} items changed (resume_limit)"
         return Refetch(feed=self.group.name, reason=reason, counts=counts)
-
-    async def _counts_frame(self) -> CountsFrame:
-        return CountsFrame(
-            feed=self.group.name, counts=await self._counts(), position=self.position
-        )
 
     async def _idle_frame(self) -> ServerFrame:
         """For a client holding no items: counts, or (feeds without counts) an empty update."""
         if self.counted:
-            return await self._counts_frame()
+            counts = await self.storage.counts(self.group, self.user)
+            return CountsFrame(feed=self.group.name, counts=counts, position=self.position)
         return Update(feed=self.group.name, position=self.position)
-
-    async def _counts(self) -> Counts:
-        if not self.counted:
-            return Counts()
-        return await self.storage.counts(self.group, self.user)
 
     def _advance(self, items: Sequence[Group | Activity]) -> None:
         for item in items:
@@ -251,13 +238,22 @@ class FeedView:
             if self.position is None or position > self.position:
                 self.position = position
 
-    async def _read(self, limit: int, *, id_gt: str | None = None) -> list[Group] | list[Activity]:
+    async def _read(
+        self, limit: int, *, id_gt: str | None = None
+    ) -> tuple[list[Group] | list[Activity], Counts | None]:
+        """Items newest first, and the counts (notification feeds: from the same call)."""
         if self.flat:
             found = await self.storage.read_flat(self.group, self.user, limit=limit, id_gt=id_gt)
             bodies = await self.cache.get(found)
-            return [bodies[i] for i in found if i in bodies]
-        stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
-        return await hydrate(self.storage, stored, self.cache.get)
+            return [bodies[i] for i in found if i in bodies], None
+        if self.counted:
+            stored, counts = await self.storage.read_page(
+                self.group, self.user, limit=limit, id_gt=id_gt
+            )
+        else:
+            stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
+            counts = None
+        return await hydrate(self.storage, stored, self.cache.get), counts
 
 
 def _position(item: Group | Activity) -> str:

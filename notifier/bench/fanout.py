@@ -1,9 +1,11 @@
 """Fanout benchmark: follower-feed writes per second through the whole path, next to raw Redis.
 
-notifier: an activity POSTed to ``notifier serve``, fanned out by ``notifier worker``
-processes into every follower's feed (flat timelines, or aggregated notification feeds), timed
-until the broker holds no unfinished job. Baselines, on the same Redis in the same run, writing
-the same number of feeds from this one process: ZADD + trim per feed sent with client
+notifier: a burst of activities POSTed back to back to ``notifier serve``, fanned out by
+``notifier worker`` processes into every follower's feed (flat timelines, or aggregated
+notification feeds), timed from the first POST until the workers have announced the last
+follower-feed write on the realtime bus (they publish right after each write, so the moment is
+exact, not a broker poll). Baselines, on the same Redis in the same run, writing the same
+feeds the same number of times from this one process: ZADD + trim per feed sent with client
 pipelining, and the same in a server-side Lua script over batches of keys.
 """
 
@@ -17,12 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+import msgspec
 import redis
+import redis.asyncio as aioredis
 
 from notifier.bench.procs import StackRunner
 from notifier.fanout.actors import FanoutActors
 from notifier.fanout.broker import make_broker
 from notifier.fanout.settings import FanoutSettings
+from notifier.realtime.bus import WireEvent
+from notifier.realtime.redis_bus import SharedEvent, channel_prefix, fanout_channel
 from notifier.storage.redis import RedisStorage
 
 #: Feed groups of the notification scenario: followers' notification feeds receive fanout.
@@ -56,6 +62,8 @@ class FanoutResult:
     """``flat`` or ``notification``."""
     followers: int
     workers: int
+    burst: int
+    """Activities per repetition (each one fanned out to every follower)."""
     notifier: float
     pipelined: float
     lua: float
@@ -66,39 +74,46 @@ class FanoutResult:
         return max(self.pipelined, self.lua)
 
 
-def raw_pipelined(url: str, feeds: int, batch: int = 300, max_length: int = 1000) -> float:
-    """Feed-writes/s: ZADD + ZREMRANGEBYRANK per feed, ``batch`` feeds per pipeline."""
+def raw_pipelined(
+    url: str, feeds: int, times: int = 1, batch: int = 300, max_length: int = 1000
+) -> float:
+    """Feed-writes/s: ZADD + ZREMRANGEBYRANK per feed, ``batch`` feeds per pipeline; every
+    feed written ``times`` times (a new member each time)."""
     client = redis.Redis.from_url(url)
     prefix = f"raw{uuid.uuid4().hex[:8]}"
-    member = f"{time.time_ns():026x}"
     started = time.perf_counter()
-    for start in range(0, feeds, batch):
-        pipe = client.pipeline(transaction=False)
-        for n in range(start, min(start + batch, feeds)):
-            pipe.zadd(f"{prefix}:{n}", {member: 0})
-            pipe.zremrangebyrank(f"{prefix}:{n}", 0, -max_length - 1)
-        pipe.execute()
+    for _ in range(times):
+        member = f"{time.time_ns():026x}"
+        for start in range(0, feeds, batch):
+            pipe = client.pipeline(transaction=False)
+            for n in range(start, min(start + batch, feeds)):
+                pipe.zadd(f"{prefix}:{n}", {member: 0})
+                pipe.zremrangebyrank(f"{prefix}:{n}", 0, -max_length - 1)
+            pipe.execute()
     elapsed = time.perf_counter() - started
     _drop(client, prefix)
     client.close()
-    return feeds / elapsed
+    return feeds * times / elapsed
 
 
-def raw_lua(url: str, feeds: int, batch: int = 500, max_length: int = 1000) -> float:
+def raw_lua(
+    url: str, feeds: int, times: int = 1, batch: int = 500, max_length: int = 1000
+) -> float:
     """Feed-writes/s: the same writes in one server-side script per ``batch`` keys."""
     client = redis.Redis.from_url(url)
     script = client.register_script(_LUA)
     prefix = f"lua{uuid.uuid4().hex[:8]}"
-    member = f"{time.time_ns():026x}"
-    script(keys=[f"{prefix}:warm"], args=[member, max_length])
+    script(keys=[f"{prefix}:warm"], args=["0", max_length])
     started = time.perf_counter()
-    for start in range(0, feeds, batch):
-        keys = [f"{prefix}:{n}" for n in range(start, min(start + batch, feeds))]
-        script(keys=keys, args=[member, max_length])
+    for _ in range(times):
+        member = f"{time.time_ns():026x}"
+        for start in range(0, feeds, batch):
+            keys = [f"{prefix}:{n}" for n in range(start, min(start + batch, feeds))]
+            script(keys=keys, args=[member, max_length])
     elapsed = time.perf_counter() - started
     _drop(client, prefix)
     client.close()
-    return feeds / elapsed
+    return feeds * times / elapsed
 
 
 def _drop(client: redis.Redis, prefix: str) -> None:
@@ -107,47 +122,115 @@ def _drop(client: redis.Redis, prefix: str) -> None:
         client.delete(*batch[start : start + 1000])
 
 
+class WriteWatch:
+    """Counts follower-feed writes of one feed group as the workers announce them.
+
+    Workers publish an event right after each write (one shared message per fanout chunk),
+    so the count reaching the expected total is the moment the last write landed.
+    """
+
+    def __init__(self, url: str, key_prefix: str, feed: str) -> None:
+        self._client = aioredis.Redis.from_url(url)
+        self._pubsub = self._client.pubsub()
+        self._fanout = fanout_channel(key_prefix).encode()
+        self._pattern = f"{key_prefix}:rt:*"
+        self._user_channels = channel_prefix(key_prefix).encode()
+        self._feed = feed
+        self.count = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WriteWatch:
+        await self._pubsub.psubscribe(self._pattern)
+        self._task = asyncio.create_task(self._listen())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._client.aclose()
+
+    async def _listen(self) -> None:
+        async for message in self._pubsub.listen():
+            if message["type"] != "pmessage":
+                continue
+            if message["channel"] == self._fanout:
+                shared = msgspec.json.decode(message["data"], type=SharedEvent)
+                event = msgspec.json.decode(shared.event, type=WireEvent)
+                users = len(shared.users)
+            elif message["channel"].startswith(self._user_channels):
+                event, users = msgspec.json.decode(message["data"], type=WireEvent), 1
+            else:
+                continue
+            if event.feed == self._feed and event.kind == "added":
+                self.count += users
+                self._changed.set()
+
+    async def reach(self, total: int, seconds: float) -> None:
+        """Return once ``total`` writes were announced; TimeoutError after ``seconds``."""
+        async with asyncio.timeout(seconds):
+            while self.count < total:
+                self._changed.clear()
+                await self._changed.wait()
+
+
 async def run(
     *,
     followers: int = 10_000,
     feeds: str = "flat",
     workers: int = 2,
     repeats: int = 3,
+    burst: int = 10,
     progress: Progress | None = None,
 ) -> FanoutResult:
-    """Fanout of ``repeats`` activities to ``followers``, alternating with both baselines."""
+    """``repeats`` bursts of ``burst`` activities fanned out to ``followers``, each burst
+    followed by both baselines writing as many feeds as often."""
     say = progress or (lambda _: None)
     toml = NOTIFICATION_FEEDS if feeds == "notification" else ""
+    group = "inbox" if feeds == "notification" else "timeline"
     async with StackRunner(workers=workers, toml=toml) as stack:
         storage = RedisStorage.from_url(stack.redis_url, prefix="bench")
         actors = FanoutActors(make_broker(FanoutSettings(), stack.redis_url), FanoutSettings())
         try:
-            say(f"fanout/{feeds}: {followers:,} followers")
+            say(f"fanout/{feeds}: {followers:,} followers, bursts of {burst} activities")
             users = [f"u{i:07d}" for i in range(followers)]
             for start in range(0, followers, 50):
                 await asyncio.gather(
                     *(storage.follow(u, ["star"]) for u in users[start : start + 50])
                 )
-            async with httpx.AsyncClient(base_url=stack.http_url, timeout=120) as http:
+            async with (
+                httpx.AsyncClient(base_url=stack.http_url, timeout=120) as http,
+                WriteWatch(stack.redis_url, "bench", group) as watch,
+            ):
+                posted = 0
 
-                async def post(n: int) -> float:
-                    activity = {"actor": "star", "verb": "post", "object": f"p{n}",
-                                "target": f"t{n}"}  # fmt: skip
+                async def fan_out(activities: int) -> float:
+                    nonlocal posted
+                    target = watch.count + activities * followers
                     started = time.perf_counter()
-                    response = await http.post("/v1/activities", json=activity,
-                                               headers=stack.headers)  # fmt: skip
-                    response.raise_for_status()
-                    await actors.join(600)
-                    return followers / (time.perf_counter() - started)
+                    for _ in range(activities):
+                        posted += 1
+                        activity = {"actor": "star", "verb": "post", "object": f"p{posted}",
+                                    "target": f"t{posted}"}  # fmt: skip
+                        response = await http.post("/v1/activities", json=activity,
+                                                   headers=stack.headers)  # fmt: skip
+                        response.raise_for_status()
+                    await watch.reach(target, 600)
+                    elapsed = time.perf_counter() - started
+                    await actors.join(600)  # nothing left over for the next measurement
+                    return activities * followers / elapsed
 
-                await post(-1)  # warm-up: workers connected, scripts loaded
+                await fan_out(1)  # warm-up: workers connected, scripts loaded
                 mine: list[float] = []
                 piped: list[float] = []
                 lua: list[float] = []
                 for n in range(repeats):
-                    mine.append(await post(n))
-                    piped.append(await asyncio.to_thread(raw_pipelined, stack.redis_url, followers))
-                    lua.append(await asyncio.to_thread(raw_lua, stack.redis_url, followers))
+                    mine.append(await fan_out(burst))
+                    piped.append(
+                        await asyncio.to_thread(raw_pipelined, stack.redis_url, followers, burst)
+                    )
+                    lua.append(await asyncio.to_thread(raw_lua, stack.redis_url, followers, burst))
                     say(f"fanout/{feeds} {n + 1}/{repeats}: notifier {mine[-1]:,.0f}/s, "
                         f"pipelined {piped[-1]:,.0f}/s, lua {lua[-1]:,.0f}/s")  # fmt: skip
         finally:
@@ -157,6 +240,7 @@ async def run(
         feeds=feeds,
         followers=followers,
         workers=workers,
+        burst=burst,
         notifier=statistics.median(mine),
         pipelined=statistics.median(piped),
         lua=statistics.median(lua),
@@ -178,8 +262,9 @@ def table(results: list[FanoutResult]) -> str:
             f"{r.notifier / r.lua:>7.2f}"
         )
     rows.append(
-        f"follower-feed writes per second, {results[0].workers} worker processes; medians of "
-        f"{len(results[0].runs)} repetitions alternating with both raw baselines"
+        f"follower-feed writes per second, {results[0].workers} worker processes; bursts of "
+        f"{results[0].burst} activities; medians of {len(results[0].runs)} repetitions "
+        "alternating with both raw baselines"
         if results
         else "no fanout runs"
     )
@@ -194,12 +279,14 @@ def main() -> None:
     parser.add_argument("--feeds", choices=["flat", "notification"], default="flat")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--burst", type=int, default=10)
     args = parser.parse_args()
     scenario = run(
         followers=args.followers,
         feeds=args.feeds,
         workers=args.workers,
         repeats=args.repeats,
+        burst=args.burst,
         progress=print,
     )
     result = asyncio.run(scenario)

@@ -29,6 +29,7 @@ from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, Red
 from notifier.realtime.bus import Bus
 from notifier.storage.base import Storage
 from notifier.storage.factory import open_storage
+from notifier.storage.redis_client import redis_client
 
 if TYPE_CHECKING:
     from notifier.config import Config
@@ -39,15 +40,13 @@ log = logging.getLogger(__name__)
 def default_presence(config: Config, storage: Storage) -> Presence:
     """Where "last active" lives, shared by web and worker processes: the storage's Redis,
     else the broker's Redis, else (everything in one process) this process's memory."""
-    import redis.asyncio as aioredis
-
     from notifier.storage.redis import RedisStorage
 
     if isinstance(storage, RedisStorage):
         return RedisPresence(storage.client, storage.prefix)
     url = broker_url_for(config)
     if url != IN_PROCESS:
-        return RedisPresence(aioredis.Redis.from_url(url), config.key_prefix, owns_client=True)
+        return RedisPresence(redis_client(url), config.key_prefix, owns_client=True)
     return MemoryPresence()
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from notifier.realtime.bus import UserEvent, decode_event, encode_event
 from notifier.realtime.hub import Listener, Listeners
+from notifier.storage.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class RedisBus:
     def __init__(self, url: str, key_prefix: str) -> None:
         # Retried on a fresh connection: after a Redis restart the pooled connections are
         # dead, and an event lost *after* the listeners resynced would stay lost.
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
+        self._client: aioredis.Redis = redis_client(
             url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
         )
         self._prefix = channel_prefix(key_prefix)
@@ -93,8 +94,15 @@ class RedisBus:
         if not events:
             return
         by_message: dict[bytes, list[str]] = {}
+        # A chunk's events share one ids list: encode once per distinct list object (its
+        # identity, then the bytes, decide what is the same message).
+        encoded: dict[tuple[Any, ...], bytes] = {}
         for event in events:
-            by_message.setdefault(encode_event(event), []).append(event.user)
+            key = (id(event.activity_ids), event.feed, event.kind, event.counts)
+            message = encoded.get(key)
+            if message is None:
+                message = encoded[key] = encode_event(event)
+            by_message.setdefault(message, []).append(event.user)
         args: list[str | bytes | int] = []
         for message, users in by_message.items():
             if len(users) >= SHARED_MIN:
@@ -127,9 +135,7 @@ class RedisHub:
 
     def _client(self) -> aioredis.Redis:
         # Retries off: a dropped link must surface here, where it triggers a resync.
-        return aioredis.Redis.from_url(
-            self._url, retry=Retry(NoBackoff(), 0), socket_keepalive=True
-        )
+        return redis_client(self._url, retry=Retry(NoBackoff(), 0), socket_keepalive=True)
 
     async def subscribe(self, user: str, listener: Listener) -> None:
         self._start()

@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+from notifier.storage.redis_client import redis_client
 
 
 def _script(name: str, *, common: bool) -> str:
@@ -63,7 +64,7 @@ class RedisStorage:
     @classmethod
     def from_url(cls, url: str, prefix: str = "notifier") -> RedisStorage:
         """Connect lazily to ``redis://host:port/db`` (``rediss://`` for TLS)."""
-        return cls(aioredis.Redis.from_url(url), prefix)
+        return cls(redis_client(url), prefix)
 
     def _register(self, name: str, *, common: bool) -> AsyncScript:
         return self.client.register_script(_script(name, common=common))
@@ -126,26 +127,45 @@ class RedisStorage:
         if not users or not entries:
             return []
         ordered = sorted(entries, key=lambda e: e.id)
+        if not group.aggregated:
+            return await self._add_flat(group, users, [e.id for e in ordered])
+        args: list[Any] = [group.merge_window, group.max_length]
+        for e in ordered:
+            args += [e.id, e.actor, e.verb, e.key]
         async with self.client.pipeline(transaction=False) as pipe:
-            if group.aggregated:
-                args: list[Any] = [group.merge_window, group.max_length]
-                for e in ordered:
-                    args += [e.id, e.actor, e.verb, e.key]
-                # Aggregation does more per feed: smaller batches keep each call short.
-                for start in range(0, len(users), _AGGREGATED_PER_CALL):
-                    batch = users[start : start + _AGGREGATED_PER_CALL]
-                    keys = [self._agg_key(group, u) for u in batch]
-                    await self._agg_add(keys=keys, args=args, client=pipe)
-            else:
-                # One script call per batch of feeds, not per feed: a fanout chunk is one call.
-                flat_args: list[Any] = [group.max_length, *(e.id for e in ordered)]
-                for start in range(0, len(users), _FEEDS_PER_CALL):
-                    batch = users[start : start + _FEEDS_PER_CALL]
-                    keys = [self._flat_key(group, u) for u in batch]
-                    await self._flat_add(keys=keys, args=flat_args, client=pipe)
+            # Aggregation does more per feed: smaller batches keep each call short.
+            for start in range(0, len(users), _AGGREGATED_PER_CALL):
+                batch = users[start : start + _AGGREGATED_PER_CALL]
+                keys = [self._agg_key(group, u) for u in batch]
+                await self._agg_add(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         results = [per_feed for batch in results for per_feed in batch]
         return self._changes(group, users, results, "added")
+
+    async def _add_flat(
+        self, group: FeedGroup, users: list[str], ids: list[str]
+    ) -> list[FeedChange]:
+        """One script call per batch of feeds, not per feed: a fanout chunk is one call. The
+        script names only the feeds that did not take every id (none, on a first run), so a
+        chunk's reply is tiny and every other feed shares one ``ids`` list."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            args: list[Any] = [group.max_length, *ids]
+            for start in range(0, len(users), _FEEDS_PER_CALL):
+                keys = [self._flat_key(group, u) for u in users[start : start + _FEEDS_PER_CALL]]
+                await self._flat_add(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        changes = []
+        for start, (odd_feeds, odd_ids) in zip(
+            range(0, len(users), _FEEDS_PER_CALL), results, strict=True
+        ):
+            odd = dict(zip(odd_feeds, odd_ids, strict=True))
+            for k, user in enumerate(users[start : start + _FEEDS_PER_CALL], 1):
+                got = odd.get(k)
+                if got is None:
+                    changes.append(FeedChange(user=user, added=ids))
+                elif got:
+                    changes.append(FeedChange(user=user, added=[_text(i) for i in got]))
+        return changes
 
     async def remove_from_feeds(
         self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]
@@ -170,14 +190,15 @@ class RedisStorage:
         group: FeedGroup, users: list[str], results: list[Any], what: str
     ) -> list[FeedChange]:
         changes = []
+        aggregated = group.aggregated
+        with_counts = group.kind is FeedKind.NOTIFICATION
         for user, result in zip(users, results, strict=True):
             counts = None
-            if group.aggregated:
-                counts = Counts(int(result[0]), int(result[1]))
+            if aggregated:
+                if with_counts:
+                    counts = Counts(int(result[0]), int(result[1]))
                 result = result[2:]
             if result:
-                if group.kind is not FeedKind.NOTIFICATION:
-                    counts = None
                 ids = [_text(i) for i in result]
                 changes.append(FeedChange(user=user, counts=counts, **{what: ids}))
         return changes

@@ -1,8 +1,11 @@
 -- Add the same ids to many flat feeds and trim each: one call for a whole fanout chunk.
 -- KEYS: the feeds; ARGV: max_length, then the ids (ascending).
--- Returns, per feed, the ids that were new there and survived its trim.
+-- Returns {feeds, ids}: the positions (1-based) of the feeds where not every id was new or
+-- survived the trim, and for each of them the ids that were and did. Every other feed took
+-- every id, so a first run's reply is two empty lists however many feeds it wrote.
 local max_length = tonumber(ARGV[1])
-local out = {}
+local n_ids = #ARGV - 1
+local odd_feeds, odd_ids = {}, {}
 for k, key in ipairs(KEYS) do
   local added = {}
   for i = 2, #ARGV do
@@ -20,6 +23,9 @@ for k, key in ipairs(KEYS) do
       added = kept
     end
   end
-  out[k] = added
+  if #added ~= n_ids then
+    odd_feeds[#odd_feeds + 1] = k
+    odd_ids[#odd_ids + 1] = added
+  end
 end
-return out
+return {odd_feeds, odd_ids}

@@ -9,48 +9,60 @@ local out = {}
 for f = 1, #KEYS do
   use(KEYS[f])
   local added = {}
+  local checked, created = false, false
+  local known = nil  -- the counts, when the last change to them told us (saves reading them)
   for i = 3, #ARGV, 4 do
     local aid, actor, verb, key = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if redis.call('HEXISTS', members, aid) == 0 then
-      local gid = nil
-      local recent = redis.call('ZREVRANGE', order, 0, window - 1)
-      if #recent > 0 then
-        local gids = {}
-        for j, m in ipairs(recent) do gids[j] = string.sub(m, ID + 1) end
-        local keys = redis.call('HMGET', gkeys, unpack(gids))
-        for j, k in ipairs(keys) do
-          if k == key then gid = gids[j]; break end
-        end
-      end
-      if gid then
-        redis.call('ZREM', order, newest(gid) .. gid)
+      local gid, position, in_window = find_group(key, window, checked)
+      checked = true
+      local newest_id = aid
+      if in_window then
+        redis.call('ZREM', order, position .. gid)
+        if position > aid then newest_id = position end
+        set_state(gid, '000')
+        known = nil
       else
-        gid = aid
-        -- Same rule as storage.base.fresh_group_id: the next free id up in the suffix.
-        while redis.call('HEXISTS', gkeys, gid) == 1 do
-          local suffix = (tonumber(string.sub(gid, 15), 16) + 1) % 281474976710656
-          gid = string.sub(gid, 1, 14) .. string.format('%012x', suffix)
+        -- A new group, with the same id rule as storage.base.fresh_group_id: the next free
+        -- id up in the suffix.
+        local fresh = aid
+        while redis.call('HEXISTS', gkeys, fresh) == 1 do
+          local suffix = (tonumber(string.sub(fresh, 15), 16) + 1) % 281474976710656
+          fresh = string.sub(fresh, 1, 14) .. string.format('%012x', suffix)
         end
+        -- It becomes the newest group with its key unless a newer one has it (an old
+        -- activity arriving late, as a backfill's do).
+        if not gid or position < aid then redis.call('HSET', gindex, 'k' .. key, fresh) end
+        gid = fresh
         redis.call('HSET', gkeys, gid, key)
         redis.call('HSET', gverbs, gid, verb)
+        -- A fresh group has no state yet: it starts unseen and unread.
+        redis.call('HSET', gstate, gid, '000')
+        known = {redis.call('HINCRBY', counts, 'unseen', 1),
+                 redis.call('HINCRBY', counts, 'unread', 1)}
+        created = true
       end
       redis.call('ZADD', base .. 'i:' .. gid, 0, aid)
       redis.call('HINCRBY', base .. 'u:' .. gid, actor, 1)
       redis.call('HSET', members, aid, gid .. actor)
-      redis.call('ZADD', order, 0, newest(gid) .. gid)
-      set_state(gid, '000')
+      redis.call('ZADD', order, 0, newest_id .. gid)
       added[#added + 1] = aid
     end
   end
-  local size = redis.call('ZCARD', order)
-  if size > max_length then
-    for _, m in ipairs(redis.call('ZRANGE', order, 0, size - max_length - 1)) do
-      drop_group(string.sub(m, ID + 1), string.sub(m, 1, ID))
+  local trimmed = false
+  if created then
+    local size = redis.call('ZCARD', order)
+    if size > max_length then
+      for _, m in ipairs(redis.call('ZRANGE', order, 0, size - max_length - 1)) do
+        drop_group(string.sub(m, ID + 1), string.sub(m, 1, ID))
+      end
+      trimmed = true
     end
   end
-  local result = current_counts()
+  local result = known
+  if trimmed or not known then result = current_counts() end
   for _, aid in ipairs(added) do
-    if redis.call('HEXISTS', members, aid) == 1 then result[#result + 1] = aid end
+    if not trimmed or redis.call('HEXISTS', members, aid) == 1 then result[#result + 1] = aid end
   end
   out[f] = result
 end

@@ -8,12 +8,15 @@
 --   c       HASH unseen, unread                  (exact, changed with the state they count)
 --   i:<gid> ZSET (lexical) of the group's activity ids
 --   u:<gid> HASH actor -> number of the group's activities by that actor
+--   x       HASH 'k'..group key -> gid of the newest group with that key, and 'built' once
+--           it covers every group (an add builds it for feeds written before it existed):
+--           finding the group a new activity joins is one lookup, not a scan of the window
 -- The feed being worked on: KEYS[1], or each of KEYS in turn through use() (batched adds).
-local base, order, members, gkeys, gverbs, gstate, counts
+local base, order, members, gkeys, gverbs, gstate, counts, gindex
 local function use(feed)
   base = feed
-  order, members, gkeys, gverbs, gstate, counts =
-    feed .. 'o', feed .. 'm', feed .. 'k', feed .. 'v', feed .. 's', feed .. 'c'
+  order, members, gkeys, gverbs, gstate, counts, gindex =
+    feed .. 'o', feed .. 'm', feed .. 'k', feed .. 'v', feed .. 's', feed .. 'c', feed .. 'x'
 end
 use(KEYS[1])
 local ID = 26
@@ -42,7 +45,69 @@ local function newest(gid)
   return redis.call('ZRANGE', base .. 'i:' .. gid, -1, -1)[1]
 end
 
+-- Point the index at the newest group with `key` (or at none): a full scan, for the rare
+-- changes that can make another group the newest with its key (removals).
+local function reindex(key)
+  local field = 'k' .. key
+  local all = redis.call('ZREVRANGE', order, 0, -1)
+  for first = 1, #all, 500 do
+    local gids = {}
+    for j = first, math.min(first + 499, #all) do gids[#gids + 1] = string.sub(all[j], ID + 1) end
+    for j, k in ipairs(redis.call('HMGET', gkeys, unpack(gids))) do
+      if k == key then
+        redis.call('HSET', gindex, field, gids[j])
+        return
+      end
+    end
+  end
+  redis.call('HDEL', gindex, field)
+end
+
+-- Build the index of a feed written before it existed (oldest first: newer groups win).
+local function build_index()
+  local all = redis.call('ZRANGE', order, 0, -1)
+  for first = 1, #all, 500 do
+    local gids, pairs_ = {}, {}
+    for j = first, math.min(first + 499, #all) do gids[#gids + 1] = string.sub(all[j], ID + 1) end
+    for j, k in ipairs(redis.call('HMGET', gkeys, unpack(gids))) do
+      if k then
+        pairs_[#pairs_ + 1] = 'k' .. k
+        pairs_[#pairs_ + 1] = gids[j]
+      end
+    end
+    if #pairs_ > 0 then redis.call('HSET', gindex, unpack(pairs_)) end
+  end
+  redis.call('HSET', gindex, 'built', '1')
+end
+
+-- The newest group with `key`: gid, position (its newest activity id) and whether it is among
+-- the `window` most recent groups; nil when the feed has none. `checked`: the index is known
+-- to be built (the feed's first lookup of a call checks, and builds it if needed).
+local function find_group(key, window, checked)
+  local gid
+  if checked then
+    gid = redis.call('HGET', gindex, 'k' .. key)
+  else
+    local got = redis.call('HMGET', gindex, 'built', 'k' .. key)
+    if got[1] then
+      gid = got[2]
+    else
+      build_index()
+      gid = redis.call('HGET', gindex, 'k' .. key)
+    end
+  end
+  if not gid then return nil end
+  local position = newest(gid)
+  if not position then return nil end
+  local rank = redis.call('ZREVRANK', order, position .. gid)
+  return gid, position, rank ~= false and rank < window
+end
+
 local function drop_group(gid, position)
+  local key = redis.call('HGET', gkeys, gid)
+  if key and redis.call('HGET', gindex, 'k' .. key) == gid then
+    redis.call('HDEL', gindex, 'k' .. key)
+  end
   local ids_key = base .. 'i:' .. gid
   local ids = redis.call('ZRANGE', ids_key, 0, -1)
   for first = 1, #ids, 1000 do

@@ -1,8 +1,9 @@
 """One websocket connection: authenticate, subscribe to feeds, push what changes.
 
-Two tasks per connection. The reader takes client messages (with the idle timeout and the
-size limit); the pump owns every send: it takes work from a bounded queue (bus events,
-subscriptions, pongs) in order, reads storage, and sends one frame at a time. The hub only
+Two tasks per connection, at most. The reader takes client messages (with the idle timeout and
+the size limit); the pump owns every send: it takes work from a bounded queue (bus events,
+subscriptions, pongs) in order, reads storage, and sends one frame at a time. The pump starts
+eagerly and becomes a task only when it has to wait (see notifier/realtime/eager.py). The hub only
 ever does ``put_nowait`` into that queue, so a slow client stalls nobody but itself; when its
 queue overflows it is closed with 4429 and resumes later from its last position.
 """
@@ -22,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notifier.errors import is_outage
 from notifier.realtime.bus import UserEvent
+from notifier.realtime.eager import start_eagerly
 from notifier.realtime.protocol import (
     Auth,
     ClientMessage,
@@ -90,6 +92,8 @@ class Connection:
         self.queue: deque[Work] = deque()
         self.closed: Closed | None = None
         self._pump_task: asyncio.Task[None] | None = None
+        self._pumping = False
+        """Whether the pump runs (eagerly, or as ``_pump_task`` once it had to wait)."""
         self._reader: asyncio.Task[object] | None = None
         """``run``'s task while it reads: cancelled to end the connection from elsewhere."""
 
@@ -111,8 +115,13 @@ class Connection:
             )
             return
         self.queue.append(work)
-        if self._pump_task is None:
-            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
+        if not self._pumping:
+            # Eagerly: a fanout's frame, encoded already, goes out right here with no task;
+            # a task carries the pump on only if it has to wait (storage, a backed-up socket).
+            self._pumping = True
+            task = start_eagerly(self._pump())
+            if self._pumping:
+                self._pump_task = task
 
     def close(self, code: int, reason: str) -> None:
         """End the connection (idempotent; the first reason wins)."""
@@ -220,6 +229,8 @@ class Connection:
                     CloseCode.TIMEOUT, f"idle for {self.settings.idle_timeout:g}s (send ping)"
                 ) from None
             self._handle(message)
+            if self.closed is not None:
+                return  # closed by the pump, run eagerly on this very task
 
     async def _receive(self) -> ClientMessage:
         raw = await self.ws.receive()
@@ -291,6 +302,7 @@ class Connection:
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             # No await between the last look at the queue and this: nothing can slip in.
+            self._pumping = False
             self._pump_task = None
 
     async def _frames(self, work: Work) -> list[ServerFrame | str]:

@@ -83,6 +83,21 @@ class Listeners:
             targets = list(self._by_user.get(event.user, {}).items())
         _call_each(targets, lambda listener: listener.deliver(event))
 
+    def dispatch_all(self, events: Sequence[UserEvent]) -> None:
+        """``dispatch`` for many events (a fanout's, one per user) under one lock."""
+        with self._lock:
+            targets = [
+                (listener, loop, event)
+                for event in events
+                for listener, loop in self._by_user.get(event.user, {}).items()
+            ]
+        current = _running_loop()
+        for listener, loop, event in targets:
+            if loop is current:
+                listener.deliver(event)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(listener.deliver, event)
+
     def resync_all(self) -> None:
         """Ask every listener to re-read storage."""
         with self._lock:
@@ -90,13 +105,17 @@ class Listeners:
         _call_each(targets, lambda listener: listener.resync())
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _call_each(
     targets: list[tuple[Listener, asyncio.AbstractEventLoop]], call: Callable[[Listener], None]
 ) -> None:
-    try:
-        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        current = None
+    current = _running_loop()
     for listener, loop in targets:
         if loop is current:
             call(listener)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -23,7 +23,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier.realtime.bus import UserEvent, decode_event, encode_event
+from notifier.realtime.bus import UserEvent, WireEvent, decode_event, encode_event
 from notifier.realtime.hub import Listener, Listeners
 from notifier.storage.redis_client import redis_client
 
@@ -123,7 +123,10 @@ class RedisHub:
         self._url = url
         self._prefix = channel_prefix(key_prefix)
         self._fanout = fanout_channel(key_prefix)
+        self._fanout_bytes = self._fanout.encode()
         self.listeners = Listeners()
+        self.prepare: Callable[[WireEvent], Awaitable[None]] | None = None
+        """Awaited with a fanout's event before it is dispatched (the frame, encoded once)."""
         self._pubsub: Any = None
         self._live = asyncio.Event()
         """Set while the connection is up and subscribed to every user in ``listeners``."""
@@ -222,8 +225,28 @@ class RedisHub:
     async def _listen(self, pubsub: Any) -> None:
         while True:
             message = await pubsub.get_message(timeout=None)
-            if message is not None:
+            if message is None:
+                continue
+            if message["type"] == "message" and message["channel"] == self._fanout_bytes:
+                await self._shared(message["data"])
+            else:
                 self._handle(message)
+
+    async def _shared(self, data: bytes) -> None:
+        """A fanout's event: to this process's connections of its users, all in one go,
+        after ``prepare`` (awaited here, so events keep their order)."""
+        try:
+            shared = _shared_decoder.decode(data)
+            here = [u for u in shared.users if self.listeners.has(u)]
+            if not here:
+                return
+            wire = decode_event(shared.event)
+        except msgspec.DecodeError:
+            log.error("realtime: undecodable shared event on %s", self._fanout)
+            return
+        if self.prepare is not None:
+            await self.prepare(wire)
+        self.listeners.dispatch_all([wire.to(u) for u in here])
 
     def _handle(self, message: dict[str, Any]) -> str:
         """Dispatch one pub/sub message; returns its type."""
@@ -239,17 +262,6 @@ class RedisHub:
                 log.error("realtime: undecodable event on %s", channel)
             else:
                 self.listeners.dispatch(event)
-        elif kind == "message" and channel == self._fanout:
-            try:
-                shared = _shared_decoder.decode(message["data"])
-                here = [u for u in shared.users if self.listeners.has(u)]
-                wire = decode_event(shared.event) if here else None
-                events = [wire.to(u) for u in here] if wire else []
-            except msgspec.DecodeError:
-                log.error("realtime: undecodable shared event on %s", channel)
-            else:
-                for event in events:
-                    self.listeners.dispatch(event)
         return str(kind)
 
     def _resolve_all(self) -> None:

@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from notifier.bodies import ActivityCache
-from notifier.feedgroups import FeedGroup
+from notifier.feedgroups import FeedGroup, FeedKind
+from notifier.realtime.bus import WireEvent
 from notifier.realtime.connection import Closed, Connection
 from notifier.realtime.hub import Hub
 from notifier.realtime.protocol import SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX, CloseCode
@@ -74,6 +75,19 @@ class RealtimeServer:
             self.connections[user] = count
         else:
             self.connections.pop(user, None)
+
+    async def prepare(self, event: WireEvent) -> None:
+        """Before a fanout's event reaches this process's connections: encode its frame
+        once, so that each connection sends it at once (notifier/realtime/eager.py) instead
+        of queueing behind the first one's storage read. Best effort: a failure here leaves
+        each connection to read for itself, and report what it finds."""
+        group = self.feeds.get(event.feed)
+        if event.kind != "added" or group is None or group.kind is not FeedKind.FLAT:
+            return
+        try:
+            await self.frames.added(self.cache, event.feed, event.activity_ids)
+        except Exception as exc:
+            log.warning("realtime: frame for feed=%s not prepared: %r", event.feed, exc)
 
     @property
     def connection_count(self) -> int:

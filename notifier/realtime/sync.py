@@ -71,6 +71,11 @@ class FrameCache:
             self._frames.popitem(last=False)
         return text
 
+    async def added(self, cache: ActivityCache, feed: str, ids: list[str]) -> str | None:
+        """The ``update`` frame announcing ``ids`` added to a flat ``feed`` (None when the
+        newest of them is gone already: connections then build their own frames)."""
+        return await self.shared((feed, tuple(ids)), lambda: _encode_added(cache, feed, ids))
+
 
 class FeedView:
     """One connection's view of one feed (see the module docstring)."""
@@ -197,9 +202,7 @@ class FeedView:
         newest = max(ids, default="")
         if self.position is None or newest >= self.position:
             # Every follower whose position this advances gets the very same frame.
-            text = await self.frames.shared(
-                (self.group.name, tuple(ids)), lambda: self._encode_added(ids, newest)
-            )
+            text = await self.frames.added(self.cache, self.group.name, ids)
             if text is not None:
                 self.position = newest
                 return text
@@ -210,14 +213,7 @@ class FeedView:
         return Update(feed=self.group.name, position=self.position, activities=activities)
 
     async def _newest_first(self, ids: list[str]) -> list[Activity]:
-        bodies = await self.cache.get(ids)
-        return sorted(bodies.values(), key=lambda a: a.id, reverse=True)
-
-    async def _encode_added(self, ids: list[str], newest: str) -> str | None:
-        activities = await self._newest_first(ids)
-        if not activities or activities[0].id != newest:
-            return None  # the newest is gone already: callers build their own frames
-        return encode(Update(feed=self.group.name, position=newest, activities=activities))
+        return await _newest_first(self.cache, ids)
 
     def _refetch(self, counts: Counts | None) -> Refetch:
         self.position = None
@@ -258,3 +254,15 @@ class FeedView:
 
 def _position(item: Group | Activity) -> str:
     return item.position if isinstance(item, Group) else item.id
+
+
+async def _newest_first(cache: ActivityCache, ids: list[str]) -> list[Activity]:
+    bodies = await cache.get(ids)
+    return sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+
+
+async def _encode_added(cache: ActivityCache, feed: str, ids: list[str]) -> str | None:
+    activities = await _newest_first(cache, ids)
+    if not activities or activities[0].id != max(ids):
+        return None  # the newest is gone already: callers build their own frames
+    return encode(Update(feed=feed, position=activities[0].id, activities=activities))

@@ -12,6 +12,7 @@ from notifier.fanout.manager import Manager
 from notifier.fanout.runtime import open_manager
 from notifier.realtime.bus import Bus
 from notifier.realtime.hub import LocalBus
+from notifier.realtime.redis_bus import RedisHub
 from notifier.realtime.server import RealtimeServer
 from notifier.realtime.wiring import open_realtime
 from notifier.service import Notifier
@@ -55,6 +56,8 @@ def build_services(
         bodies=notifier.bodies,
         on_connect=active.seen,
     )
+    if isinstance(hub, RedisHub):
+        hub.prepare = realtime.prepare
     return Services(
         notifier=notifier,
         fanout=manager,

@@ -142,9 +142,10 @@ class Manager:
         """Page through ``job.actor``'s followers and enqueue their chunk jobs.
 
         Below the celebrity threshold one job enqueues every chunk, split HIGH / LOW by the
-        policy. Above it every chunk goes LOW and one step enqueues at most
-        ``celebrity_window`` chunks, then queues its own continuation behind them on LOW, so
-        other actors' chunks enqueued meanwhile run between a celebrity's slices.
+        policy, and writes the first HIGH chunk itself. Above it every chunk goes LOW and one
+        step enqueues at most ``celebrity_window`` chunks, then queues its own continuation
+        behind them on LOW, so other actors' chunks enqueued meanwhile run between a
+        celebrity's slices.
         """
         if job.first_step:
             prepared = await self._prepare(job)
@@ -160,6 +161,10 @@ class Manager:
                 log.info("celebrity fanout: spreading on LOW followers=%d %s", count, describe(job))
         buffers: dict[Priority, list[str]] = {Priority.HIGH: [], Priority.LOW: []}
         after, sent = job.after, 0
+        # The first HIGH chunk is written by this job itself, once every other chunk is
+        # enqueued (so they run meanwhile): one broker round trip fewer before active users
+        # see the activity. LOW chunks never run here: they stay behind HIGH work.
+        mine: ChunkJob | None = None
         while True:
             page = await self.followers_of.followers(job.actor, limit=size, after=after)
             if page:
@@ -171,17 +176,23 @@ class Manager:
             out: list[tuple[Priority, Job]] = []
             for priority, users in buffers.items():
                 while len(users) >= size or (last and users):
-                    out.append((priority, self._chunk(job, users[:size])))
+                    chunk = self._chunk(job, users[:size])
+                    if mine is None and priority is Priority.HIGH:
+                        mine = chunk
+                    else:
+                        out.append((priority, chunk))
                     del users[:size]
             if out:
                 await self.dispatcher.send(out)
                 sent += len(out)
             if last:
-                return
+                break
             if celebrity and sent >= self.settings.celebrity_window:
                 rest = msgspec.structs.replace(job, after=after, celebrity=True)
                 await self.dispatcher.send([(Priority.LOW, rest)])
-                return
+                break
+        if mine is not None:
+            await self.run_chunk(mine)
 
     async def _prepare(self, job: FanoutJob) -> FanoutJob | None:
         """First step only: finish a removal's direct part, or drop activities already gone."""

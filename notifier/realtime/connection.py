@@ -288,7 +288,9 @@ class Connection:
         try:
             while self.queue:
                 work = self.queue.popleft()
-                for frame in await self._frames(work):
+                ready = self._ready(work)
+                frames = [ready] if ready is not None else await self._frames(work)
+                for frame in frames:
                     await self.ws.send_text(frame if isinstance(frame, str) else encode(frame))
                     self.server.frames_sent += 1
         except asyncio.CancelledError:
@@ -304,6 +306,13 @@ class Connection:
             # No await between the last look at the queue and this: nothing can slip in.
             self._pumping = False
             self._pump_task = None
+
+    def _ready(self, work: Work) -> str | None:
+        """The frame for ``work`` when it is encoded already (a fanout's): no await at all."""
+        if not isinstance(work, UserEvent):
+            return None
+        view = self.views.get(work.feed)
+        return None if view is None else view.ready(work)
 
     async def _frames(self, work: Work) -> list[ServerFrame | str]:
         """The frames ``work`` calls for (a ``str`` is one encoded already)."""

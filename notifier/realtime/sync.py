@@ -71,6 +71,10 @@ class FrameCache:
             self._frames.popitem(last=False)
         return text
 
+    def ready(self, key: tuple[str, tuple[str, ...]]) -> str | None:
+        """The frame for ``key`` if it is encoded already (None: not yet, or no frame)."""
+        return self._frames.get(key)
+
     async def added(self, cache: ActivityCache, feed: str, ids: list[str]) -> str | None:
         """The ``update`` frame announcing ``ids`` added to a flat ``feed`` (None when the
         newest of them is gone already: connections then build their own frames)."""
@@ -148,6 +152,20 @@ class FeedView:
                 feed=self.group.name, activity_ids=event.activity_ids, position=self.position
             )
         return await self.sync()
+
+    def ready(self, event: UserEvent) -> str | None:
+        """``on_event``'s frame when it needs no await: a flat feed's addition whose frame is
+        encoded already (the common case of a fanout, prepared before dispatch). None: ask
+        ``on_event``."""
+        if event.kind != "added" or not self.flat or self.oldest is None:
+            return None
+        newest = max(event.activity_ids, default="")
+        if self.position is not None and newest < self.position:
+            return None
+        text = self.frames.ready((self.group.name, tuple(event.activity_ids)))
+        if text is not None:
+            self.position = newest
+        return text
 
     async def resync(self) -> ServerFrame:
         """After events may have been lost: the state of everything the client holds."""

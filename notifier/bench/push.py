@@ -10,6 +10,9 @@ Two servers measured in the same run by the same client swarm (one process, real
 - **raw**: a bare ``websockets`` server (notifier/bench/raw_ws.py) broadcasting a frame of the
   same size to the same number of clients, from just before the trigger message.
 
+Each server gets one unmeasured warm-up round first (first-use costs aside: script loading,
+first frames, lazily built state), then ``rounds`` measured ones.
+
 Also reported: server memory per idle connection (RSS growth over N connections / N) and
 server CPU per delivered frame. Run: ``python -m notifier.bench.push --clients 1000``.
 """
@@ -164,12 +167,16 @@ async def bench_raw(clients: int, rounds: int, frame: str) -> PushResult:
         grown = rss_kib(proc.pid) - before
         per_round: list[list[float]] = []
         cpu0 = cpu_seconds(proc.pid)
-        for r in range(rounds):
+        for r in range(-1, rounds):  # round -1 warms up and is not counted
             marker = f'"round":"raw{r}"'
             payload = frame.replace('"round":"x"', marker)
             start = time.perf_counter()
             await control.send("go:" + payload)
-            per_round.append(await swarm.arrivals(start, marker, clients, 30))
+            arrived = await swarm.arrivals(start, marker, clients, 30)
+            if r < 0:
+                cpu0 = cpu_seconds(proc.pid)
+            else:
+                per_round.append(arrived)
             await asyncio.sleep(0.3)
         cpu = cpu_seconds(proc.pid) - cpu0
         await swarm.close()
@@ -204,14 +211,18 @@ async def bench_notifier(clients: int, rounds: int) -> tuple[PushResult, str]:
             worker = stack.workers[0].pid
             cpu0, wcpu0 = cpu_seconds(stack.web.pid), cpu_seconds(worker)
             frame = ""
-            for n in range(rounds):
+            for n in range(-1, rounds):  # round -1 warms up and is not counted
                 marker = f"bench:{n}"
                 activity = {"actor": "ana", "verb": "post", "object": marker}
                 start = time.perf_counter()
                 response = await http.post("/v1/activities", json=activity, headers=stack.headers)
                 response.raise_for_status()
-                per_round.append(await swarm.arrivals(start, marker, clients, 60))
-                if not frame:
+                arrived = await swarm.arrivals(start, marker, clients, 60)
+                if n < 0:
+                    cpu0, wcpu0 = cpu_seconds(stack.web.pid), cpu_seconds(worker)
+                else:
+                    per_round.append(arrived)
+                if not frame and n >= 0:
                     frame = next(t for s in swarm.stamps for _, t in s if marker in t)
                 await asyncio.sleep(0.3)
             cpu, wcpu = cpu_seconds(stack.web.pid) - cpu0, cpu_seconds(worker) - wcpu0

@@ -14,6 +14,8 @@ bodies still exist, taking its copies back out if they do not.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -84,19 +86,32 @@ class Manager:
         targets = self._to_feeds(activities)
         await self.storage.put_activities(activities)
         by_actor = _by_actor(activities)
+        jobs: list[tuple[Priority, Job]] = []
+        if fanout and self.fanout_groups:
+            for actor, own in by_actor.items():
+                entries = {g.name: entries_for(g, own) for g in self.fanout_groups}
+                job = FanoutJob(op="add", actor=actor, activity_ids=[a.id for a in own])
+                jobs.append((Priority.HIGH, msgspec.structs.replace(job, entries=entries)))
+        # With the bodies stored, the fanout job can start: it is enqueued while the direct
+        # feeds are written (every step is idempotent, so a caller's retry after a failure
+        # of either completes both).
+        done = await asyncio.gather(
+            self.dispatcher.send(jobs), self._add_direct(by_actor, targets), return_exceptions=True
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _add_direct(
+        self, by_actor: dict[str, list[Activity]], targets: dict[str, dict[str, list[Activity]]]
+    ) -> None:
+        """The actors' own feeds and the activities' ``to`` feeds."""
         for actor, own in by_actor.items():
             await self._add(self.actor_group, [actor], entries_for(self.actor_group, own))
         for name, by_user in targets.items():
             group = self.config.feeds[name]
             for own, users in _same_activities(by_user):
                 await self._add(group, users, entries_for(group, own))
-        if fanout and self.fanout_groups:
-            jobs: list[tuple[Priority, Job]] = []
-            for actor, own in by_actor.items():
-                entries = {g.name: entries_for(g, own) for g in self.fanout_groups}
-                job = FanoutJob(op="add", actor=actor, activity_ids=[a.id for a in own])
-                jobs.append((Priority.HIGH, msgspec.structs.replace(job, entries=entries)))
-            await self.dispatcher.send(jobs)
 
     async def remove_activity(
         self, activity_id: str | None = None, *, foreign_id: str | None = None
@@ -147,52 +162,69 @@ class Manager:
         behind them on LOW, so other actors' chunks enqueued meanwhile run between a
         celebrity's slices.
         """
+        size = self.settings.chunk_size
+        celebrity, count = job.celebrity, 0
+        page: list[str] | None = None
         if job.first_step:
-            prepared = await self._prepare(job)
+            # Independent reads, in parallel: the latency before active users see an
+            # activity is this job's round trips.
+            prepared, count, page = await asyncio.gather(
+                self._prepare(job),
+                self.followers_of.follower_count(job.actor),
+                self.followers_of.followers(job.actor, limit=size),
+            )
             if prepared is None:
                 return
             job = prepared
-        size = self.settings.chunk_size
-        celebrity = job.celebrity
-        if celebrity is None:
+        elif celebrity is None:
             count = await self.followers_of.follower_count(job.actor)
+        if celebrity is None:
             celebrity = count > self.settings.celebrity_threshold
             if celebrity:
                 log.info("celebrity fanout: spreading on LOW followers=%d %s", count, describe(job))
         buffers: dict[Priority, list[str]] = {Priority.HIGH: [], Priority.LOW: []}
         after, sent = job.after, 0
-        # The first HIGH chunk is written by this job itself, once every other chunk is
-        # enqueued (so they run meanwhile): one broker round trip fewer before active users
-        # see the activity. LOW chunks never run here: they stay behind HIGH work.
-        mine: ChunkJob | None = None
-        while True:
-            page = await self.followers_of.followers(job.actor, limit=size, after=after)
-            if page:
-                after = page[-1]
-            high, low = ([], page) if celebrity else await self.policy.split(job.actor, page)
-            buffers[Priority.HIGH] += high
-            buffers[Priority.LOW] += low
-            last = len(page) < size
-            out: list[tuple[Priority, Job]] = []
-            for priority, users in buffers.items():
-                while len(users) >= size or (last and users):
-                    chunk = self._chunk(job, users[:size])
-                    if mine is None and priority is Priority.HIGH:
-                        mine = chunk
-                    else:
-                        out.append((priority, chunk))
-                    del users[:size]
-            if out:
-                await self.dispatcher.send(out)
-                sent += len(out)
-            if last:
-                break
-            if celebrity and sent >= self.settings.celebrity_window:
-                rest = msgspec.structs.replace(job, after=after, celebrity=True)
-                await self.dispatcher.send([(Priority.LOW, rest)])
-                break
+        # The first HIGH chunk is written by this job itself, while it goes on paging and
+        # enqueueing the others: one broker round trip fewer before active users see the
+        # activity. LOW chunks never run here: they stay behind HIGH work.
+        mine: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if page is None:
+                    page = await self.followers_of.followers(job.actor, limit=size, after=after)
+                if page:
+                    after = page[-1]
+                high, low = ([], page) if celebrity else await self.policy.split(job.actor, page)
+                buffers[Priority.HIGH] += high
+                buffers[Priority.LOW] += low
+                last = len(page) < size
+                page = None
+                out: list[tuple[Priority, Job]] = []
+                for priority, users in buffers.items():
+                    while len(users) >= size or (last and users):
+                        chunk = self._chunk(job, users[:size])
+                        if mine is None and priority is Priority.HIGH:
+                            mine = asyncio.get_running_loop().create_task(self.run_chunk(chunk))
+                        else:
+                            out.append((priority, chunk))
+                        del users[:size]
+                if out:
+                    await self.dispatcher.send(out)
+                    sent += len(out)
+                if last:
+                    break
+                if celebrity and sent >= self.settings.celebrity_window:
+                    rest = msgspec.structs.replace(job, after=after, celebrity=True)
+                    await self.dispatcher.send([(Priority.LOW, rest)])
+                    break
+        except BaseException:
+            if mine is not None:
+                mine.cancel()
+                with contextlib.suppress(BaseException):
+                    await mine
+            raise
         if mine is not None:
-            await self.run_chunk(mine)
+            await mine
 
     async def _prepare(self, job: FanoutJob) -> FanoutJob | None:
         """First step only: finish a removal's direct part, or drop activities already gone."""

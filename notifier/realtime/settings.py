@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from notifier.realtime.uvicorn_ws import LeanWebSocketProtocol
+
 
 @dataclass(frozen=True)
 class RealtimeSettings:
@@ -34,10 +36,11 @@ class RealtimeSettings:
 def uvicorn_options(settings: RealtimeSettings) -> dict[str, Any]:
     """The uvicorn options ``notifier serve`` runs with (and the benchmarks' baselines too):
     the websockets library's sans-I/O implementation (cheaper per frame than the legacy one,
-    which uvicorn deprecates) with the protocol limits above."""
+    which uvicorn deprecates), made lean per connection (notifier/realtime/uvicorn_ws.py),
+    with the protocol limits above."""
     return {
         "server_header": False,
-        "ws": "websockets-sansio",
+        "ws": LeanWebSocketProtocol,
         "ws_max_size": settings.max_message_bytes,
         "ws_ping_interval": settings.ping_interval or None,
         "ws_ping_timeout": settings.ping_interval or None,

@@ -32,10 +32,28 @@ from notifier.realtime.protocol import (
     Update,
     encode,
 )
+from notifier.realtime.uvicorn_ws import prepared_frame
 from notifier.storage.base import Counts, Storage
 
 #: Encoded frames kept for reuse: the recent fanouts' (each sent to many connections).
 _FRAMES = 256
+
+
+class Prepared:
+    """A frame shared by many connections: its text, and (made on first use) the bytes of
+    the websocket frame carrying it, the same for every connection of this server."""
+
+    __slots__ = ("_wire", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = prepared_frame(self.text)
+        return self._wire
 
 
 class FrameCache:
@@ -43,7 +61,7 @@ class FrameCache:
     a fanout sends the same frame to every follower, so it is encoded once."""
 
     def __init__(self) -> None:
-        self._frames: OrderedDict[tuple[str, tuple[str, ...]], str | None] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, tuple[str, ...]], Prepared | None] = OrderedDict()
         self._building: dict[tuple[str, tuple[str, ...]], asyncio.Future[str | None]] = {}
 
     async def shared(
@@ -52,7 +70,8 @@ class FrameCache:
         """The frame for ``key``: made once by ``build``, however many connections ask at the
         same moment (a fanout's deliveries all arrive together)."""
         if key in self._frames:
-            return self._frames[key]
+            found = self._frames[key]
+            return None if found is None else found.text
         if key in self._building:
             return await self._building[key]
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -66,12 +85,12 @@ class FrameCache:
         finally:
             self._building.pop(key, None)
         future.set_result(text)
-        self._frames[key] = text
+        self._frames[key] = None if text is None else Prepared(text)
         if len(self._frames) > _FRAMES:
             self._frames.popitem(last=False)
         return text
 
-    def ready(self, key: tuple[str, tuple[str, ...]]) -> str | None:
+    def ready(self, key: tuple[str, tuple[str, ...]]) -> Prepared | None:
         """The frame for ``key`` if it is encoded already (None: not yet, or no frame)."""
         return self._frames.get(key)
 
@@ -83,6 +102,9 @@ class FrameCache:
 
 class FeedView:
     """One connection's view of one feed (see the module docstring)."""
+
+    __slots__ = ("cache", "counted", "flat", "frames", "group", "oldest", "position",
+                 "resume_limit", "storage", "user")  # fmt: skip
 
     def __init__(
         self,
@@ -153,7 +175,7 @@ class FeedView:
             )
         return await self.sync()
 
-    def ready(self, event: UserEvent) -> str | None:
+    def ready(self, event: UserEvent) -> Prepared | None:
         """``on_event``'s frame when it needs no await: a flat feed's addition whose frame is
         encoded already (the common case of a fanout, prepared before dispatch). None: ask
         ``on_event``."""
@@ -162,10 +184,10 @@ class FeedView:
         newest = max(event.activity_ids, default="")
         if self.position is not None and newest < self.position:
             return None
-        text = self.frames.ready((self.group.name, tuple(event.activity_ids)))
-        if text is not None:
+        frame = self.frames.ready((self.group.name, tuple(event.activity_ids)))
+        if frame is not None:
             self.position = newest
-        return text
+        return frame
 
     async def resync(self) -> ServerFrame:
         """After events may have been lost: the state of everything the client holds."""

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from notifier.realtime.settings import uvicorn_options
 from notifier.storage.base import Storage
 from notifier.web.app import create_app
 from notifier.web.services import Services
@@ -78,10 +79,8 @@ async def live_factory(storage: Storage) -> AsyncIterator[LiveFactory]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            ws="websockets-sansio",
-            ws_max_size=settings.realtime.max_message_bytes,
-            ws_per_message_deflate=False,
             lifespan="off",
+            **uvicorn_options(settings.realtime),  # what `notifier serve` runs with
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

@@ -2,10 +2,11 @@
 
 Thousands of idle websockets per process are notifier's normal state, and most of what one
 costs is the server's: uvicorn keeps the parsed handshake request and response for the whole
-connection (their headers alone are ~3.5 KiB), and an ``asyncio.Queue`` plus an
-``asyncio.Event`` allocate five deques up front (~3.7 KiB). This subclass drops the
-handshake once it is done and uses a lazily allocated inbox and a flag for writability; what
-the ASGI application sees is unchanged.
+connection, and the handshake's headers in the scope (~4 KiB together), and an
+``asyncio.Queue`` plus an ``asyncio.Event`` allocate five deques up front (~3.7 KiB). This
+subclass drops the handshake once it is answered (so ``scope["headers"]`` is empty after
+``websocket.accept``: read what you need before accepting, as notifier's endpoint does) and
+uses a lazily allocated inbox and a flag for writability.
 
 It also offers the ASGI extension ``notifier.send_prepared`` in the connection's scope: a
 callable that writes an already serialized websocket frame straight to the transport, when
@@ -114,15 +115,24 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
-        self.request = None  # type: ignore[assignment]  # parsed into the scope already
+        # Copied into the scope already. The websockets library's parser keeps the request
+        # object itself for the life of the connection, so its headers are emptied too.
+        event.headers.clear()
+        self.request = None  # type: ignore[assignment]
         scope: Any = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][SEND_PREPARED] = self.send_prepared
 
     async def send(self, message: Any) -> None:
+        handshaking = not self.handshake_complete
         await super().send(message)
-        if self.handshake_complete:
-            self.response = None  # type: ignore[assignment]  # written already
+        if handshaking and self.handshake_complete:
+            # Answered: the handshake's request headers (read by the app before it accepts
+            # or denies) and the response (written) are not needed again.
+            self.response = None  # type: ignore[assignment]
+            scope: Any = getattr(self, "scope", None)
+            if scope is not None:
+                scope["headers"].clear()
 
     def send_prepared(self, frame: bytes) -> bool:
         """Write ``frame`` (from ``prepared_frame``) now; False when it cannot be (closing,

@@ -58,8 +58,11 @@ def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
 @click.option("--feeds", type=click.Choice(["flat", "notification"]), default="flat")
 @click.option("--workers", default=2, show_default=True, help="notifier worker processes.")
 @click.option("--repeats", default=3, show_default=True)
+@click.option("--burst", type=int, help="Activities per repetition [default: 50,000 writes].")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-def fanout(followers: int, feeds: str, workers: int, repeats: int, as_json: bool) -> None:
+def fanout(
+    followers: int, feeds: str, workers: int, repeats: int, burst: int | None, as_json: bool
+) -> None:
     """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes."""
     from notifier.bench import fanout as scenario
 
@@ -69,6 +72,7 @@ def fanout(followers: int, feeds: str, workers: int, repeats: int, as_json: bool
             feeds=feeds,
             workers=workers,
             repeats=repeats,
+            burst=burst,
             progress=lambda line: click.echo(f"… {line}", err=True),
         )
     )

@@ -26,7 +26,7 @@ for f = 1, #KEYS do
         -- A new group, with the same id rule as storage.base.fresh_group_id: the next free
         -- id up in the suffix.
         local fresh = aid
-        while redis.call('HEXISTS', gkeys, fresh) == 1 do
+        while redis.call('HSETNX', gkeys, fresh, key) == 0 do  -- taken: the next one up
           local suffix = (tonumber(string.sub(fresh, 15), 16) + 1) % 281474976710656
           fresh = string.sub(fresh, 1, 14) .. string.format('%012x', suffix)
         end
@@ -34,7 +34,6 @@ for f = 1, #KEYS do
         -- activity arriving late, as a backfill's do).
         if not gid or position < aid then redis.call('HSET', gindex, 'k' .. key, fresh) end
         gid = fresh
-        redis.call('HSET', gkeys, gid, key)
         redis.call('HSET', gverbs, gid, verb)
         -- A fresh group has no state yet: it starts unseen and unread.
         redis.call('HSET', gstate, gid, '000')

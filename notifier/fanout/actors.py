@@ -22,6 +22,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import QueueJoinTimeout
 
 from notifier.errors import is_outage
+from notifier.fanout.broker import PriorityRedisBroker
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
 from notifier.fanout.settings import FanoutSettings
 
@@ -115,6 +116,8 @@ class FanoutActors:
         messages = [self.message(priority, job) for priority, job in jobs]
         if isinstance(self.broker, StubBroker):
             self._enqueue(messages)
+        elif isinstance(self.broker, PriorityRedisBroker):
+            await self.broker.enqueue_async(messages)
         else:
             # The Redis broker's client is synchronous: keep its round trips off the loop.
             await asyncio.to_thread(self._enqueue, messages)
@@ -158,4 +161,6 @@ class FanoutActors:
         if self.worker is not None:
             worker, self.worker = self.worker, None
             await asyncio.to_thread(worker.stop, self.settings.time_limit_ms)
+        if isinstance(self.broker, PriorityRedisBroker):
+            await self.broker.close_async()
         self.broker.close()

@@ -259,19 +259,19 @@ async def run(
 def table(results: list[FanoutResult]) -> str:
     """One row per run configuration: medians over repetitions, and the ratios."""
     rows = [
-        f"{'fanout':<22} {'notifier/s':>11} {'runs (min-max)':>17} {'pipelined/s':>12} "
-        f"{'lua/s':>10} {'vs pipelined':>13} {'vs lua':>7}"
+        f"{'fanout':<22} {'burst':>5} {'notifier/s':>11} {'runs (min-max)':>17} "
+        f"{'pipelined/s':>12} {'lua/s':>10} {'vs pipelined':>13} {'vs lua':>7}"
     ]
     for r in results:
         spread = f"{min(r.runs):,.0f}-{max(r.runs):,.0f}" if r.runs else "-"
         rows.append(
-            f"{r.feeds + ' ' + format(r.followers, ','):<22} {r.notifier:>11,.0f} {spread:>17} "
-            f"{r.pipelined:>12,.0f} {r.lua:>10,.0f} {r.notifier / r.pipelined:>13.2f} "
-            f"{r.notifier / r.lua:>7.2f}"
+            f"{r.feeds + ' ' + format(r.followers, ','):<22} {r.burst:>5} {r.notifier:>11,.0f} "
+            f"{spread:>17} {r.pipelined:>12,.0f} {r.lua:>10,.0f} "
+            f"{r.notifier / r.pipelined:>13.2f} {r.notifier / r.lua:>7.2f}"
         )
     rows.append(
-        f"follower-feed writes per second, {results[0].workers} worker processes; bursts of "
-        f"{results[0].burst} activities; medians of {len(results[0].runs)} repetitions "
+        f"follower-feed writes per second, {results[0].workers} worker processes; a burst is "
+        f"that many activities POSTed at once; medians of {len(results[0].runs)} repetitions "
         "alternating with both raw baselines"
         if results
         else "no fanout runs"

@@ -30,8 +30,8 @@ from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, Rec
 from notifier.feedgroups import FeedGroup
 from notifier.feeds import entries_for
 from notifier.model import Activity, check_user_id, split_feed_id
-from notifier.realtime.bus import Bus, NullBus, UserEvent, events_for
-from notifier.storage.base import Entry, Storage
+from notifier.realtime.bus import Bus, EventKind, NullBus, publish_changes
+from notifier.storage.base import Entry, FeedChange, Storage
 
 if TYPE_CHECKING:
     from notifier.config import Config
@@ -393,24 +393,24 @@ class Manager:
 
     async def _add(self, group: FeedGroup, users: Sequence[str], entries: list[Entry]) -> None:
         changes = await self.storage.add_to_feeds(group, users, entries)
-        await self._publish(events_for(group.name, "added", changes))
+        await self._publish(group.name, "added", changes)
 
     async def _remove(self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]) -> None:
         changes = await self.storage.remove_from_feeds(group, users, ids)
-        await self._publish(events_for(group.name, "removed", changes))
+        await self._publish(group.name, "removed", changes)
 
-    async def _publish(self, events: list[UserEvent]) -> None:
+    async def _publish(self, feed: str, kind: EventKind, changes: list[FeedChange]) -> None:
         """Publish right after each write, so a job failing at its next write has already
         announced this one (its retry finds nothing changed and announces nothing). A bus
         failure is logged, not raised: the write is done and a retry would publish nothing;
         clients heal from storage when they resume."""
-        if not events:
+        if not changes:
             return
         try:
-            await self.bus.publish(events)
+            await publish_changes(self.bus, feed, kind, changes)
         except Exception:
             log.exception(
-                "realtime publish failed events=%d first_user=%s", len(events), events[0].user
+                "realtime publish failed changes=%d first_user=%s", len(changes), changes[0].user
             )
 
 

@@ -48,6 +48,39 @@ def events_for(feed: str, kind: EventKind, changes: Sequence[FeedChange]) -> lis
     ]
 
 
+class Shared(msgspec.Struct, frozen=True):
+    """One change made to many users' feeds alike (a fanout chunk's): what ``publish_shared``
+    takes, so that a bus need not make, then regroup, an event per user."""
+
+    activity_ids: list[str]
+    counts: Counts | None
+    users: list[str]
+
+
+async def publish_changes(
+    bus: Bus, feed: str, kind: EventKind, changes: Sequence[FeedChange]
+) -> None:
+    """Publish what ``add_to_feeds`` / ``remove_from_feeds`` reported. Buses with a
+    ``publish_shared`` (Redis) get the changes grouped, users that got the same ids and
+    counts together (storage hands a chunk's feeds one shared ids list, so the grouping costs
+    a lookup per user); any other bus gets ``events_for``."""
+    shared = getattr(bus, "publish_shared", None)
+    if shared is None:
+        await bus.publish(events_for(feed, kind, changes))
+        return
+    groups: dict[tuple[int, Counts | None], Shared] = {}
+    for change in changes:
+        ids = change.added if kind == "added" else change.removed
+        key = (id(ids), change.counts)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = Shared(ids, change.counts, [change.user])
+        else:
+            group.users.append(change.user)
+    if groups:
+        await shared(feed, kind, list(groups.values()))
+
+
 def marked(user: str, feed: str, counts: Counts) -> UserEvent:
     """The event announcing a mark (seen / read / archived) and the counts it led to."""
     return UserEvent(user=user, feed=feed, kind="marked", counts=counts)
@@ -102,6 +135,9 @@ class NullBus:
     """Publishes nowhere: for deployments or workers with no realtime layer yet."""
 
     async def publish(self, events: Sequence[UserEvent]) -> None:
+        return None
+
+    async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
         return None
 
     async def close(self) -> None:

@@ -23,7 +23,14 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier.realtime.bus import UserEvent, WireEvent, decode_event, encode_event
+from notifier.realtime.bus import (
+    EventKind,
+    Shared,
+    UserEvent,
+    WireEvent,
+    decode_event,
+    encode_event,
+)
 from notifier.realtime.hub import Listener, Listeners
 from notifier.storage.redis_client import redis_client
 
@@ -61,6 +68,7 @@ class SharedEvent(msgspec.Struct, frozen=True):
 
 
 _shared_encoder = msgspec.json.Encoder()
+_wire_encoder = msgspec.json.Encoder()
 _shared_decoder = msgspec.json.Decoder(SharedEvent)
 
 
@@ -103,6 +111,20 @@ class RedisBus:
             if message is None:
                 message = encoded[key] = encode_event(event)
             by_message.setdefault(message, []).append(event.user)
+        await self._send(by_message)
+
+    async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
+        """``publish`` for changes already grouped by what they did (``publish_changes``)."""
+        by_message: dict[bytes, list[str]] = {}
+        for change in shared:
+            wire = WireEvent(feed=feed, kind=kind, activity_ids=change.activity_ids,
+                             counts=change.counts)  # fmt: skip
+            by_message.setdefault(_wire_encoder.encode(wire), []).extend(change.users)
+        await self._send(by_message)
+
+    async def _send(self, by_message: dict[bytes, list[str]]) -> None:
+        """Each message to its users, in one script call: on the fanout channel once when
+        many users share it, else on each user's channel."""
         args: list[str | bytes | int] = []
         for message, users in by_message.items():
             if len(users) >= SHARED_MIN:

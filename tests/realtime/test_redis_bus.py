@@ -8,8 +8,9 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from notifier.realtime.bus import UserEvent
+from notifier.realtime.bus import UserEvent, publish_changes
 from notifier.realtime.redis_bus import SHARED_MIN, RedisBus, RedisHub, fanout_channel
+from notifier.storage.base import FeedChange
 
 
 class Inbox:
@@ -62,6 +63,39 @@ async def test_a_fanouts_events_travel_once_and_reach_only_connected_users(
             if message["type"] == "message":
                 shared.append(message)
         assert len(shared) == 1  # one message for the whole chunk, not one per user
+    finally:
+        await watcher.aclose()  # type: ignore[no-untyped-call]
+        await hub.close()
+        await bus.close()
+
+
+async def test_grouped_changes_reach_the_same_users_as_events_would(redis_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    bus, hub = RedisBus(redis_url, prefix), RedisHub(redis_url, prefix)
+    watcher = aioredis.Redis.from_url(redis_url).pubsub()
+    await watcher.subscribe(fanout_channel(prefix))
+    users = [f"u{n}" for n in range(SHARED_MIN + 2)]
+    inboxes = {user: Inbox() for user in ("u0", "u9", "late")}
+    try:
+        for user, inbox in inboxes.items():
+            await hub.subscribe(user, inbox)
+        ids = ["a1"]  # storage hands every feed of a chunk this one list
+        changes = [FeedChange(user=u, added=ids) for u in users]
+        changes.append(FeedChange(user="late", added=["a0"]))  # its own, alone
+        await publish_changes(bus, "timeline", "added", changes)
+
+        await until(lambda: all(inbox.events for inbox in inboxes.values()))
+        expected = UserEvent(user="u9", feed="timeline", kind="added", activity_ids=["a1"])
+        assert inboxes["u9"].events == [expected]
+        assert inboxes["u0"].events[0].activity_ids == ["a1"]
+        assert inboxes["late"].events == [
+            UserEvent(user="late", feed="timeline", kind="added", activity_ids=["a0"])
+        ]
+        shared = []
+        while (message := await watcher.get_message(timeout=0.5)) is not None:
+            if message["type"] == "message":
+                shared.append(message)
+        assert len(shared) == 1  # the chunk's ten users: one message; "late" on its channel
     finally:
         await watcher.aclose()  # type: ignore[no-untyped-call]
         await hub.close()

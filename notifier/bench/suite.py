@@ -42,7 +42,7 @@ FULL = Sizes(
     read_stored=(100, 1_000_000),
     read_load=http_read.LoadSettings(duration_s=5, repetitions=3),
     push_clients=(1_000, 5_000),
-    push_rounds=5,
+    push_rounds=10,
     connections=10_000,
     peer_followers=10_000,
 )

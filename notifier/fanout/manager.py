@@ -15,7 +15,6 @@ bodies still exist, taking its copies back out if they do not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -40,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Ids read from an actor's own feed per round trip when unfollowing.
 _PAGE = 1_000
+#: HIGH chunks a fanout job writes itself (concurrently, as it pages on) instead of enqueueing:
+#: a small fanout to active users (up to twice chunk_size) never waits for a broker hop.
+_INLINE_CHUNKS = 2
 
 
 class Manager:
@@ -157,7 +159,7 @@ class Manager:
         """Page through ``job.actor``'s followers and enqueue their chunk jobs.
 
         Below the celebrity threshold one job enqueues every chunk, split HIGH / LOW by the
-        policy, and writes the first HIGH chunk itself. Above it every chunk goes LOW and one
+        policy, and writes the first HIGH chunks itself. Above it every chunk goes LOW and one
         step enqueues at most ``celebrity_window`` chunks, then queues its own continuation
         behind them on LOW, so other actors' chunks enqueued meanwhile run between a
         celebrity's slices.
@@ -184,10 +186,10 @@ class Manager:
                 log.info("celebrity fanout: spreading on LOW followers=%d %s", count, describe(job))
         buffers: dict[Priority, list[str]] = {Priority.HIGH: [], Priority.LOW: []}
         after, sent = job.after, 0
-        # The first HIGH chunk is written by this job itself, while it goes on paging and
-        # enqueueing the others: one broker round trip fewer before active users see the
-        # activity. LOW chunks never run here: they stay behind HIGH work.
-        mine: asyncio.Task[None] | None = None
+        # The first HIGH chunks (``_INLINE_CHUNKS``) are written by this job itself, while it
+        # goes on paging and enqueueing the others: a broker round trip fewer before active
+        # users see the activity. LOW chunks never run here: they stay behind HIGH work.
+        mine: list[asyncio.Task[None]] = []
         try:
             while True:
                 if page is None:
@@ -203,8 +205,9 @@ class Manager:
                 for priority, users in buffers.items():
                     while len(users) >= size or (last and users):
                         chunk = self._chunk(job, users[:size])
-                        if mine is None and priority is Priority.HIGH:
-                            mine = asyncio.get_running_loop().create_task(self.run_chunk(chunk))
+                        if priority is Priority.HIGH and len(mine) < _INLINE_CHUNKS:
+                            mine.append(asyncio.get_running_loop().create_task(
+                                self.run_chunk(chunk)))  # fmt: skip
                         else:
                             out.append((priority, chunk))
                         del users[:size]
@@ -218,13 +221,12 @@ class Manager:
                     await self.dispatcher.send([(Priority.LOW, rest)])
                     break
         except BaseException:
-            if mine is not None:
-                mine.cancel()
-                with contextlib.suppress(BaseException):
-                    await mine
+            for task in mine:
+                task.cancel()
+            await asyncio.gather(*mine, return_exceptions=True)
             raise
-        if mine is not None:
-            await mine
+        for task in mine:
+            await task
 
     async def _prepare(self, job: FanoutJob) -> FanoutJob | None:
         """First step only: finish a removal's direct part, or drop activities already gone."""

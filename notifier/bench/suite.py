@@ -251,6 +251,7 @@ def plot(report: Report, path: str) -> None:
     for y, t in enumerate(report.targets):
         ax.plot([t.bound, t.bound], [y - 0.4, y + 0.4], color="black")
     ax.invert_yaxis()
-    ax.set_xlabel("ratio (bar) against its target (black line); green: met")
+    ax.set_xscale("log")  # ratios from 0.1 to 30 side by side
+    ax.set_xlabel("ratio (bar, log scale) against its target (black line); green: met")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -95,6 +95,18 @@ async def test_flat_explicit_trim_after_lowering_max_length(storage: Storage) ->
     assert await storage.read_flat(flat(), "bo", limit=10) == [aid(5), aid(4)]
 
 
+async def test_aggregated_explicit_trim_after_lowering_max_length(storage: Storage) -> None:
+    await storage.add_to_feeds(notification(), ["bo"], [entry(n, key=str(n)) for n in range(6)])
+    await storage.trim(notification(max_length=2), ["bo"])
+    groups = await storage.read_groups(notification(), "bo", limit=10)
+    assert [g.id for g in groups] == [aid(5), aid(4)]
+    assert await storage.counts(notification(), "bo") == Counts(2, 2)
+    # The trimmed groups' keys are free again: an activity with one opens a new group.
+    await storage.add_to_feeds(notification(), ["bo"], [entry(6, key="0")])
+    groups = await storage.read_groups(notification(), "bo", limit=10)
+    assert [(g.key, g.activity_count) for g in groups] == [("0", 1), ("5", 1), ("4", 1)]
+
+
 async def test_flat_remove_reports_removed_ids(storage: Storage) -> None:
     group = flat()
     await storage.add_to_feeds(group, ["bo", "cy"], [entry(1), entry(2)])

@@ -49,7 +49,9 @@ for f = 1, #KEYS do
     end
   end
   local trimmed = false
-  if created then
+  -- Only a new group can push the feed past max_length; called with no entries at all, the
+  -- script is an explicit trim (after max_length was lowered).
+  if created or #ARGV <= 2 then
     local size = redis.call('ZCARD', order)
     if size > max_length then
       for _, m in ipairs(redis.call('ZRANGE', order, 0, size - max_length - 1)) do

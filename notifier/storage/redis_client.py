@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
@@ -52,9 +53,24 @@ _FASTER: dict[type[Any], type[Any]] = {
 }
 
 
+def _driver_options() -> dict[str, Any]:
+    """redis-py (>= 7) looks its own version up in the installed package metadata for every
+    new connection (reading and parsing a METADATA file): under a burst that grows the pool
+    by hundreds of connections, a visible share of the web process's CPU. The same value,
+    given once."""
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # older redis-py: no such lookup either
+        return {}
+    return {"driver_info": DriverInfo(name="redis-py", lib_version=redis.__version__)}
+
+
+_DRIVER = _driver_options()
+
+
 def redis_client(url: str, **options: Any) -> aioredis.Redis:
     """``redis.asyncio.Redis.from_url(url, **options)`` whose connections pack with hiredis."""
-    pool = aioredis.ConnectionPool.from_url(url, **options)
+    pool = aioredis.ConnectionPool.from_url(url, **{**_DRIVER, **options})
     pool.connection_class = _FASTER.get(pool.connection_class, pool.connection_class)
     client = aioredis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # what from_url does: the client owns its pool

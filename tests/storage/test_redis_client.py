@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import DataError
@@ -44,3 +46,20 @@ def test_tls_and_unix_urls_keep_their_connection_kind() -> None:
     unix = redis_client("unix:///tmp/nowhere.sock")
     assert issubclass(tls.connection_pool.connection_class, aioredis.SSLConnection)
     assert issubclass(unix.connection_pool.connection_class, aioredis.UnixDomainSocketConnection)
+
+
+async def test_new_connections_do_not_look_up_the_package_metadata(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.utils
+
+    def looked_up() -> str:
+        raise AssertionError("redis-py's version read from package metadata per connection")
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", looked_up)
+    client = redis_client(redis_url)
+    try:
+        await asyncio.gather(*(client.ping() for _ in range(20)))  # grows the pool
+        assert len(client.connection_pool._available_connections) > 1
+    finally:
+        await client.aclose()

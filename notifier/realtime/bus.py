@@ -57,17 +57,23 @@ class Shared(msgspec.Struct, frozen=True):
     users: list[str]
 
 
+def shared_events(feed: str, kind: EventKind, shared: Sequence[Shared]) -> list[UserEvent]:
+    """``shared`` as one event per user: for buses that deliver per user anyway."""
+    return [
+        UserEvent(
+            user=user, feed=feed, kind=kind, activity_ids=change.activity_ids, counts=change.counts
+        )
+        for change in shared
+        for user in change.users
+    ]
+
+
 async def publish_changes(
     bus: Bus, feed: str, kind: EventKind, changes: Sequence[FeedChange]
 ) -> None:
-    """Publish what ``add_to_feeds`` / ``remove_from_feeds`` reported. Buses with a
-    ``publish_shared`` (Redis) get the changes grouped, users that got the same ids and
-    counts together (storage hands a chunk's feeds one shared ids list, so the grouping costs
-    a lookup per user); any other bus gets ``events_for``."""
-    shared = getattr(bus, "publish_shared", None)
-    if shared is None:
-        await bus.publish(events_for(feed, kind, changes))
-        return
+    """Publish what ``add_to_feeds`` / ``remove_from_feeds`` reported, grouped: users that
+    got the same ids and counts together (storage hands a chunk's feeds one shared ids list,
+    so the grouping costs a lookup per user, and no event object per follower is made)."""
     groups: dict[tuple[int, Counts | None], Shared] = {}
     for change in changes:
         ids = change.added if kind == "added" else change.removed
@@ -78,7 +84,7 @@ async def publish_changes(
         else:
             group.users.append(change.user)
     if groups:
-        await shared(feed, kind, list(groups.values()))
+        await bus.publish_shared(feed, kind, list(groups.values()))
 
 
 def marked(user: str, feed: str, counts: Counts) -> UserEvent:
@@ -109,10 +115,16 @@ _decoder = msgspec.json.Decoder(WireEvent)
 
 def encode_event(event: UserEvent) -> bytes:
     """The wire form of an event, without its user (JSON)."""
-    wire = WireEvent(
-        feed=event.feed, kind=event.kind, activity_ids=event.activity_ids, counts=event.counts
+    return encode_wire(event.feed, event.kind, event.activity_ids, event.counts)
+
+
+def encode_wire(
+    feed: str, kind: EventKind, activity_ids: list[str], counts: Counts | None
+) -> bytes:
+    """The wire form of an event, from its parts."""
+    return _encoder.encode(
+        WireEvent(feed=feed, kind=kind, activity_ids=activity_ids, counts=counts)
     )
-    return _encoder.encode(wire)
 
 
 def decode_event(data: bytes | msgspec.Raw) -> WireEvent:
@@ -126,6 +138,10 @@ class Bus(Protocol):
 
     async def publish(self, events: Sequence[UserEvent]) -> None:
         """Deliver ``events`` (best effort: the feed itself is the history)."""
+
+    async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
+        """Deliver, to each of its users, each change made alike to many feeds (what
+        ``publish`` of ``shared_events`` does; a bus may send each change once)."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -154,6 +170,9 @@ class RecordingBus:
     async def publish(self, events: Sequence[UserEvent]) -> None:
         with self._lock:
             self._events.extend(events)
+
+    async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
+        await self.publish(shared_events(feed, kind, shared))
 
     @property
     def events(self) -> list[UserEvent]:

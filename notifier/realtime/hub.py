@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from notifier.realtime.bus import UserEvent
+from notifier.realtime.bus import EventKind, Shared, UserEvent, shared_events
 
 
 class Listener(Protocol):
@@ -132,8 +132,10 @@ class LocalBus:
         self.listeners = Listeners()
 
     async def publish(self, events: Sequence[UserEvent]) -> None:
-        for event in events:
-            self.listeners.dispatch(event)
+        self.listeners.dispatch_all(events)
+
+    async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
+        self.listeners.dispatch_all(shared_events(feed, kind, shared))
 
     async def subscribe(self, user: str, listener: Listener) -> None:
         self.listeners.add(user, listener)

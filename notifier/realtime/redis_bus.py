@@ -30,6 +30,7 @@ from notifier.realtime.bus import (
     WireEvent,
     decode_event,
     encode_event,
+    encode_wire,
 )
 from notifier.realtime.hub import Listener, Listeners
 from notifier.storage.redis_client import redis_client
@@ -68,7 +69,6 @@ class SharedEvent(msgspec.Struct, frozen=True):
 
 
 _shared_encoder = msgspec.json.Encoder()
-_wire_encoder = msgspec.json.Encoder()
 _shared_decoder = msgspec.json.Decoder(SharedEvent)
 
 
@@ -102,24 +102,16 @@ class RedisBus:
         if not events:
             return
         by_message: dict[bytes, list[str]] = {}
-        # A chunk's events share one ids list: encode once per distinct list object (its
-        # identity, then the bytes, decide what is the same message).
-        encoded: dict[tuple[Any, ...], bytes] = {}
         for event in events:
-            key = (id(event.activity_ids), event.feed, event.kind, event.counts)
-            message = encoded.get(key)
-            if message is None:
-                message = encoded[key] = encode_event(event)
-            by_message.setdefault(message, []).append(event.user)
+            by_message.setdefault(encode_event(event), []).append(event.user)
         await self._send(by_message)
 
     async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
         """``publish`` for changes already grouped by what they did (``publish_changes``)."""
         by_message: dict[bytes, list[str]] = {}
         for change in shared:
-            wire = WireEvent(feed=feed, kind=kind, activity_ids=change.activity_ids,
-                             counts=change.counts)  # fmt: skip
-            by_message.setdefault(_wire_encoder.encode(wire), []).extend(change.users)
+            message = encode_wire(feed, kind, change.activity_ids, change.counts)
+            by_message.setdefault(message, []).extend(change.users)
         await self._send(by_message)
 
     async def _send(self, by_message: dict[bytes, list[str]]) -> None:

@@ -174,6 +174,9 @@ async def test_a_failing_bus_is_logged_and_does_not_undo_or_repeat_writes(
         async def publish(self, events: Sequence[UserEvent]) -> None:
             raise ConnectionError("pub/sub down")
 
+        async def publish_shared(self, feed: str, kind: str, shared: Sequence[object]) -> None:
+            raise ConnectionError("pub/sub down")
+
     config, _ = make_config("memory://", "mem")
     manager = open_manager(config, bus=BrokenBus(), threads=1)
     harness = Harness("memory", config, manager)

@@ -109,16 +109,11 @@ class GatedConsumer(Consumer):
         self.inner = inner
         self.high_waiting = high_waiting
         self.pause_s = pause_s
-        self._open_until = 0.0
 
     def __next__(self) -> MessageProxy | None:
-        # The HIGH queue is looked at once per pause at most, not before every LOW message:
-        # a chunk burst would otherwise cost a broker round trip per message.
-        if time.monotonic() >= self._open_until:
-            if self.high_waiting():
-                time.sleep(self.pause_s)
-                return None
-            self._open_until = time.monotonic() + self.pause_s
+        if self.high_waiting():
+            time.sleep(self.pause_s)
+            return None
         return next(self.inner)
 
     def ack(self, message: MessageProxy) -> None:

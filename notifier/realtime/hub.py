@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from notifier.realtime.bus import EventKind, Shared, UserEvent, shared_events
 
@@ -79,48 +79,47 @@ class Listeners:
 
     def dispatch(self, event: UserEvent) -> None:
         """Hand ``event`` to each listener of its user, on the listener's own loop."""
-        with self._lock:
-            targets = list(self._by_user.get(event.user, {}).items())
-        _call_each(targets, lambda listener: listener.deliver(event))
+        self.dispatch_all([event])
 
     def dispatch_all(self, events: Sequence[UserEvent]) -> None:
         """``dispatch`` for many events (a fanout's, one per user) under one lock."""
         with self._lock:
-            targets = [
-                (listener, loop, event)
+            calls = [
+                (loop, listener.deliver, event)
                 for event in events
                 for listener, loop in self._by_user.get(event.user, {}).items()
             ]
-        current = _running_loop()
-        for listener, loop, event in targets:
-            if loop is current:
-                listener.deliver(event)
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(listener.deliver, event)
+        _call_each(calls)
 
     def resync_all(self) -> None:
         """Ask every listener to re-read storage."""
         with self._lock:
-            targets = [pair for users in self._by_user.values() for pair in users.items()]
-        _call_each(targets, lambda listener: listener.resync())
+            calls = [
+                (loop, _resync, listener)
+                for users in self._by_user.values()
+                for listener, loop in users.items()
+            ]
+        _call_each(calls)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+def _resync(listener: Listener) -> None:
+    listener.resync()
 
 
 def _call_each(
-    targets: list[tuple[Listener, asyncio.AbstractEventLoop]], call: Callable[[Listener], None]
+    calls: Sequence[tuple[asyncio.AbstractEventLoop, Callable[[Any], None], Any]],
 ) -> None:
-    current = _running_loop()
-    for listener, loop in targets:
+    """``call(argument)`` for each, right here when its loop is the running one, else
+    scheduled on its loop (fanout workers publish from their own threads)."""
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    for loop, call, argument in calls:
         if loop is current:
-            call(listener)
+            call(argument)
         elif not loop.is_closed():
-            loop.call_soon_threadsafe(call, listener)
+            loop.call_soon_threadsafe(call, argument)
 
 
 class LocalBus:

@@ -30,7 +30,7 @@ from notifier.bench.procs import StackRunner
 from notifier.fanout.actors import FanoutActors
 from notifier.fanout.broker import make_broker
 from notifier.fanout.settings import FanoutSettings
-from notifier.realtime.bus import WireEvent
+from notifier.realtime.bus import decode_event
 from notifier.realtime.redis_bus import SharedEvent, channel_prefix, fanout_channel
 from notifier.storage.redis import RedisStorage
 
@@ -160,10 +160,10 @@ class WriteWatch:
                 continue
             if message["channel"] == self._fanout:
                 shared = msgspec.json.decode(message["data"], type=SharedEvent)
-                event = msgspec.json.decode(shared.event, type=WireEvent)
+                event = decode_event(shared.event)
                 users = len(shared.users)
             elif message["channel"].startswith(self._user_channels):
-                event, users = msgspec.json.decode(message["data"], type=WireEvent), 1
+                event, users = decode_event(message["data"]), 1
             else:
                 continue
             if event.feed == self._feed and event.kind == "added":
@@ -277,30 +277,3 @@ def table(results: list[FanoutResult]) -> str:
         else "no fanout runs"
     )
     return "\n".join(rows)
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--followers", type=int, default=10_000)
-    parser.add_argument("--feeds", choices=["flat", "notification"], default="flat")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--burst", type=int, default=None)
-    args = parser.parse_args()
-    scenario = run(
-        followers=args.followers,
-        feeds=args.feeds,
-        workers=args.workers,
-        repeats=args.repeats,
-        burst=args.burst,
-        progress=print,
-    )
-    result = asyncio.run(scenario)
-    print(result)
-    print(f"notifier / best baseline: {result.notifier / result.best_baseline:.0%}")
-
-
-if __name__ == "__main__":
-    main()

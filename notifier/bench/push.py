@@ -14,18 +14,17 @@ Each server gets one unmeasured warm-up round first (first-use costs aside: scri
 first frames, lazily built state), then ``rounds`` measured ones.
 
 Also reported: server memory per idle connection (RSS growth over N connections / N) and
-server CPU per delivered frame. Run: ``python -m notifier.bench.push --clients 1000``.
+server CPU per delivered frame. Run: ``notifier bench push --clients 1000``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -350,21 +349,3 @@ def table(results: list[PushResult]) -> str:
             f"{ratio(a.cpu_us_per_frame, b.cpu_us_per_frame)} (frame {a.frame_bytes} bytes)"
         )
     return "\n".join(rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    results = asyncio.run(run(args.clients, args.rounds))
-    if args.json:
-        print(json.dumps([{k: v for k, v in asdict(r).items() if k != "latencies_ms"}
-                          for r in results], indent=2))  # fmt: skip
-    else:
-        print(table(results))
-
-
-if __name__ == "__main__":
-    main()

@@ -179,9 +179,7 @@ class PriorityRedisBroker(RedisBroker):
                         self._should_do_maintenance("enqueue"), unpack,
                         message.options["redis_message_id"], message.encode()]  # fmt: skip
                 await dispatch(keys=[self.namespace], args=args, client=pipe)
-                if message.queue_name != self.low_queue:
-                    pipe.lpush(self.bell(message.queue_name), 1)
-                    pipe.ltrim(self.bell(message.queue_name), 0, _BELL_LENGTH - 1)
+                self._ring(pipe, message.queue_name)
                 sent.append(message)
             await pipe.execute()
         for message in sent:
@@ -204,12 +202,17 @@ class PriorityRedisBroker(RedisBroker):
         """The doorbell key of a queue."""
         return f"{self.namespace}:{queue_name}.bell"
 
+    def _ring(self, pipe: Any, queue_name: str) -> None:
+        """Queue (on ``pipe``, sync or asyncio) the doorbell of a queue that has one."""
+        if queue_name != self.low_queue:
+            pipe.lpush(self.bell(queue_name), 1)
+            pipe.ltrim(self.bell(queue_name), 0, _BELL_LENGTH - 1)
+
     def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
         enqueued = super().enqueue(message, delay=delay)
         if delay is None and message.queue_name != self.low_queue:
             pipe = self.client.pipeline(transaction=False)
-            pipe.lpush(self.bell(message.queue_name), 1)
-            pipe.ltrim(self.bell(message.queue_name), 0, _BELL_LENGTH - 1)
+            self._ring(pipe, message.queue_name)
             pipe.execute()
         return enqueued
 

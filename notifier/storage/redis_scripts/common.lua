@@ -103,11 +103,18 @@ local function find_group(key, window, checked)
   return gid, position, rank ~= false and rank < window
 end
 
-local function drop_group(gid, position)
+-- The group key of `gid` if the index names `gid` as the newest group with it, else nil.
+local function indexed_key(gid)
   local key = redis.call('HGET', gkeys, gid)
-  if key and redis.call('HGET', gindex, 'k' .. key) == gid then
-    redis.call('HDEL', gindex, 'k' .. key)
-  end
+  if key and redis.call('HGET', gindex, 'k' .. key) == gid then return key end
+  return nil
+end
+
+-- Delete a group; returns its key if it was the newest group with it (then the caller may
+-- need to reindex that key: a trim need not, no group with it is left).
+local function drop_group(gid, position)
+  local key = indexed_key(gid)
+  if key then redis.call('HDEL', gindex, 'k' .. key) end
   local ids_key = base .. 'i:' .. gid
   local ids = redis.call('ZRANGE', ids_key, 0, -1)
   for first = 1, #ids, 1000 do
@@ -118,6 +125,7 @@ local function drop_group(gid, position)
   redis.call('HDEL', gverbs, gid)
   redis.call('ZREM', order, position .. gid)
   set_state(gid, nil)
+  return key
 end
 
 local function current_counts()

@@ -106,6 +106,18 @@ class Server:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
+    async def notify_many(self, user: str, count: int) -> None:
+        """``count`` likes by ana of ``user``'s photos, each its own group, in one batch."""
+        activities = [
+            {"actor": "ana", "verb": "like", "object": f"like:{i}", "target": f"photo:{i}",
+             "to": [f"notification:{user}"]}
+            for i in range(count)
+        ]  # fmt: skip
+        response = await self.http.post(
+            "/v1/activities/batch", json={"activities": activities}, headers=self.api()
+        )
+        assert response.status_code == 201, response.text
+
     async def feed(self, user: str, limit: int = 100) -> dict[str, Any]:
         """``user``'s notification feed and counts, as storage has them."""
         response = await self.http.get(

@@ -34,15 +34,7 @@ async def test_badge_shows_the_unseen_count(server: Server, open_tab: Any) -> No
 async def test_badge_shows_99_plus_past_99_and_keeps_the_exact_count(
     server: Server, open_tab: Any
 ) -> None:
-    activities = [
-        {"actor": "ana", "verb": "like", "object": f"like:{i}", "target": f"photo:{i}",
-         "to": ["notification:bo"]}
-        for i in range(120)
-    ]  # fmt: skip
-    response = await server.http.post(
-        "/v1/activities/batch", json={"activities": activities}, headers=server.api()
-    )
-    assert response.status_code == 201, response.text
+    await server.notify_many("bo", 120)
     counts = (await server.feed("bo"))["counts"]
     tab: Tab = await open_tab()
     badge = tab.user("bo").get_by_test_id("notifier-badge")
@@ -192,15 +184,7 @@ async def test_an_open_list_shows_a_banner_instead_of_reshuffling(
 async def test_scrolling_down_loads_older_pages_with_the_cursor(
     server: Server, open_tab: Any
 ) -> None:
-    activities = [
-        {"actor": "ana", "verb": "like", "object": f"like:{i}", "target": f"photo:{i}",
-         "to": ["notification:bo"]}
-        for i in range(45)
-    ]  # fmt: skip
-    response = await server.http.post(
-        "/v1/activities/batch", json={"activities": activities}, headers=server.api()
-    )
-    assert response.status_code == 201, response.text
+    await server.notify_many("bo", 45)
     tab: Tab = await open_tab()
     bo = tab.user("bo")
     await open_inbox(bo)

@@ -245,14 +245,6 @@ async def test_aggregated_trim_rewrites_slots_in_place_and_forgets_dropped_activ
     assert await store.counts(group, "bo") == Counts(5, 5)
 
 
-async def test_lowering_max_length_then_trim(store: CassandraStorage) -> None:
-    await store.add_to_feeds(notification(), ["bo"], [entry(n, key=str(n)) for n in range(6)])
-    await store.trim(notification(max_length=2), ["bo"])
-    groups = await store.read_groups(notification(), "bo", limit=10)
-    assert [g.id for g in groups] == [aid(5), aid(4)]
-    assert await store.counts(notification(), "bo") == Counts(2, 2)
-
-
 # -- round trips ------------------------------------------------------------------------------
 
 

@@ -90,6 +90,8 @@ export class NotifierClient {
     this.position = null;
     /** Oldest position held ("" = the whole feed; null = nothing yet). */
     this.oldest = null;
+    /** The feed's `max_length` (from the server's welcome): the most items it keeps. */
+    this.maxLength = null;
     /** Whether a first page has arrived (an empty feed counts). */
     this.loaded = false;
     /** Connections opened so far (the first one included). */
@@ -303,6 +305,9 @@ export class NotifierClient {
     if (this.position) {
       message.position = this.position; // resume: the exact state since, in one frame
       message.oldest = this.oldest ?? "";
+    } else {
+      this.groups.clear(); // nothing to resume from: the answer replaces everything
+      this.oldest = null;
     }
     this.lastSubscribe = message;
     this._send(message);
@@ -313,6 +318,7 @@ export class NotifierClient {
     switch (frame.type) {
       case "welcome":
         this._attempt = 0;
+        this.maxLength = frame.feeds?.[this.feed]?.max_length ?? null;
         this._subscribe();
         this._startPings(frame.idle_timeout);
         return;
@@ -355,6 +361,7 @@ export class NotifierClient {
     }
     for (const group of frame.groups ?? []) this.groups.set(group.id, group);
     this.oldest = this.oldest === null ? floor : minPosition(this.oldest, floor);
+    this._trim();
     this._advance(frame.position);
     this._applyCounts(frame.counts, false);
     const fresh = new Set(frame.new ?? []);
@@ -366,14 +373,35 @@ export class NotifierClient {
 
   _applyUpdate(frame) {
     const arrived = [];
+    const floor = this.oldest ?? "";
     for (const group of frame.groups ?? []) {
+      if (group.position < floor) continue; // below the window: not something we hold
       const known = this.groups.get(group.id);
       if (!known || group.position > known.position) arrived.push(group);
       this.groups.set(group.id, group);
     }
+    const trimmed = this._trim();
     this._advance(frame.position);
     this._applyCounts(frame.counts, false);
-    this._live(arrived);
+    this._live(arrived.filter((g) => !trimmed.has(g.id)));
+  }
+
+  /**
+   * Keep the `maxLength` items with the highest positions: the feed trims what an addition
+   * pushes past its `max_length` in storage, and no frame names those items.
+   * @returns {Set<string>} the ids dropped
+   */
+  _trim() {
+    const dropped = new Set();
+    if (this.maxLength === null || this.groups.size <= this.maxLength) return dropped;
+    const byPosition = [...this.groups.values()].sort((a, b) =>
+      a.position < b.position ? 1 : a.position > b.position ? -1 : 0,
+    );
+    for (const group of byPosition.slice(this.maxLength)) {
+      this.groups.delete(group.id);
+      dropped.add(group.id);
+    }
+    return dropped;
   }
 
   _live(arrived) {
@@ -460,6 +488,7 @@ export class NotifierClient {
           }
         }
         this.oldest = page.next ?? "";
+        this._trim();
         this._applyCounts(page.counts, false);
         this._send({ type: "window", feed: this.feed, oldest: this.oldest });
         this._changed();

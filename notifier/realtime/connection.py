@@ -2,10 +2,16 @@
 
 Two tasks per connection, at most. The reader takes client messages (with the idle timeout and
 the size limit); the pump owns every send: it takes work from a bounded queue (bus events,
-subscriptions, pongs) in order, reads storage, and sends one frame at a time. The pump starts
-eagerly and becomes a task only when it has to wait (see notifier/realtime/eager.py). The hub only
-ever does ``put_nowait`` into that queue, so a slow client stalls nobody but itself; when its
-queue overflows it is closed with 4429 and resumes later from its last position.
+subscriptions, pongs) in order, reads storage, and sends one frame at a time. The pump is a
+task that exists only while work waits; a fanout's frame that is encoded already and meets an
+idle connection with a socket that is not backed up is written at once, with no task at all.
+
+The hub only ever hands work over without waiting, so a slow client stalls nobody but itself:
+its waiting changes collapse into one resync when they pass ``send_queue``, and a client that
+leaves its unread bytes over ``send_buffer`` for ``slow_timeout`` is closed with 4429 by the
+websocket protocol (notifier/realtime/uvicorn_ws.py); it resumes later from its position.
+A storage outage is waited out (retries with backoff, then one resync) for ``outage_grace``
+before the connection is closed with 1013.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,12 +30,13 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notifier.errors import is_outage
+from notifier.feedgroups import FeedGroup
 from notifier.realtime.bus import UserEvent
-from notifier.realtime.eager import start_eagerly
 from notifier.realtime.protocol import (
     Auth,
     ClientMessage,
     CloseCode,
+    FeedInfo,
     Ping,
     Pong,
     ServerFrame,
@@ -48,10 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds a close may wait for a client that does not read (then the socket is dropped).
-CLOSE_TIMEOUT = 5.0
-#: Seconds to wait for the bus to confirm a subscription (past it, a resync follows anyway).
-SUBSCRIBE_TIMEOUT = 5.0
+#: Retry delays through a storage outage, seconds: doubling, with full jitter (thousands of
+#: connections resyncing after Redis comes back must not all ask at the same instant).
+_OUTAGE_BACKOFF = (0.1, 2.0)
 
 
 class Closed(Exception):
@@ -73,8 +80,11 @@ class _Resync:
     """Marker: re-read every subscribed feed."""
 
 
-#: What the pump works through, in order: an event, a resync, a new subscription, a frame.
-Work = UserEvent | _Resync | _Subscription | Pong
+_RESYNC = _Resync()
+
+#: What the pump works through, in order: an event, a resync, a new subscription, a frame
+#: (a pong, or a fanout's frame encoded already).
+Work = UserEvent | _Resync | _Subscription | Pong | Prepared
 
 
 class Connection:
@@ -85,8 +95,8 @@ class Connection:
     work queued (it ends when the queue is empty and starts again with the next item).
     """
 
-    __slots__ = ("_direct", "_pump_task", "_pumping", "_reader", "claims", "closed", "queue",
-                 "server", "settings", "views", "ws")  # fmt: skip
+    __slots__ = ("_direct", "_pump", "_reader", "claims", "closed", "queue", "server",
+                 "settings", "views", "ws")  # fmt: skip
 
     def __init__(self, websocket: WebSocket, server: RealtimeServer) -> None:
         self.ws = websocket
@@ -98,9 +108,8 @@ class Connection:
         """Work waiting for the pump; None while there is none (most connections, most of
         the time: an empty deque alone is 0.6 KiB)."""
         self.closed: Closed | None = None
-        self._pump_task: asyncio.Task[None] | None = None
-        self._pumping = False
-        """Whether the pump runs (eagerly, or as ``_pump_task`` once it had to wait)."""
+        self._pump: asyncio.Task[None] | None = None
+        """The task sending what is queued, while there is any."""
         self._reader: asyncio.Task[object] | None = None
         """``run``'s task while it reads: cancelled to end the connection from elsewhere."""
         self._direct: Callable[[bytes], bool] | None = websocket.scope.get("extensions", {}).get(
@@ -114,27 +123,43 @@ class Connection:
             self._enqueue(event)
 
     def resync(self) -> None:
-        self._enqueue(_Resync())
+        self._enqueue(_RESYNC)
 
     def _enqueue(self, work: Work) -> None:
         if self.closed is not None:
             return
+        if self.queue is None and self._pump is None:
+            # Idle: a fanout's frame, encoded already, goes to a socket that is not backed
+            # up right here, with no task (the common case of a fanout to many followers).
+            ready = self._ready(work)
+            if ready is not None:
+                if self._direct is not None and self._direct(ready.wire):
+                    self.server.frames_sent += 1
+                    return
+                work = ready
         if self.queue is None:
             self.queue = deque()
         elif len(self.queue) >= self.settings.send_queue:
+            self._collapse()
+        self.queue.append(work)
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._run_pump())
+
+    def _collapse(self) -> None:
+        """Too much waiting: one resync (a storage read) replaces every waiting change. What
+        the client asked for itself (subscriptions, pongs) stays; a client that piles up more
+        of those than ``send_queue`` without reading is closed."""
+        assert self.queue is not None
+        kept = [w for w in self.queue if isinstance(w, _Subscription | Pong)]
+        if len(kept) >= self.settings.send_queue:
             self.close(
                 CloseCode.TOO_SLOW,
-                f"too slow: more than {self.settings.send_queue} frames waiting; resume later",
+                f"too slow: more than {self.settings.send_queue} requests unanswered",
             )
             return
-        self.queue.append(work)
-        if not self._pumping:
-            # Eagerly: a fanout's frame, encoded already, goes out right here with no task;
-            # a task carries the pump on only if it has to wait (storage, a backed-up socket).
-            self._pumping = True
-            task = start_eagerly(self._pump())
-            if self._pumping:
-                self._pump_task = task
+        self.queue.clear()
+        self.queue.extend(kept)
+        self.queue.append(_RESYNC)
 
     def close(self, code: int, reason: str) -> None:
         """End the connection (idempotent; the first reason wins)."""
@@ -168,26 +193,37 @@ class Connection:
                         idle_timeout=self.settings.idle_timeout,
                         resume_limit=self.settings.resume_limit,
                         max_message_bytes=self.settings.max_message_bytes,
+                        feeds={
+                            name: _info(group)
+                            for name, group in self.server.feeds.items()
+                            if claims.allows(name)
+                        },
                     )
                 )
             )
             await self._read_until_closed()
         except Closed as exc:
             self.close(exc.code, exc.reason)
-        except WebSocketDisconnect:
-            self.close(1000, "")
+        except WebSocketDisconnect as exc:
+            # The client left, or the protocol closed it (a slow client: 4429).
+            self.close(exc.code if exc.code >= 4000 else 1000, exc.reason)
         finally:
             self._reader = None
-            if self._pump_task is not None:
-                self._pump_task.cancel()
+            if self._pump is not None:
+                self._pump.cancel()
             if subscribed and self.claims is not None:
                 await self.server.hub.unsubscribe(self.claims.user, self)
                 self.server.release(self.claims.user)
         closed = self.closed or Closed(1000, "")
         if closed.code != 1000 or closed.reason:
-            log.info("websocket closed code=%d reason=%s", closed.code, closed.reason)
+            user = self.claims.user if self.claims is not None else "-"
+            log.info("websocket closed user=%s code=%d reason=%s", user, closed.code, closed.reason)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(closed.code, closed.reason), CLOSE_TIMEOUT)
+            # Never waits for a client that does not read: the protocol writes the close
+            # frame behind the backlog and aborts the socket if no answer comes in time.
+            await asyncio.wait_for(
+                self.ws.close(closed.code, closed.reason), self.settings.close_timeout
+            )
 
     async def _read_until_closed(self) -> None:
         """The reader, on ``run``'s own task; ``close`` from elsewhere cancels it."""
@@ -245,7 +281,7 @@ class Connection:
                 ) from None
             self._handle(message)
             if self.closed is not None:
-                return  # closed by the pump, run eagerly on this very task
+                return  # closed while handling it (a client that asks and never reads)
 
     async def _receive(self) -> ClientMessage:
         raw = await self.ws.receive()
@@ -297,35 +333,41 @@ class Connection:
         )
 
     # -- pump ------------------------------------------------------------------------------
-    async def _pump(self) -> None:
-        """Send what is queued, in order; ends when the queue is empty (and ends the
-        connection, with a reason, when sending fails)."""
+    async def _run_pump(self) -> None:
+        """Send what is queued, in order, until the queue is empty (and end the connection,
+        with a reason, when sending fails)."""
         try:
             while self.queue:
                 work = self.queue.popleft()
-                ready = self._ready(work)
-                if ready is not None and self._direct is not None and self._direct(ready.wire):
-                    self.server.frames_sent += 1
-                    continue
-                frames = [ready.text] if ready is not None else await self._frames(work)
-                for frame in frames:
-                    await self.ws.send_text(frame if isinstance(frame, str) else encode(frame))
-                    self.server.frames_sent += 1
+                for frame in await self._frames(work):
+                    await self._send(frame)
         except asyncio.CancelledError:
             raise
         except Closed as exc:
             self.close(exc.code, exc.reason)
         except WebSocketDisconnect:
-            self.close(1000, "")
+            # Gone (or closed by the protocol: a slow client). The reader gets the close
+            # code from the protocol and ends the connection; what waits here is moot.
+            self.queue = None
         except Exception as exc:
-            log.error("websocket pump failed", exc_info=exc)
+            log.error("websocket pump failed user=%s", self._user(), exc_info=exc)
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             # No await between the last look at the queue and this: nothing can slip in.
-            self._pumping = False
-            self._pump_task = None
+            self._pump = None
             if not self.queue:
                 self.queue = None
+
+    async def _send(self, frame: ServerFrame | Prepared) -> None:
+        if isinstance(frame, Prepared):
+            if self._direct is not None and self._direct(frame.wire):
+                self.server.frames_sent += 1
+                return
+            text = frame.text
+        else:
+            text = encode(frame)
+        await self.ws.send_text(text)
+        self.server.frames_sent += 1
 
     def _ready(self, work: Work) -> Prepared | None:
         """The frame for ``work`` when it is encoded already (a fanout's): no await at all."""
@@ -334,20 +376,43 @@ class Connection:
         view = self.views.get(work.feed)
         return None if view is None else view.ready(work)
 
-    async def _frames(self, work: Work) -> list[ServerFrame | str]:
-        """The frames ``work`` calls for (a ``str`` is one encoded already)."""
-        try:
-            if isinstance(work, Pong):
-                return [work]
-            if isinstance(work, _Subscription):
-                return [await work.view.subscribe(work.request)]
-            if isinstance(work, _Resync):
-                return [await view.resync() for view in list(self.views.values())]
-            view = self.views.get(work.feed)
-            frame = None if view is None else await view.on_event(work)
-            return [] if frame is None else [frame]
-        except Exception as exc:
-            if is_outage(exc):
-                reason = f"storage unavailable ({type(exc).__name__}): resume later"
-                raise Closed(CloseCode.TRY_AGAIN_LATER, reason) from None
-            raise
+    async def _frames(self, work: Work) -> list[ServerFrame | Prepared]:
+        """The frames ``work`` calls for. Through a storage outage: retried with backoff
+        (an event's change is then re-read with everything else, as a resync) until
+        ``outage_grace`` has passed, then the connection closes with 1013."""
+        if isinstance(work, Pong | Prepared):
+            return [work]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.outage_grace
+        delay = _OUTAGE_BACKOFF[0]
+        while True:
+            try:
+                return await self._read_frames(work)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                if loop.time() + delay > deadline:
+                    reason = f"storage unavailable ({type(exc).__name__}): resume later"
+                    raise Closed(CloseCode.TRY_AGAIN_LATER, reason) from None
+                log.info("websocket user=%s waits out a storage outage: %r", self._user(), exc)
+            await asyncio.sleep(delay * random.random())
+            delay = min(delay * 2, _OUTAGE_BACKOFF[1])
+            if isinstance(work, UserEvent):
+                work = _RESYNC
+
+    async def _read_frames(self, work: UserEvent | _Resync | _Subscription) -> list[
+            ServerFrame | Prepared]:  # fmt: skip
+        if isinstance(work, _Subscription):
+            return [await work.view.subscribe(work.request)]
+        if isinstance(work, _Resync):
+            return [await view.resync() for view in list(self.views.values())]
+        view = self.views.get(work.feed)
+        frame = None if view is None else await view.on_event(work)
+        return [] if frame is None else [frame]
+
+    def _user(self) -> str:
+        return self.claims.user if self.claims is not None else "-"
+
+
+def _info(group: FeedGroup) -> FeedInfo:
+    return FeedInfo(kind=group.kind.value, max_length=group.max_length)

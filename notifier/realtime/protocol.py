@@ -88,8 +88,18 @@ class _Out(msgspec.Struct, omit_defaults=True, tag_field="type"):
     pass
 
 
+class FeedInfo(msgspec.Struct):
+    """What a client must know of a feed group to keep its copy exact."""
+
+    kind: str
+    """``flat``, ``aggregated`` or ``notification``."""
+    max_length: int
+    """The feed keeps its newest ``max_length`` items: after applying a frame, a client keeps
+    only that many (the items an addition trimmed away in storage leave the client too)."""
+
+
 class Welcome(_Out, tag="welcome"):
-    """Authenticated: who, until when, and the limits the client must respect."""
+    """Authenticated: who, until when, the limits the client must respect, and the feeds."""
 
     user: str
     expires: int
@@ -98,6 +108,8 @@ class Welcome(_Out, tag="welcome"):
     """Send something (a ``ping``) at least this often, seconds."""
     resume_limit: int
     max_message_bytes: int
+    feeds: dict[str, FeedInfo] = msgspec.field(default_factory=dict)
+    """The feed groups this token may subscribe to."""
 
 
 class Update(_Out, tag="update"):

@@ -78,8 +78,8 @@ class RealtimeServer:
 
     async def prepare(self, event: WireEvent) -> None:
         """Before a fanout's event reaches this process's connections: encode its frame
-        once, so that each connection sends it at once (notifier/realtime/eager.py) instead
-        of queueing behind the first one's storage read. Best effort: a failure here leaves
+        once, so that each idle connection writes it at once, with no task, instead of
+        waiting for a storage read. Best effort: a failure here leaves
         each connection to read for itself, and report what it finds."""
         group = self.feeds.get(event.feed)
         if event.kind != "added" or group is None or group.kind is not FeedKind.FLAT:

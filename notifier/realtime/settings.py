@@ -16,7 +16,17 @@ class RealtimeSettings:
     max_message_bytes: int = 8192
     """Largest inbound message; bigger ones close the connection with 1009."""
     send_queue: int = 256
-    """Frames waiting for one client; a client that lets more pile up is closed (4429)."""
+    """Changes waiting for one client's sender; past it they collapse into one resync from
+    storage (nothing is lost, and a client's waiting work stays bounded)."""
+    send_buffer: int = 64 * 1024
+    """Bytes written for one client that it has not read yet, before sending to it pauses."""
+    slow_timeout: float = 10.0
+    """A client whose unread bytes stay over ``send_buffer`` this long is closed (4429)."""
+    close_timeout: float = 5.0
+    """Seconds a closing handshake may take; then the connection is dropped (TCP abort)."""
+    outage_grace: float = 30.0
+    """Seconds a connection keeps retrying storage through an outage before it is closed
+    with 1013 (its client resumes later)."""
     max_per_user: int = 20
     """Connections of one user in one web process; more are closed (4409)."""
     ping_interval: float = 20.0
@@ -36,11 +46,15 @@ class RealtimeSettings:
 def uvicorn_options(settings: RealtimeSettings) -> dict[str, Any]:
     """The uvicorn options ``notifier serve`` runs with (and the benchmarks' baselines too):
     the websockets library's sans-I/O implementation (cheaper per frame than the legacy one,
-    which uvicorn deprecates), made lean per connection (notifier/realtime/uvicorn_ws.py),
-    with the protocol limits above."""
+    which uvicorn deprecates), made lean per connection and dropping slow consumers
+    (notifier/realtime/uvicorn_ws.py), with the protocol limits above."""
     return {
         "server_header": False,
-        "ws": LeanWebSocketProtocol,
+        "ws": LeanWebSocketProtocol.configured(
+            send_buffer=settings.send_buffer,
+            slow_timeout=settings.slow_timeout,
+            close_timeout=settings.close_timeout,
+        ),
         "ws_max_size": settings.max_message_bytes,
         "ws_ping_interval": settings.ping_interval or None,
         "ws_ping_timeout": settings.ping_interval or None,

@@ -17,7 +17,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
-from notifier.bodies import ActivityCache
+from notifier.bodies import ActivityCache, retrieved
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.feeds import Group, hydrate
 from notifier.model import Activity
@@ -62,39 +62,42 @@ class FrameCache:
 
     def __init__(self) -> None:
         self._frames: OrderedDict[tuple[str, tuple[str, ...]], Prepared | None] = OrderedDict()
-        self._building: dict[tuple[str, tuple[str, ...]], asyncio.Future[str | None]] = {}
+        self._building: dict[tuple[str, tuple[str, ...]], asyncio.Task[Prepared | None]] = {}
 
     async def shared(
         self, key: tuple[str, tuple[str, ...]], build: Callable[[], Awaitable[str | None]]
-    ) -> str | None:
+    ) -> Prepared | None:
         """The frame for ``key``: made once by ``build``, however many connections ask at the
-        same moment (a fanout's deliveries all arrive together)."""
+        same moment (a fanout's deliveries all arrive together). The build runs in a task of
+        its own and each caller waits on it shielded: a caller cancelled in the middle (its
+        connection closed) stops neither the build nor anyone else waiting for it."""
         if key in self._frames:
-            found = self._frames[key]
-            return None if found is None else found.text
-        if key in self._building:
-            return await self._building[key]
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._building[key] = future
+            return self._frames[key]
+        task = self._building.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._build(key, build))
+            task.add_done_callback(retrieved)
+            self._building[key] = task
+        return await asyncio.shield(task)
+
+    async def _build(
+        self, key: tuple[str, tuple[str, ...]], build: Callable[[], Awaitable[str | None]]
+    ) -> Prepared | None:
         try:
             text = await build()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: each waiter re-raises it
-            raise
         finally:
-            self._building.pop(key, None)
-        future.set_result(text)
-        self._frames[key] = None if text is None else Prepared(text)
+            del self._building[key]
+        frame = None if text is None else Prepared(text)
+        self._frames[key] = frame
         if len(self._frames) > _FRAMES:
             self._frames.popitem(last=False)
-        return text
+        return frame
 
     def ready(self, key: tuple[str, tuple[str, ...]]) -> Prepared | None:
         """The frame for ``key`` if it is encoded already (None: not yet, or no frame)."""
         return self._frames.get(key)
 
-    async def added(self, cache: ActivityCache, feed: str, ids: list[str]) -> str | None:
+    async def added(self, cache: ActivityCache, feed: str, ids: list[str]) -> Prepared | None:
         """The ``update`` frame announcing ``ids`` added to a flat ``feed`` (None when the
         newest of them is gone already: connections then build their own frames)."""
         return await self.shared((feed, tuple(ids)), lambda: _encode_added(cache, feed, ids))
@@ -152,7 +155,7 @@ class FeedView:
             self.oldest = oldest
 
     # -- events ----------------------------------------------------------------------------
-    async def on_event(self, event: UserEvent) -> ServerFrame | str | None:
+    async def on_event(self, event: UserEvent) -> ServerFrame | Prepared | None:
         """The frame announcing ``event`` to this client (None: nothing to say)."""
         if self.oldest is None:
             if not self.counted:
@@ -165,8 +168,10 @@ class FeedView:
         if event.kind == "added":
             if self.flat:
                 return await self._flat_added(event.activity_ids)
-            if self.position is not None and all(i <= self.position for i in event.activity_ids):
-                return await self.sync()  # back-dated: it joined a group the client holds
+            if self.position is not None and any(i <= self.position for i in event.activity_ids):
+                # Back-dated: it joined a group the client holds, or opened one below the
+                # newest (``update`` reads only what is newer than ``position``).
+                return await self.sync()
             return await self.update()
         if event.kind == "removed" and self.flat:
             self.cache.forget(event.activity_ids)
@@ -211,21 +216,20 @@ class FeedView:
         return Update(feed=self.group.name, position=self.position, groups=groups, counts=counts)
 
     async def sync(self) -> ServerFrame:
-        """The state of every item down to ``oldest`` (at most ``resume_limit`` of them)."""
-        since = self.position
+        """The exact state of every item down to ``oldest``; a ``refetch`` when that is more
+        than ``resume_limit`` items (a sync never covers less than the client holds: items
+        it would leave out could have changed or gone unseen)."""
         items, counts = await self._read(self.resume_limit + 1)
-        if since is not None and sum(_position(i) > since for i in items) > self.resume_limit:
+        floor = self.oldest or ""
+        held = [i for i in items if _position(i) >= floor]
+        if len(held) > self.resume_limit:
             return self._refetch(counts)
-        return self._sync(items, counts, since)
+        return self._sync(held, counts, since=self.position)
 
     def _sync(
-        self, items: list[Group] | list[Activity], counts: Counts | None, since: str | None
+        self, held: Sequence[Group | Activity], counts: Counts | None, since: str | None
     ) -> Sync:
         floor = self.oldest or ""
-        held = [i for i in items[: self.resume_limit] if _position(i) >= floor]
-        if len(items) > self.resume_limit and _position(items[self.resume_limit]) >= floor:
-            floor = _position(held[-1])  # capped: the state is exact from here up
-        self.oldest = floor
         new = [i.id for i in held if since is not None and _position(i) > since]
         self._advance(held)
         if self.flat:
@@ -236,17 +240,19 @@ class FeedView:
         return Sync(feed=self.group.name, position=self.position, oldest=floor,
                     groups=groups, counts=counts, new=new)  # fmt: skip
 
-    async def _flat_added(self, ids: list[str]) -> ServerFrame | str:
+    async def _flat_added(self, ids: list[str]) -> ServerFrame | Prepared:
         """An ``update`` with the activities themselves (no feed read). Encoded once per
-        fanout: every follower whose position it advances gets the same text."""
+        fanout: every follower whose position it advances gets the same frame."""
         newest = max(ids, default="")
         if self.position is None or newest >= self.position:
             # Every follower whose position this advances gets the very same frame.
-            text = await self.frames.added(self.cache, self.group.name, ids)
-            if text is not None:
+            frame = await self.frames.added(self.cache, self.group.name, ids)
+            if frame is not None:
                 self.position = newest
-                return text
-        activities = await self._newest_first(ids)
+                return frame
+        # Back-dated (or gone already): only what falls inside the client's window.
+        floor = self.oldest or ""
+        activities = [a for a in await self._newest_first(ids) if a.id >= floor]
         if not activities:
             return Update(feed=self.group.name, position=self.position)
         self._advance(activities)

@@ -14,8 +14,20 @@ the connection is open, not backed up and not compressed (else it returns False 
 caller sends through ASGI as usual). A fanout sends the same frame to many connections; its
 bytes are the same for all of them (server frames are not masked), so they are made once.
 
-uvicorn passes this class as ``ws`` (``uvicorn_options``); if uvicorn's sans-I/O protocol is
-not importable, the stock one is used and the extension is simply absent.
+It also owns what only the transport can see: **slow consumers**. A client that stops reading
+fills the transport's write buffer; past ``send_buffer`` bytes the transport pauses writing, and
+if it stays paused for ``slow_timeout`` seconds the connection is closed with 4429. A close frame
+is written behind the backlog at once (never waiting for it to drain), and the transport is
+aborted if the closing handshake has not finished ``close_timeout`` seconds later: a peer that
+never reads again cannot hold the connection, and its buffers, open. uvicorn's own close waits
+for the buffer to drain before it writes the close frame, and then closes the transport with
+``close()``, which waits for the buffer to drain again: with a peer that does not read, forever.
+
+uvicorn passes this class as ``ws`` (``uvicorn_options`` configures a subclass with the limits).
+Checked against uvicorn 0.54 and websockets 17.4: it relies on the attributes of
+``WebSocketsSansIOProtocol`` (``conn``, ``transport``, ``queue``, ``writable``,
+``close_sent``, ``close_timer``, ``read_paused``, ``handshake_complete``, ``disconnected``,
+``initial_response``); tests/realtime/test_uvicorn_ws.py drives each of them.
 """
 
 from __future__ import annotations
@@ -24,12 +36,15 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 #: The scope extension's key: ``scope["extensions"][SEND_PREPARED](frame_bytes) -> bool``.
 SEND_PREPARED = "notifier.send_prepared"
+#: The close code of a connection whose client does not read what it is sent.
+TOO_SLOW = 4429
 
 
 def prepared_frame(text: str) -> bytes:
@@ -108,11 +123,91 @@ class _Writable:
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """See the module docstring."""
 
+    send_buffer: int = 64 * 1024
+    """Bytes the transport buffers for the client before writing pauses (its high-water mark)."""
+    slow_timeout: float = 10.0
+    """Seconds writing may stay paused before the client is closed with 4429 (0: never)."""
+    closing_timeout: float = 5.0
+    """Seconds the closing handshake may take before the transport is aborted."""
+
+    @classmethod
+    def configured(
+        cls, *, send_buffer: int, slow_timeout: float, close_timeout: float
+    ) -> type[LeanWebSocketProtocol]:
+        """A subclass with these limits (uvicorn instantiates the class it is given)."""
+        limits = {
+            "send_buffer": send_buffer,
+            "slow_timeout": slow_timeout,
+            "closing_timeout": close_timeout,
+        }
+        return type(cls.__name__, (cls,), limits)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
+        self.close_timeout = self.closing_timeout
+        self._slow_timer: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.transport.set_write_buffer_limits(high=self.send_buffer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_slow_timer()
+        super().connection_lost(exc)
+
+    # -- slow consumers ----------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.slow_timeout > 0 and self._slow_timer is None and not self.close_sent:
+            self._slow_timer = self.loop.call_later(self.slow_timeout, self._too_slow)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_slow_timer()
+
+    def _stop_slow_timer(self) -> None:
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+
+    def _too_slow(self) -> None:
+        self._slow_timer = None
+        reason = (
+            f"too slow: over {self.send_buffer} bytes unread for {self.slow_timeout:g}s; "
+            "resume later"
+        )
+        self.close_now(TOO_SLOW, reason)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Start the closing handshake without waiting for the backlog to drain: the close
+        frame goes behind it, the app is told (``websocket.disconnect``), and the transport is
+        aborted unless the client answers within ``close_timeout``."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if self.read_paused:  # the client's close reply must be read
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self._abort)
+        self.writable.set()  # a sender waiting for the backlog finds the connection closed
+
+    def _abort(self) -> None:
+        self.close_timer = None
+        self.transport.abort()
+
+    def keepalive_timeout(self) -> None:
+        """A client that does not answer a ping in time: closed as uvicorn does (1011), but
+        aborted rather than left to drain a buffer it will never read."""
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.close_now(1011, "keepalive ping timeout")
+
+    # -- handshake and sends -------------------------------------------------------------------
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         # Copied into the scope already. The websockets library's parser keeps the request
@@ -124,6 +219,16 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][SEND_PREPARED] = self.send_prepared
 
     async def send(self, message: Any) -> None:
+        if self.handshake_complete and self.initial_response is None:
+            if message["type"] == "websocket.close":
+                # Not behind uvicorn's wait for a drained buffer: a client that does not
+                # read would hold the close (and the connection) back for good.
+                if self.disconnected or self.close_sent:
+                    return
+                self.close_now(message.get("code", 1000), message.get("reason") or "")
+                return
+            if message["type"] == "websocket.send" and self.close_sent:
+                raise ClientDisconnected  # closed here (a slow client): as if it had left
         handshaking = not self.handshake_complete
         await super().send(message)
         if handshaking and self.handshake_complete:

@@ -64,6 +64,7 @@ class ServerSettings:
             "key_rate", "key_burst", "user_rate", "user_burst",
             "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
             "ws_idle_timeout", "ws_auth_timeout", "ws_resume_limit", "ws_compression",
+            "ws_send_buffer", "ws_slow_timeout", "ws_close_timeout", "ws_outage_grace",
         }  # fmt: skip
         unknown = set(table) - allowed
         if unknown:
@@ -133,6 +134,14 @@ def _realtime(pick: Any) -> RealtimeSettings:
         auth_timeout=_float(pick("ws_auth_timeout"), "ws_auth_timeout", d.auth_timeout),
         resume_limit=_int(pick("ws_resume_limit"), "ws_resume_limit", d.resume_limit, 100, 10_000),
         compression=_bool(pick("ws_compression"), "ws_compression", d.compression),
+        send_buffer=_int(pick("ws_send_buffer"), "ws_send_buffer", d.send_buffer, 1024, 1 << 30),
+        slow_timeout=_float(
+            pick("ws_slow_timeout"), "ws_slow_timeout", d.slow_timeout, allow_zero=True
+        ),
+        close_timeout=_float(pick("ws_close_timeout"), "ws_close_timeout", d.close_timeout),
+        outage_grace=_float(
+            pick("ws_outage_grace"), "ws_outage_grace", d.outage_grace, allow_zero=True
+        ),
     )
 
 

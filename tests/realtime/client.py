@@ -17,13 +17,16 @@ WAIT = 10.0
 
 @dataclass
 class FeedState:
-    """What a client holds of one feed, by applying frames."""
+    """What a client holds of one feed, by applying frames (docs/realtime.md, "Keeping a
+    copy exact")."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     position: str | None = None
     oldest: str | None = None
     counts: dict[str, int] | None = None
     refetch: bool = False
+    max_length: int | None = None
+    """From ``welcome.feeds``: the client keeps at most this many items."""
 
     def apply(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -35,8 +38,11 @@ class FeedState:
             self.items = {k: v for k, v in self.items.items() if _position(v) < floor}
             self.items.update({i["id"]: i for i in items})
             self.oldest = floor if self.oldest is None else min(self.oldest, floor)
+            self._trim()
         elif kind == "update":
-            self.items.update({i["id"]: i for i in items})
+            floor = self.oldest or ""
+            self.items.update({i["id"]: i for i in items if _position(i) >= floor})
+            self._trim()
         elif kind == "removed":
             for i in frame["activity_ids"]:
                 self.items.pop(i, None)
@@ -47,6 +53,10 @@ class FeedState:
             return
         if frame.get("position"):
             self.position = max(self.position or "", frame["position"])
+
+    def _trim(self) -> None:
+        if self.max_length is not None and len(self.items) > self.max_length:
+            self.items = {i["id"]: i for i in self.newest(self.max_length)}
 
     def newest(self, n: int) -> list[dict[str, Any]]:
         return sorted(self.items.values(), key=_position, reverse=True)[:n]
@@ -82,6 +92,8 @@ class Client:
         self.ws: ClientConnection | None = None
         self.feeds: dict[str, FeedState] = {}
         self.frames: list[dict[str, Any]] = []
+        self.max_lengths: dict[str, int] = {}
+        """Each feed's ``max_length``, from the last ``welcome``."""
 
     async def connect(self, **kwargs: Any) -> dict[str, Any]:
         headers = {"Origin": self.origin} if self.origin else None
@@ -91,6 +103,7 @@ class Client:
         await self.send({"type": "auth", "token": self.token})
         welcome = await self.recv()
         assert welcome["type"] == "welcome", welcome
+        self.max_lengths = {k: v["max_length"] for k, v in welcome.get("feeds", {}).items()}
         return welcome
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -108,8 +121,12 @@ class Client:
     async def subscribe(self, feed: str, limit: int = 25) -> dict[str, Any]:
         """Subscribe, resuming from what this client already holds of ``feed``."""
         state = self.feeds.setdefault(feed, FeedState())
+        state.max_length = self.max_lengths.get(feed)
         message: dict[str, Any] = {"type": "subscribe", "feed": feed, "limit": limit}
-        if state.position is not None:
+        if state.position is None:
+            state.items.clear()  # nothing to resume from: the answer replaces everything
+            state.oldest = None
+        else:
             message["position"] = state.position
             if state.oldest is not None:
                 message["oldest"] = state.oldest
@@ -148,3 +165,27 @@ async def http_state(
     assert response.status_code == 200, response.text
     body = response.json()
     return body.get("groups") or body.get("activities") or [], body.get("counts")
+
+
+async def http_window(
+    http: httpx.AsyncClient, feed: str, headers: dict[str, str], oldest: str | None
+) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    """An HTTP read of a client's whole window: every item from the top down to ``oldest``
+    ("" or None: the whole feed), paged with ``id_lt``, and the counts of the first page."""
+    items: list[dict[str, Any]] = []
+    counts: dict[str, int] | None = None
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if cursor is not None:
+            params["id_lt"] = cursor
+        response = await http.get(f"/v1/me/feeds/{feed}", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if cursor is None:
+            counts = body.get("counts")
+        page = body.get("groups") or body.get("activities") or []
+        items += [i for i in page if not oldest or _position(i) >= oldest]
+        cursor = body.get("next")
+        if cursor is None or (oldest and page and _position(page[-1]) < oldest):
+            return items, counts

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from notifier.feedgroups import FeedGroup
 from notifier.realtime.settings import uvicorn_options
 from notifier.storage.base import Storage
 from notifier.web.app import create_app
@@ -70,9 +71,9 @@ async def live_factory(storage: Storage) -> AsyncIterator[LiveFactory]:
     """Start servers over the test's storage with extra settings (``NOTIFIER_WS_*`` …)."""
     running: list[tuple[uvicorn.Server, asyncio.Task[None], Live]] = []
 
-    async def start(**env: str) -> Live:
+    async def start(groups: list[FeedGroup] | None = None, **env: str) -> Live:
         settings = server_settings(**env)
-        services = make_services(storage, settings)
+        services = make_services(storage, settings, groups)
         port = free_port()
         config = uvicorn.Config(
             create_app(services),

@@ -51,7 +51,7 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
     async def start(app: Any, *, compression: bool = False) -> str:
         port = free_port()
         options = uvicorn_options(RealtimeSettings(compression=compression))
-        assert options["ws"] is LeanWebSocketProtocol
+        assert issubclass(options["ws"], LeanWebSocketProtocol)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="off", **options)  # fmt: skip
         server = uvicorn.Server(config)

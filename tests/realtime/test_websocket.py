@@ -5,14 +5,16 @@ the limits (slow clients, idle, caps)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 import pytest
 import websockets
 
+from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.realtime.bus import UserEvent
-from tests.realtime.client import Client, http_state, summary
+from tests.realtime.client import Client, http_state, http_window, summary
 from tests.realtime.conftest import Live, LiveFactory
 
 pytestmark = pytest.mark.timeout(60)
@@ -203,33 +205,215 @@ async def test_ping_pong_and_feed_window(live: Live) -> None:
     assert await bo.recv() == {"type": "pong"}
 
 
-async def test_a_slow_client_is_dropped_without_slowing_others(
+def established(port: int) -> int:
+    """TCP connections in state ESTABLISHED whose local port is ``port`` (the server's side
+    of each client connection), read from the kernel's table."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    count += 1
+    return count
+
+
+async def flood(live: Live, user: str, times: int = 3000) -> None:
+    """Push a 15 kB frame to ``user`` ``times`` times, as fast as the bus goes."""
+    big = await live.post(
+        actor="ana", verb="post", object="post:big", to=[f"timeline:{user}"],
+        extra={"x": "y" * 15000},
+    )  # fmt: skip
+    event = [UserEvent(user=user, feed="timeline", kind="added", activity_ids=[big["id"]])]
+    for _ in range(times):
+        await live.services.bus.publish(event)
+        await asyncio.sleep(0)
+
+
+async def gone(live: Live, user: str, within: float) -> float:
+    """Seconds until ``user`` has no connection left on the server (fails after ``within``)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while user in live.services.realtime.connections:
+        assert loop.time() - start < within, f"{user} still connected after {within}s"
+        await asyncio.sleep(0.05)
+    return loop.time() - start
+
+
+async def test_a_slow_client_is_closed_with_4429_without_slowing_others(
     live_factory: LiveFactory,
 ) -> None:
-    live: Live = await live_factory(NOTIFIER_WS_SEND_QUEUE="8")
-    big = await live.post(
-        actor="ana", verb="post", object="post:big", to=["timeline:slow"], extra={"x": "y" * 15000}
-    )
+    live: Live = await live_factory(
+        NOTIFIER_WS_SEND_QUEUE="8", NOTIFIER_WS_SEND_BUFFER="4096",
+        NOTIFIER_WS_SLOW_TIMEOUT="1", NOTIFIER_WS_CLOSE_TIMEOUT="30",
+    )  # fmt: skip
     slow, fast = live.client("slow"), live.client("fast")
     await slow.connect(max_queue=1)  # reads nothing below: its socket buffers fill up
     await fast.connect()
     await slow.subscribe("timeline", limit=1)
     await fast.subscribe("notification")
-    flood = [UserEvent(user="slow", feed="timeline", kind="added", activity_ids=[big["id"]])]
-    for _ in range(2000):
-        await live.services.bus.publish(flood)
-        await asyncio.sleep(0)
-    # The slow connection is dropped; the fast one still gets its pushes at once.
+    await flood(live, "slow")
+    # The fast client still gets its pushes at once.
     await live.post(**like("ana", 1, user="fast"))
     await fast.wait_for(lambda f: f["type"] == "update", within=5)
-    for _ in range(200):
-        if "slow" not in live.services.realtime.connections:
-            break
-        await asyncio.sleep(0.05)
-    assert "slow" not in live.services.realtime.connections
+    # Dropped once its backlog has stayed full for SLOW_TIMEOUT.
+    await gone(live, "slow", within=10)
     assert slow.ws is not None
+    # It reads again (before CLOSE_TIMEOUT): its backlog, then the 4429 close frame.
     with pytest.raises(websockets.ConnectionClosed) as closed:
         while True:
             await slow.ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+    assert "too slow" in closed.value.rcvd.reason
     await fast.close()
+
+
+async def test_a_client_that_never_reads_again_is_cut_off_after_the_close_timeout(
+    live_factory: LiveFactory,
+) -> None:
+    live: Live = await live_factory(
+        NOTIFIER_WS_SEND_BUFFER="4096", NOTIFIER_WS_SLOW_TIMEOUT="0.5",
+        NOTIFIER_WS_CLOSE_TIMEOUT="0.5",
+    )  # fmt: skip
+    slow = live.client("slow")
+    await slow.connect(max_queue=1)
+    await slow.subscribe("timeline", limit=1)
+    before = established(live.port)
+    assert before >= 1
+    await flood(live, "slow")
+    await gone(live, "slow", within=10)
+    # The closing handshake cannot finish (the client reads nothing): the server aborts the
+    # TCP connection instead of keeping it, and its unread buffers, open.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while established(live.port) >= before:
+        assert loop.time() < deadline, "the server kept the slow client's connection open"
+        await asyncio.sleep(0.05)
+    assert slow.ws is not None
+    slow.ws.transport.abort()
+
+
+async def test_a_slow_client_that_catches_up_in_time_stays(live_factory: LiveFactory) -> None:
+    live: Live = await live_factory(
+        NOTIFIER_WS_SEND_QUEUE="8", NOTIFIER_WS_SEND_BUFFER="4096",
+        NOTIFIER_WS_SLOW_TIMEOUT="3",
+    )  # fmt: skip
+    bo = live.client("bo")
+    await bo.connect(max_queue=1)
+    await bo.subscribe("timeline", limit=100)
+    await flood(live, "bo", times=300)
+    await asyncio.sleep(0.5)
+    # Reading again well within SLOW_TIMEOUT: nothing is dropped, and what waited past
+    # SEND_QUEUE arrives as one resync that leaves the client exact.
+    await bo.quiet(1.0)
+    assert "bo" in live.services.realtime.connections
+    await assert_matches_http(live, bo, "bo", "timeline")
+    await bo.close()
+
+
+SMALL = [
+    FeedGroup(name="user", kind=FeedKind.FLAT, max_length=10),
+    FeedGroup(name="timeline", kind=FeedKind.FLAT, max_length=10, fanout=True),
+    FeedGroup(name="notification", kind=FeedKind.NOTIFICATION, max_length=5),
+]
+
+
+async def assert_window_matches_http(live: Live, client: Client, user: str, feed: str) -> None:
+    """Everything the client holds equals an HTTP read of its whole window."""
+    state = client.feeds[feed]
+    items, counts = await http_window(live.http, feed, live.user_headers(user), state.oldest)
+    assert summary(state.newest(1000)) == summary(items)
+    if counts is not None:
+        assert state.counts == counts
+
+
+async def test_trimmed_items_leave_the_client_as_they_leave_storage(
+    live_factory: LiveFactory,
+) -> None:
+    live: Live = await live_factory(SMALL)
+    bo = live.client("bo")
+    welcome = await bo.connect()
+    assert welcome["feeds"]["timeline"] == {"kind": "flat", "max_length": 10}
+    assert welcome["feeds"]["notification"] == {"kind": "notification", "max_length": 5}
+    await bo.subscribe("timeline", limit=100)  # the whole feed: window ""
+    await bo.subscribe("notification", limit=100)
+    for n in range(25):
+        await live.post(actor="ana", verb="post", object=f"post:{n}", to=["timeline:bo"])
+        await live.post(**like("ana", n))  # a new group each time: 25 groups, 5 kept
+    await bo.wait_for(lambda f: f.get("counts") == {"unseen": 5, "unread": 5} and
+                      len(bo.feeds["timeline"].items) == 10 and
+                      bo.feeds["timeline"].position == max(bo.feeds["timeline"].items))  # fmt: skip
+    await bo.quiet()
+    assert len(bo.feeds["timeline"].items) == 10 and len(bo.feeds["notification"].items) == 5
+    await assert_window_matches_http(live, bo, "bo", "timeline")
+    await assert_window_matches_http(live, bo, "bo", "notification")
+
+    # Trims while away: the resume answers with the exact state of the window.
+    await bo.close()
+    for n in range(25, 40):
+        await live.post(actor="ana", verb="post", object=f"post:{n}", to=["timeline:bo"])
+        await live.post(**like("cy", n))
+    await bo.connect()
+    await bo.subscribe("timeline", limit=100)
+    await bo.subscribe("notification", limit=100)
+    await bo.quiet()
+    await assert_window_matches_http(live, bo, "bo", "timeline")
+    await assert_window_matches_http(live, bo, "bo", "notification")
+    await bo.close()
+
+
+async def test_a_partial_window_keeps_only_what_an_http_read_of_it_shows(
+    live_factory: LiveFactory,
+) -> None:
+    live: Live = await live_factory(SMALL)
+    for n in range(10):
+        await live.post(actor="ana", verb="post", object=f"post:{n}", to=["timeline:bo"])
+    bo = live.client("bo")
+    await bo.connect()
+    first = await bo.subscribe("timeline", limit=3)  # holds the newest 3 of 10
+    assert first["oldest"] == first["activities"][-1]["id"]
+    # Newer posts push the oldest out of storage; a back-dated one falls below the window.
+    for n in range(10, 16):
+        await live.post(actor="ana", verb="post", object=f"post:{n}", to=["timeline:bo"])
+    await live.post(actor="ana", verb="post", object="post:old", to=["timeline:bo"],
+                    time="2020-01-01T00:00:00Z")  # fmt: skip
+    await bo.quiet(0.5)
+    assert len(bo.feeds["timeline"].items) == 9
+    await assert_window_matches_http(live, bo, "bo", "timeline")
+    await bo.close()
+
+
+async def test_a_subscription_that_began_on_an_empty_feed_resumes_exactly(
+    live_factory: LiveFactory,
+) -> None:
+    live: Live = await live_factory(SMALL)
+    bo = live.client("bo")
+    await bo.connect()
+    empty = await bo.subscribe("timeline", limit=5)
+    assert empty["type"] == "sync" and empty["activities"] == [] and empty["position"] is None
+    await bo.close()  # gone before anything arrived: no position to resume from
+    for n in range(12):
+        await live.post(actor="ana", verb="post", object=f"post:{n}", to=["timeline:bo"])
+    await bo.connect()
+    again = await bo.subscribe("timeline", limit=5)
+    assert again["type"] == "sync" and len(again["activities"]) == 5
+    await assert_window_matches_http(live, bo, "bo", "timeline")
+
+    # Began empty, then filled live past max_length, then resumed: still exact.
+    cy = live.client("cy")
+    await cy.connect()
+    await cy.subscribe("timeline", limit=5)
+    for n in range(8):
+        await live.post(actor="ana", verb="post", object=f"c:{n}", to=["timeline:cy"])
+    await cy.wait_for(lambda f: len(cy.feeds["timeline"].items) == 8)
+    await cy.close()
+    for n in range(8, 20):
+        await live.post(actor="ana", verb="post", object=f"c:{n}", to=["timeline:cy"])
+    await cy.connect()
+    resumed = await cy.subscribe("timeline", limit=5)
+    assert resumed["type"] == "sync" and resumed["oldest"] == ""
+    assert len(cy.feeds["timeline"].items) == 10
+    await assert_window_matches_http(live, cy, "cy", "timeline")
+    await bo.close()
+    await cy.close()

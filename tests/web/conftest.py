@@ -10,6 +10,7 @@ import pytest
 
 from notifier.config import Config
 from notifier.fanout.settings import FanoutSettings
+from notifier.feedgroups import FeedGroup, FeedGroups, default_groups
 from notifier.service import Notifier
 from notifier.storage.base import Storage
 from notifier.storage.redis import RedisStorage
@@ -53,14 +54,16 @@ class Api:
         return {"Authorization": f"Bearer {token}"}
 
 
-def config_for(storage: Storage) -> Config:
-    """The default configuration, pointed at ``storage`` (and a broker namespace of its own)."""
+def config_for(storage: Storage, groups: list[FeedGroup] | None = None) -> Config:
+    """The default configuration (or these feed groups), pointed at ``storage`` (and a broker
+    namespace of its own)."""
+    feeds = FeedGroups.of(groups if groups is not None else default_groups())
     if isinstance(storage, RedisStorage):
         pool = storage.client.connection_pool.connection_kwargs
         url = f"redis://{pool['host']}:{pool['port']}/{pool.get('db', 0)}"
         fanout = FanoutSettings(namespace=f"ns{storage.prefix}")
-        return Config(storage_url=url, key_prefix=storage.prefix, fanout=fanout)
-    return Config()
+        return Config(feeds=feeds, storage_url=url, key_prefix=storage.prefix, fanout=fanout)
+    return Config(feeds=feeds)
 
 
 async def close_services(services: Services) -> None:
@@ -70,8 +73,10 @@ async def close_services(services: Services) -> None:
     await services.bus.close()
 
 
-def make_services(storage: Storage, settings: ServerSettings) -> Services:
-    return build_services(config_for(storage), settings, storage=storage)
+def make_services(
+    storage: Storage, settings: ServerSettings, groups: list[FeedGroup] | None = None
+) -> Services:
+    return build_services(config_for(storage, groups), settings, storage=storage)
 
 
 @pytest.fixture

@@ -135,12 +135,12 @@ ServerFactory = Callable[..., Any]
 async def server_factory() -> AsyncIterator[ServerFactory]:
     started: list[Server] = []
 
-    async def start(*, origins: tuple[str, ...] = ()) -> Server:
+    async def start(*, origins: tuple[str, ...] = (), config: Config | None = None) -> Server:
         port = free_port()
         settings = make_settings("127.0.0.1", port)
         if origins:
             settings = replace(settings, allowed_origins=settings.allowed_origins + origins)
-        app, services = build_demo(Config(), settings)
+        app, services = build_demo(config or Config(), settings)
         http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
         server = Server(app, services, port, http)
         await server.start()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
@@ -16,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from notifier.config import Config
+from notifier.feedgroups import FeedGroups, default_groups
 from tests.services import free_port
-from tests.widget.conftest import Server, ServerFactory, Tab
+from tests.widget.conftest import Server, ServerFactory, Tab, eventually
 
 BO_CLIENT = 'document.querySelector("[data-testid=user-bo] notifier-bell").client'
 
@@ -47,6 +50,34 @@ async def test_a_mark_in_one_tab_updates_the_badge_in_the_others(
     await server.notify("bo", "dee", "mention", target="post:9")
     for tab in (first, second):
         await expect(tab.user("bo").get_by_test_id("notifier-badge")).to_have_text("1")
+
+
+async def test_groups_trimmed_from_the_feed_leave_the_inbox(
+    server_factory: ServerFactory, context: BrowserContext
+) -> None:
+    """A feed keeps its newest max_length groups: the ones an addition pushes out of storage
+    leave the widget too (live, and again after a resume)."""
+    groups = [g if g.name != "notification" else replace(g, max_length=5)
+              for g in default_groups()]  # fmt: skip
+    server = await server_factory(config=Config(feeds=FeedGroups.of(groups)))
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(server.url + "/")
+    bo = page.get_by_test_id("user-bo")
+    await expect(bo.locator(".notifier")).to_have_attribute("data-status", "live")
+    await server.notify_many("bo", 12)
+    stored = [g["id"] for g in (await server.feed("bo"))["groups"]]
+    assert len(stored) == 5
+    await eventually(lambda: held_ids(page), stored)
+    await page.evaluate(f"{BO_CLIENT}.reconnect()")
+    await expect(bo.locator(".notifier")).to_have_attribute("data-status", "live")
+    await server.notify_many("bo", 3)
+    stored = [g["id"] for g in (await server.feed("bo"))["groups"]]
+    await eventually(lambda: held_ids(page), stored)
+    await bo.get_by_test_id("notifier-bell").click()
+    await expect(bo.get_by_test_id("notifier-item")).to_have_count(5)
+    assert not errors
 
 
 async def test_a_restarted_connection_resumes_without_losing_an_item(

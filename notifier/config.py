@@ -21,6 +21,7 @@ from notifier.errors import ConfigError
 from notifier.fanout.settings import FanoutSettings
 from notifier.feedgroups import FeedGroups, default_groups, group_from_mapping
 from notifier.model import Limits, Verb, VerbRegistry
+from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT
 
 STORAGE_SCHEMES = ("memory", "redis", "rediss", "cassandra")
 
@@ -34,6 +35,10 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     storage_url: str = "memory://"
     key_prefix: str = "notifier"
+    pool_size: int = POOL_SIZE
+    """Redis storage: connections per process (``[storage] pool_size``)."""
+    pool_timeout: float = POOL_TIMEOUT
+    """Redis storage: seconds a command waits for a free connection before ``Busy`` (503)."""
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
     server: Mapping[str, Any] = field(default_factory=dict)
     """The raw ``[server]`` table; ``notifier.web.settings.ServerSettings`` validates it."""
@@ -47,6 +52,12 @@ class Config:
             )
         if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
             raise ConfigError("key prefix must be non-empty without spaces or braces")
+        if not 1 <= self.pool_size <= 10_000:
+            raise ConfigError("storage.pool_size (NOTIFIER_STORAGE_POOL_SIZE) must be 1-10000")
+        if not 0 < self.pool_timeout <= 600:
+            raise ConfigError(
+                "storage.pool_timeout (NOTIFIER_STORAGE_POOL_TIMEOUT) must be 0-600 seconds"
+            )
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
@@ -56,7 +67,7 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}")
         storage = dict(raw.get("storage", {}))
-        unknown = set(storage) - {"url", "prefix", "actor_feed"}
+        unknown = set(storage) - {"url", "prefix", "actor_feed", "pool_size", "pool_timeout"}
         if unknown:
             raise ConfigError(f"storage: unknown setting(s) {', '.join(sorted(unknown))}")
         actor_feed = storage.get("actor_feed", "user")
@@ -79,6 +90,16 @@ class Config:
             limits=limits,
             storage_url=env.get("NOTIFIER_STORAGE_URL", storage.get("url", "memory://")),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX", storage.get("prefix", "notifier")),
+            pool_size=_number(
+                env.get("NOTIFIER_STORAGE_POOL_SIZE", storage.get("pool_size", POOL_SIZE)),
+                int,
+                "storage.pool_size (NOTIFIER_STORAGE_POOL_SIZE)",
+            ),
+            pool_timeout=_number(
+                env.get("NOTIFIER_STORAGE_POOL_TIMEOUT", storage.get("pool_timeout", POOL_TIMEOUT)),
+                float,
+                "storage.pool_timeout (NOTIFIER_STORAGE_POOL_TIMEOUT)",
+            ),
             fanout=FanoutSettings.from_mapping(raw.get("fanout", {}), env),
             server=dict(raw.get("server", {})),
         )
@@ -97,3 +118,10 @@ class Config:
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         return cls.from_mapping(raw, env)
+
+
+def _number(value: Any, kind: type[int] | type[float], name: str) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None

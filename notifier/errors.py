@@ -44,6 +44,13 @@ class Conflict(NotifierError):
     code = "conflict"
 
 
+class Busy(NotifierError):
+    """Every connection to a backend stayed in use for the whole pool timeout: the server is
+    overloaded for now, the backend is not down (HTTP 503 ``busy``, never "unreachable")."""
+
+    code = "busy"
+
+
 #: Exceptions (by class name, anywhere in the class's MRO) meaning "a backend is down for now"
 #: in redis-py and cassandra-driver, as opposed to a bug: answered with 503 / close 1013.
 _OUTAGES = frozenset({
@@ -55,3 +62,8 @@ _OUTAGES = frozenset({
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says a backend (storage, broker) cannot be reached right now."""
     return any(cls.__name__ in _OUTAGES for cls in type(exc).__mro__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting and trying again may help: an outage, or a busy backend."""
+    return isinstance(exc, Busy) or is_outage(exc)

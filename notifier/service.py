@@ -12,7 +12,7 @@ from notifier.errors import InvalidInput
 from notifier.feeds import AggregatedFeed, Feed, FlatFeed, NotificationFeed, open_feed
 from notifier.model import Activity, new_activity
 from notifier.storage.base import Storage
-from notifier.storage.factory import open_storage
+from notifier.storage.factory import storage_for
 
 _F = TypeVar("_F", bound=Feed)
 
@@ -26,7 +26,7 @@ class Notifier:
 
     def __init__(self, config: Config | None = None, storage: Storage | None = None) -> None:
         self.config = config or Config()
-        self.storage = storage or open_storage(self.config.storage_url, self.config.key_prefix)
+        self.storage = storage or storage_for(self.config)
         self.bodies = ActivityCache(self.storage)
         """Decoded activity bodies for page reads (immutable once stored; see bodies.py)."""
 

@@ -95,3 +95,17 @@ def test_unreadable_or_invalid_files(tmp_path: Path) -> None:
     bad.write_text("[feeds")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Config.load(bad, env={})
+
+
+def test_the_storage_pool_comes_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text('[storage]\nurl = "redis://h:6379/0"\npool_size = 7\npool_timeout = 0.5\n')
+    config = Config.load(path, env={})
+    assert (config.pool_size, config.pool_timeout) == (7, 0.5)
+    env = {"NOTIFIER_STORAGE_POOL_SIZE": "200", "NOTIFIER_STORAGE_POOL_TIMEOUT": "2"}
+    config = Config.load(path, env=env)
+    assert (config.pool_size, config.pool_timeout) == (200, 2.0)
+    with pytest.raises(ConfigError, match="NOTIFIER_STORAGE_POOL_SIZE"):
+        Config.load(path, env={"NOTIFIER_STORAGE_POOL_SIZE": "0"})
+    with pytest.raises(ConfigError, match="NOTIFIER_STORAGE_POOL_TIMEOUT"):
+        Config.load(path, env={"NOTIFIER_STORAGE_POOL_TIMEOUT": "soon"})

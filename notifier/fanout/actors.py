@@ -21,7 +21,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import QueueJoinTimeout
 
-from notifier.errors import is_outage
+from notifier.errors import is_transient
 from notifier.fanout.broker import PriorityRedisBroker
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
 from notifier.fanout.settings import FanoutSettings
@@ -97,7 +97,7 @@ class FanoutActors:
                 await work()
                 return
             except Exception as exc:
-                if not is_outage(exc) or time.monotonic() + delay > deadline:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 log.warning("fanout job waits for the backend (%r); again in %.2fs", exc, delay)
                 await asyncio.sleep(delay)

@@ -28,7 +28,7 @@ from notifier.fanout.manager import Manager
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RedisPresence
 from notifier.realtime.bus import Bus
 from notifier.storage.base import Storage
-from notifier.storage.factory import open_storage
+from notifier.storage.factory import storage_for
 from notifier.storage.redis_client import redis_client
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def open_manager(
     """
     url = broker_url_for(config)
     owns = storage is None
-    store = storage or open_storage(config.storage_url, config.key_prefix)
+    store = storage or storage_for(config)
     actors = FanoutActors(make_broker(config.fanout, url), config.fanout)
     manager = Manager(
         config,
@@ -93,7 +93,7 @@ async def default_worker_manager(config: Config, actors: FanoutActors) -> Manage
     """The manager of a worker process: its own storage, publishing on the Redis bus."""
     from notifier.realtime.wiring import open_publisher
 
-    storage = open_storage(config.storage_url, config.key_prefix)
+    storage = storage_for(config)
     await storage.ping()
     return Manager(
         config,

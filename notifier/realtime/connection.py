@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from notifier.errors import is_outage
+from notifier.errors import Busy, is_transient
 from notifier.feedgroups import FeedGroup
 from notifier.realtime.bus import UserEvent
 from notifier.realtime.protocol import (
@@ -389,10 +389,11 @@ class Connection:
             try:
                 return await self._read_frames(work)
             except Exception as exc:
-                if not is_outage(exc):
+                if not is_transient(exc):
                     raise
                 if loop.time() + delay > deadline:
-                    reason = f"storage unavailable ({type(exc).__name__}): resume later"
+                    state = "busy" if isinstance(exc, Busy) else "unavailable"
+                    reason = f"storage {state} ({type(exc).__name__}): resume later"
                     raise Closed(CloseCode.TRY_AGAIN_LATER, reason) from None
                 log.info("websocket user=%s waits out a storage outage: %r", self._user(), exc)
             await asyncio.sleep(delay * random.random())

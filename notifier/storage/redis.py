@@ -25,7 +25,7 @@ from redis.commands.core import AsyncScript
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
-from notifier.storage.redis_client import redis_client
+from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, redis_client
 
 
 def _script(name: str, *, common: bool) -> str:
@@ -62,9 +62,17 @@ class RedisStorage:
         self._agg_read = self._register("aggregated_read", common=True)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "notifier") -> RedisStorage:
-        """Connect lazily to ``redis://host:port/db`` (``rediss://`` for TLS)."""
-        return cls(redis_client(url), prefix)
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "notifier",
+        *,
+        pool_size: int = POOL_SIZE,
+        pool_timeout: float = POOL_TIMEOUT,
+    ) -> RedisStorage:
+        """Connect lazily to ``redis://host:port/db`` (``rediss://`` for TLS), through a pool
+        of ``pool_size`` connections that a command waits ``pool_timeout`` seconds for."""
+        return cls(redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout), prefix)
 
     def _register(self, name: str, *, common: bool) -> AsyncScript:
         return self.client.register_script(_script(name, common=common))

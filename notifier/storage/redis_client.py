@@ -1,4 +1,16 @@
-"""notifier's asyncio Redis clients: redis-py, with commands packed by hiredis in C.
+"""notifier's asyncio Redis clients: redis-py, with commands packed by hiredis in C, a pool
+that waits for a free connection, and one retry on a dead connection.
+
+Pool: redis-py's default pool raises at once when its connections are all in use, which a web
+process with a few hundred concurrent readers turned into 503s while Redis was healthy. Here a
+caller waits (up to ``pool_timeout`` seconds) for a connection of a bounded pool
+(``pool_size``); past that wait it gets ``Busy``, which says "overloaded", not "unreachable".
+
+Retry: after a Redis restart every pooled connection is dead, and each fails its next command
+once. A command that fails with a connection error is retried once, on a fresh connection.
+Only connection errors, not timeouts: a dead connection means the command never reached the
+server that answers now; a timeout may mean it ran. Storage writes are idempotent anyway
+(docs/concepts.md), so even a command that did run is harmless to repeat.
 
 redis-py's asyncio connection packs every argument of a command in Python (encode it, measure
 it, join the pieces). A fanout chunk's script call names 500 feed keys, and that packing was a
@@ -10,12 +22,27 @@ packer, which packs it or raises its usual ``DataError``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from notifier.errors import Busy
+
+#: Connections one client (one process's storage, bus or broker client) opens at most.
+POOL_SIZE = 50
+#: Seconds a command waits for a free connection before it fails with ``Busy``.
+POOL_TIMEOUT = 5.0
 
 
 class _HiredisPacking:
@@ -68,9 +95,44 @@ def _driver_options() -> dict[str, Any]:
 _DRIVER = _driver_options()
 
 
-def redis_client(url: str, **options: Any) -> aioredis.Redis:
-    """``redis.asyncio.Redis.from_url(url, **options)`` whose connections pack with hiredis."""
-    pool = aioredis.ConnectionPool.from_url(url, **{**_DRIVER, **options})
+class WaitingPool(BlockingConnectionPool):
+    """redis-py's blocking pool, whose exhausted wait says ``Busy`` (not a connection error
+    that reads as an outage)."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except redis.ConnectionError as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError):
+                raise Busy(
+                    f"all {self.max_connections} Redis connections busy for {self.timeout:g}s"
+                ) from exc
+            raise
+
+
+def once_more() -> Retry:
+    """One retry, after a few milliseconds, of a command whose connection was dead."""
+    return Retry(
+        ExponentialWithJitterBackoff(base=0.01, cap=0.1),
+        1,
+        supported_errors=(redis.ConnectionError,),
+    )
+
+
+def redis_client(
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    pool_timeout: float = POOL_TIMEOUT,
+    **options: Any,
+) -> aioredis.Redis:
+    """A client of ``url`` (``redis.asyncio.Redis.from_url(url, **options)``) whose connections
+    pack with hiredis, from a ``WaitingPool`` of ``pool_size``, retrying a command once on a
+    dead connection unless ``options`` give another ``retry``."""
+    options.setdefault("retry", once_more())
+    pool = WaitingPool.from_url(
+        url, max_connections=pool_size, timeout=pool_timeout, **{**_DRIVER, **options}
+    )
     pool.connection_class = _FASTER.get(pool.connection_class, pool.connection_class)
     client = aioredis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # what from_url does: the client owns its pool

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from notifier.errors import Conflict, InvalidInput, NotFound, NotifierError, is_outage
+from notifier.errors import Busy, Conflict, InvalidInput, NotFound, NotifierError, is_outage
 from notifier.web.auth import Forbidden, Unauthorized
 from notifier.web.ratelimit import RateLimited
 
@@ -55,6 +55,7 @@ STATUS: dict[type[NotifierError], int] = {
     BodyTooLarge: 413,
     InvalidInput: 422,
     RateLimited: 429,
+    Busy: 503,
 }
 
 _encoder = msgspec.json.Encoder()
@@ -74,6 +75,8 @@ def from_notifier_error(exc: NotifierError) -> Response:
     response = error_response(status, exc.code, exc.message, exc.field)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Busy):
+        response.headers["Retry-After"] = "1"
     return response
 
 
@@ -95,6 +98,8 @@ def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> InvalidI
 async def handle_notifier_error(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for NotifierError."""
     assert isinstance(exc, NotifierError)
+    if isinstance(exc, Busy):
+        log.warning("busy method=%s path=%s: %s", request.method, request.url.path, exc.message)
     return from_notifier_error(exc)
 
 

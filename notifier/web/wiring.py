@@ -17,7 +17,7 @@ from notifier.realtime.server import RealtimeServer
 from notifier.realtime.wiring import open_realtime
 from notifier.service import Notifier
 from notifier.storage.base import Storage
-from notifier.storage.factory import open_storage
+from notifier.storage.factory import storage_for
 from notifier.web.activity import ActiveUsers
 from notifier.web.app import create_app
 from notifier.web.auth import UserTokens
@@ -37,7 +37,7 @@ def build_services(
     ``bus`` replaces the configured realtime bus (tests pass a RecordingBus); the websocket
     side then listens on an in-process hub that nothing publishes to.
     """
-    store = storage or open_storage(config.storage_url, config.key_prefix)
+    store = storage or storage_for(config)
     notifier = Notifier(config, store)
     if bus is None:
         bus, hub = open_realtime(config)

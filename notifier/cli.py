@@ -56,10 +56,12 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     """Run the HTTP API (and websocket endpoint) with uvicorn."""
     import uvicorn
 
+    from notifier.logs import configure_logging
     from notifier.realtime.settings import uvicorn_options
     from notifier.web.settings import ServerSettings
     from notifier.web.wiring import build_app
 
+    configure_logging(log_level)
     config = load_config(config_path)
     try:
         settings = ServerSettings.load(config.server)

@@ -19,6 +19,7 @@ import click
 
 from notifier.config import Config
 from notifier.errors import ConfigError
+from notifier.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ def _config(path: str | None) -> Config:
     except ConfigError as exc:
         click.echo(f"notifier: configuration error: {exc}", err=True)
         sys.exit(2)
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
 
 
 @click.command()
@@ -64,7 +58,7 @@ def worker(
     log_level: str,
 ) -> None:
     """Run fanout workers until SIGTERM / SIGINT (finishing the jobs in hand)."""
-    _logging(log_level)
+    configure_logging(log_level)
     config = _config(config_path)
     from notifier.fanout.broker import IN_PROCESS, broker_url_for
 

@@ -115,5 +115,7 @@ class RealtimeServer:
 
 
 async def _deny(websocket: WebSocket, status: int, code: str, message: str, field: str) -> None:
+    """Refuse the handshake with an HTTP status: the client's mistake (uvicorn logs the
+    status at INFO), never an error of the server's."""
     body = {"error": {"code": code, "message": message, "field": field}}
     await websocket.send_denial_response(JSONResponse(body, status_code=status))

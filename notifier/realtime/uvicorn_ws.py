@@ -231,6 +231,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 raise ClientDisconnected  # closed here (a slow client): as if it had left
         handshaking = not self.handshake_complete
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and self.close_sent:
+            # A refused handshake, answered in full: uvicorn leaves handshake_complete unset
+            # and, once the app returns, logs "ASGI callable returned without completing
+            # handshake" as an ERROR for what is a client's mistake.
+            self.handshake_complete = True
+            return
         if handshaking and self.handshake_complete:
             # Answered: the handshake's request headers (read by the app before it accepts
             # or denies) and the response (written) are not needed again.

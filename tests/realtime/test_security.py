@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -110,6 +111,20 @@ async def test_a_token_subprotocol_without_the_protocol_name_is_refused(live: Li
             subprotocols=[f"bearer.{live.token('bo')}"],  # type: ignore[list-item]
         )
     assert refused.value.response.status_code == 400
+
+
+async def test_refused_handshakes_are_logged_as_the_clients_mistake_not_an_error(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    for headers, protocols in [({"Origin": "https://evil.example"}, None),
+                               (None, ["bearer.x"])]:  # fmt: skip
+        with pytest.raises(InvalidStatus):
+            await websockets.connect(
+                live.ws_url, additional_headers=headers, subprotocols=protocols
+            )
+    server_side = [r for r in caplog.records if not r.name.startswith("websockets.client")]
+    assert not [r for r in server_side if r.levelno >= logging.WARNING or r.exc_info]
 
 
 async def test_a_token_for_some_feeds_cannot_subscribe_to_others(live: Live) -> None:

@@ -304,6 +304,9 @@ class SharedAsyncIO(Middleware):
         with SharedAsyncIO._lock:
             if SharedAsyncIO._users == 0 or get_event_loop_thread() is None:
                 thread = EventLoopThread(log)
+                # A daemon, unlike dramatiq's: a process that embeds an in-process worker
+                # and never closes it (a script, a test module) must still be able to exit.
+                thread.daemon = True
                 thread.start(timeout=1.0)
                 set_event_loop_thread(thread)
             SharedAsyncIO._users += 1

@@ -78,6 +78,8 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Longest ``object``, ``target`` or ``foreign_id`` (characters)."""
     max_extra_bytes: int = 16_384
     """Largest ``extra`` object, measured as compact JSON (bytes)."""
+    max_extra_depth: int = 32
+    """Deepest nesting of ``extra`` (the object itself is level 1)."""
     max_to: int = 100
     """Most feeds one activity may be copied into with ``to``."""
     max_batch: int = 1_000
@@ -170,6 +172,8 @@ def new_activity(
     extra_dict = dict(extra or {})
     if not all(isinstance(key, str) for key in extra_dict):
         raise InvalidInput("extra", "keys must be strings")
+    if _depth(extra_dict, limits.max_extra_depth) > limits.max_extra_depth:
+        raise InvalidInput("extra", f"nested deeper than {limits.max_extra_depth} levels")
     try:
         size = len(_json_encoder.encode(extra_dict))
     except (TypeError, ValueError, OverflowError) as exc:
@@ -210,3 +214,22 @@ def encode_activity(activity: Activity) -> bytes:
 def decode_activity(data: bytes | str) -> Activity:
     """The inverse of ``encode_activity``."""
     return _activity_decoder.decode(data)
+
+
+def _depth(value: object, limit: int) -> int:
+    """How deep ``value`` nests (a scalar is 0, ``{}`` 1), walked without recursion and no
+    further than ``limit + 1`` levels: the JSON encoder recurses, and deep input made it raise
+    RecursionError instead of a clear error."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(
+            item, list | tuple) else None  # fmt: skip
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth > limit:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -99,6 +99,21 @@ def test_limits_are_configurable() -> None:
         )
 
 
+def test_extra_nested_too_deep_is_refused_without_recursing() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(5000):  # the JSON encoder's recursion would give up long before
+        node["a"] = node = {}
+    with pytest.raises(InvalidInput, match="nested deeper than 32 levels") as caught:
+        make(extra=deep)
+    assert caught.value.field == "extra"
+    fine: dict[str, object] = {"list": [[[1]]]}
+    assert make(extra=fine) is not None
+    with pytest.raises(InvalidInput, match="deeper than 3"):
+        new_activity(actor="a", verb="like", object="p", extra=fine, verbs=VERBS,
+                     limits=Limits(max_extra_depth=3))  # fmt: skip
+
+
 def test_unknown_feed_group_in_to_is_rejected() -> None:
     with pytest.raises(InvalidInput, match="unknown feed group"):
         new_activity(

@@ -62,6 +62,17 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         returning early: if the first attempt failed half-way (a storage or broker outage
         after the body was stored), the retry is what completes it. Nothing changes twice.
         """
+        first: dict[str, int] = {}
+        for i, activity in enumerate(activities):
+            j = first.setdefault(activity.id, i)
+            if activities[j] != activity:
+                # Same foreign_id and time, different content: one would silently replace the
+                # other. The same rule as across requests (409), and nothing is stored.
+                raise Conflict(
+                    f"activities[{j}] and activities[{i}] share foreign_id "
+                    f"{activity.foreign_id!r} and time but differ; nothing was stored",
+                    field=f"activities[{i}].foreign_id",
+                )
         existing = await s.notifier.storage.get_activities([a.id for a in activities])
         for activity in activities:
             before = existing.get(activity.id)

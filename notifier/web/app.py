@@ -80,6 +80,7 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         key_limiter=RateLimiter(settings.key_rate),
         user_limiter=RateLimiter(settings.user_rate),
         max_body_bytes=settings.max_body_bytes,
+        max_extra_depth=services.notifier.config.limits.max_extra_depth,
     )
     declared = endpoints(services)
     from importlib.metadata import version

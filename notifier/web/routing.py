@@ -23,6 +23,7 @@ from notifier.web.auth import (
     looks_like_token,
 )
 from notifier.web.errors import BodyTooLarge, MalformedBody, from_notifier_error, validation_error
+from notifier.web.nesting import check_nesting
 from notifier.web.ratelimit import RateLimiter
 
 Auth = Literal["api_key", "user", "none"]
@@ -81,6 +82,7 @@ class Guards:
     key_limiter: RateLimiter
     user_limiter: RateLimiter
     max_body_bytes: int
+    max_extra_depth: int
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -171,6 +173,7 @@ def _runner(endpoint: Endpoint, guards: Guards) -> Handler_:
             call.query = decode_query(request, endpoint.query)
             if endpoint.body is not None:
                 raw = await read_body(request, guards.max_body_bytes)
+                check_nesting(raw, guards.max_extra_depth)
                 call.body = decode_body(raw, endpoint.body)
             result = await endpoint.handler(call)
         except NotifierError as exc:

@@ -84,6 +84,53 @@ async def test_batch_adds_all_and_names_the_bad_item(api: Api) -> None:
     assert_error(response, 422, "invalid", "activities")
 
 
+async def test_a_batch_with_two_different_activities_under_one_id_stores_nothing(
+    api: Api,
+) -> None:
+    other = {**LIKE, "object": "like:other"}  # same foreign_id and time, other content
+    batch = {"activities": [{**LIKE, "foreign_id": "x", "object": "x"}, LIKE, other]}
+    response = await api.http.post("/v1/activities/batch", json=batch, headers=api.server())
+    assert_error(response, 409, "conflict", "activities[2].foreign_id")
+    assert "activities[1] and activities[2]" in response.json()["error"]["message"]
+    own = await api.http.get("/v1/feeds/user/ana", headers=api.server())
+    assert own.json()["activities"] == []
+    # Exact duplicates are one activity (a re-send within the batch), stored once.
+    response = await api.http.post(
+        "/v1/activities/batch", json={"activities": [LIKE, LIKE]}, headers=api.server()
+    )
+    assert response.status_code == 201, response.text
+    stored = response.json()["activities"]
+    assert stored[0] == stored[1]
+    own = await api.http.get("/v1/feeds/user/ana", headers=api.server())
+    assert [a["id"] for a in own.json()["activities"]] == [stored[0]["id"]]
+
+
+async def test_deeply_nested_extra_is_refused_naming_the_field(api: Api) -> None:
+    depth = 2000
+    objects = '{"a":' * depth + "1" + "}" * depth
+    arrays = "[" * 100_000 + "]" * 100_000
+    single = '{"actor":"ana","verb":"like","object":"o","extra":%s}'
+    for body, url, field in [
+        (single % objects, "/v1/activities", "extra"),
+        (single % ('{"a":' + arrays + "}"), "/v1/activities", "extra"),
+        ('{"activities":[{"actor":"ana","verb":"like","object":"o"},' + (single % objects)[:-1]
+         + "}]}", "/v1/activities/batch", "activities[1].extra"),
+        ('{"group_ids":' + arrays + "}", "/v1/feeds/notification/bo/mark", "group_ids"),
+    ]:  # fmt: skip
+        response = await api.http.post(
+            url, content=body, headers={**api.server(), "Content-Type": "application/json"}
+        )
+        assert_error(response, 422, "invalid", field)
+        assert "nested deeper" in response.json()["error"]["message"]
+    # 32 levels (the default limit) are fine.
+    ok = '{"a":' * 31 + "1" + "}" * 31
+    response = await api.http.post(
+        "/v1/activities", content=single % ok,
+        headers={**api.server(), "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+
+
 async def test_remove_by_id_and_by_foreign_id(api: Api) -> None:
     made = (await api.http.post("/v1/activities", json=LIKE, headers=api.server())).json()
     other = {**LIKE, "foreign_id": "like:2", "object": "like:2"}

@@ -56,6 +56,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     """Run the HTTP API (and websocket endpoint) with uvicorn."""
     import uvicorn
 
+    from notifier.gcpolicy import settle_heap
     from notifier.logs import configure_logging
     from notifier.realtime.settings import uvicorn_options
     from notifier.web.settings import ServerSettings
@@ -68,12 +69,18 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     except ConfigError as exc:
         click.echo(f"notifier: configuration error: {exc}", err=True)
         sys.exit(2)
+    app = build_app(config, settings)
+    options = uvicorn_options(settings.realtime)
+    # Everything imported and built: the start-up heap is never scanned again, and a push's
+    # garbage no longer brings full collections that hold every frame in flight back
+    # (notifier/gcpolicy.py).
+    settle_heap()
     uvicorn.run(
-        build_app(config, settings),
+        app,
         host=host or settings.host,
         port=port or settings.port,
         log_level=log_level,
-        **uvicorn_options(settings.realtime),
+        **options,
     )
 
 

@@ -26,6 +26,7 @@ from notifier.fanout.broker import (
 from notifier.fanout.followers import FollowerLookup
 from notifier.fanout.manager import Manager
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RedisPresence
+from notifier.gcpolicy import settle_heap
 from notifier.realtime.bus import Bus
 from notifier.storage.base import Storage
 from notifier.storage.factory import storage_for
@@ -138,6 +139,11 @@ def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     worker = start_worker(actors, threads=threads or config.fanout.threads, queues=queues)
+    if threading.current_thread() is threading.main_thread():
+        # This process is the worker: its start-up heap (imports, the manager, dramatiq) is
+        # never scanned again, and a job's garbage no longer brings full collections that
+        # stop every thread mid-fanout (notifier/gcpolicy.py).
+        settle_heap()
     log.info(
         "fanout worker ready threads=%d queues=%s",
         worker.worker_threads,

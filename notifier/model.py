@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -80,6 +80,11 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Largest ``extra`` object, measured as compact JSON (bytes)."""
     max_extra_depth: int = 32
     """Deepest nesting of ``extra`` (the object itself is level 1)."""
+    max_future_seconds: int = 600
+    """Latest ``time`` accepted, past now (clock skew): a far-future activity would sit at
+    the top of every feed it reaches."""
+    max_past_days: int = 3_650
+    """Earliest ``time`` accepted, before now (imports of history go this far back)."""
     max_to: int = 100
     """Most feeds one activity may be copied into with ``to``."""
     max_batch: int = 1_000
@@ -165,6 +170,16 @@ def new_activity(
         time = time.replace(tzinfo=UTC)
     else:
         time = time.astimezone(UTC)
+    now = datetime.now(UTC)
+    if time > now + timedelta(seconds=limits.max_future_seconds):
+        raise InvalidInput(
+            "time",
+            f"more than {limits.max_future_seconds} s in the future (limits.max_future_seconds)",
+        )
+    if time < now - timedelta(days=limits.max_past_days):
+        raise InvalidInput(
+            "time", f"more than {limits.max_past_days} days in the past (limits.max_past_days)"
+        )
     try:
         activity_id = ids.make_id(time, foreign_id)
     except ValueError:

@@ -114,6 +114,20 @@ def test_extra_nested_too_deep_is_refused_without_recursing() -> None:
                      limits=Limits(max_extra_depth=3))  # fmt: skip
 
 
+def test_time_is_bounded_to_a_window_around_now() -> None:
+    now = datetime.now(UTC)
+    assert make(time=now + timedelta(seconds=500)) is not None  # clock skew
+    with pytest.raises(InvalidInput, match="in the future") as caught:
+        make(time=now + timedelta(days=1))  # would sit at the top of every feed
+    assert caught.value.field == "time"
+    with pytest.raises(InvalidInput, match="in the past"):
+        make(time=now - timedelta(days=3651))
+    tight = Limits(max_future_seconds=0, max_past_days=1)
+    with pytest.raises(InvalidInput, match="in the past"):
+        new_activity(actor="a", verb="like", object="p", time=now - timedelta(days=2),
+                     verbs=VERBS, limits=tight)  # fmt: skip
+
+
 def test_unknown_feed_group_in_to_is_rejected() -> None:
     with pytest.raises(InvalidInput, match="unknown feed group"):
         new_activity(

@@ -79,6 +79,7 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         tokens=services.tokens,
         key_limiter=RateLimiter(settings.key_rate),
         user_limiter=RateLimiter(settings.user_rate),
+        auth_failures=RateLimiter(settings.auth_fail_rate),
         max_body_bytes=settings.max_body_bytes,
         max_extra_depth=services.notifier.config.limits.max_extra_depth,
     )

@@ -46,6 +46,12 @@ class BodyTooLarge(NotifierError):
     code = "too_large"
 
 
+class UnsupportedMediaType(NotifierError):
+    """The body is not declared as JSON (HTTP 415)."""
+
+    code = "unsupported_media_type"
+
+
 STATUS: dict[type[NotifierError], int] = {
     MalformedBody: 400,
     Unauthorized: 401,
@@ -53,6 +59,7 @@ STATUS: dict[type[NotifierError], int] = {
     NotFound: 404,
     Conflict: 409,
     BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     RateLimited: 429,
     Busy: 503,

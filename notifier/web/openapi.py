@@ -18,6 +18,7 @@ DESCRIPTIONS = {
     404: "Not found",
     409: "Conflicts with what is stored",
     413: "Body too large",
+    415: "Body not sent as application/json",
     422: "Invalid field (named in error.field)",
     429: "Rate limited (see Retry-After)",
 }
@@ -117,7 +118,7 @@ def _responses(e: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
     if e.auth != "none":
         codes |= {401, 403, 429}
     if e.body is not None:
-        codes |= {400, 413, 422}
+        codes |= {400, 413, 415, 422}
     if e.query is not None or e.path_params:
         codes.add(422)
     error = {"application/json": {"schema": by_type[ErrorBody]}}

@@ -6,6 +6,7 @@ balancer a caller gets up to N times the configured rate. That is the documented
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import OrderedDict
@@ -44,3 +45,19 @@ class RateLimiter:
         self._buckets[caller] = (tokens - 1.0, now)
         if len(self._buckets) > MAX_TRACKED:
             self._buckets.popitem(last=False)
+
+    def check(self, caller: str, now: float | None = None) -> None:
+        """Raise RateLimited if ``caller`` has no token left, without taking one."""
+        now = time.monotonic() if now is None else now
+        found = self._buckets.get(caller)
+        if found is None:
+            return
+        tokens = min(float(self.limit.burst), found[0] + (now - found[1]) * self.limit.rate)
+        if tokens < 1.0:
+            raise RateLimited(max(1, math.ceil((1.0 - tokens) / self.limit.rate)))
+
+    def spend(self, caller: str, now: float | None = None) -> None:
+        """Take a token from ``caller`` if one is left (never raises): for counting failures
+        that ``check`` then refuses once they pass the budget."""
+        with contextlib.suppress(RateLimited):
+            self.hit(caller, now)

@@ -17,12 +17,19 @@ from notifier.errors import InvalidInput, NotifierError
 from notifier.web.auth import (
     ApiKeys,
     Forbidden,
+    Unauthorized,
     UserClaims,
     UserTokens,
     bearer,
     looks_like_token,
 )
-from notifier.web.errors import BodyTooLarge, MalformedBody, from_notifier_error, validation_error
+from notifier.web.errors import (
+    BodyTooLarge,
+    MalformedBody,
+    UnsupportedMediaType,
+    from_notifier_error,
+    validation_error,
+)
 from notifier.web.nesting import check_nesting
 from notifier.web.ratelimit import RateLimiter
 
@@ -81,6 +88,8 @@ class Guards:
     tokens: UserTokens
     key_limiter: RateLimiter
     user_limiter: RateLimiter
+    auth_failures: RateLimiter
+    """Failed credentials per client address: past the budget, 429 before any check."""
     max_body_bytes: int
     max_extra_depth: int
 
@@ -161,17 +170,34 @@ def _runner(endpoint: Endpoint, guards: Guards) -> Handler_:
         try:
             call = Call(request, dict(request.path_params))
             if endpoint.auth != "none":
+                address = request.client.host if request.client else "-"
                 credential = bearer(request.headers.get("authorization"))
-                if endpoint.auth == "api_key":
-                    if looks_like_token(credential):
-                        raise Forbidden("this endpoint needs an API key, not a user token")
-                    call.api_key = guards.api_keys.check(credential)
+                guards.auth_failures.check(address)
+                try:
+                    if endpoint.auth == "api_key":
+                        if looks_like_token(credential):
+                            raise Forbidden("this endpoint needs an API key, not a user token")
+                        call.api_key = guards.api_keys.check(credential)
+                    else:
+                        call.user = guards.tokens.verify(credential)
+                except Unauthorized:
+                    guards.auth_failures.spend(address)
+                    raise
+                if call.api_key is not None:
                     guards.key_limiter.hit(call.api_key)
-                else:
-                    call.user = guards.tokens.verify(credential)
+                elif call.user is not None:
                     guards.user_limiter.hit(call.user.user)
             call.query = decode_query(request, endpoint.query)
             if endpoint.body is not None:
+                media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                if media != "application/json" and not (
+                    media.startswith("application/") and media.endswith("+json")
+                ):
+                    raise UnsupportedMediaType(
+                        f"send the body as JSON with Content-Type: application/json "
+                        f"(got {media or 'none'})",
+                        field="Content-Type",
+                    )
                 raw = await read_body(request, guards.max_body_bytes)
                 check_nesting(raw, guards.max_extra_depth)
                 call.body = decode_body(raw, endpoint.body)

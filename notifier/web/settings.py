@@ -44,6 +44,9 @@ class ServerSettings:
     max_body_bytes: int = 1 << 20
     key_rate: RateLimit = RateLimit(1000.0, 2000)
     user_rate: RateLimit = RateLimit(50.0, 100)
+    auth_fail_rate: RateLimit = RateLimit(0.5, 20)
+    """Failed credentials (401) per client address: 20 at once, then one every 2 s; past
+    that, 429 before any credential is checked."""
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
@@ -61,7 +64,8 @@ class ServerSettings:
         table = dict(table or {})
         allowed = {
             "allowed_origins", "host", "port", "token_ttl", "max_token_ttl", "max_body_bytes",
-            "key_rate", "key_burst", "user_rate", "user_burst",
+            "key_rate", "key_burst", "user_rate", "user_burst", "auth_fail_rate",
+            "auth_fail_burst",
             "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
             "ws_idle_timeout", "ws_auth_timeout", "ws_resume_limit", "ws_compression",
             "ws_send_buffer", "ws_slow_timeout", "ws_close_timeout", "ws_outage_grace",
@@ -110,6 +114,10 @@ class ServerSettings:
             user_rate=RateLimit(
                 _float(pick("user_rate"), "user_rate", 50.0),
                 _int(pick("user_burst"), "user_burst", 100, 1, 10**9),
+            ),
+            auth_fail_rate=RateLimit(
+                _float(pick("auth_fail_rate"), "auth_fail_rate", 0.5),
+                _int(pick("auth_fail_burst"), "auth_fail_burst", 20, 1, 10**9),
             ),
             realtime=_realtime(pick),
         )

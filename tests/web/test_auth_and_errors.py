@@ -154,14 +154,44 @@ async def test_issued_tokens_work_and_ttl_is_capped(api: Api) -> None:
 
 
 async def test_malformed_json_is_400(api: Api) -> None:
+    headers = {**api.server(), "Content-Type": "application/json"}
     response = await api.http.post(
-        "/v1/feeds/notification/bo/mark", content=b"{not json", headers=api.server()
+        "/v1/feeds/notification/bo/mark", content=b"{not json", headers=headers
     )
     assert_error(response, 400, "malformed", "body")
-    response = await api.http.post(
-        "/v1/feeds/notification/bo/mark", content=b"", headers=api.server()
-    )
+    response = await api.http.post("/v1/feeds/notification/bo/mark", content=b"", headers=headers)
     assert_error(response, 400, "malformed", "body")
+
+
+async def test_a_body_not_sent_as_json_is_415(api: Api) -> None:
+    url = "/v1/feeds/notification/bo/mark"
+    for content_type in [None, "text/plain", "application/x-www-form-urlencoded"]:
+        headers = api.server()
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        response = await api.http.post(url, content=b'{"seen": true, "all": true}',
+                                       headers=headers)  # fmt: skip
+        assert_error(response, 415, "unsupported_media_type", "Content-Type")
+    for content_type in ["application/json; charset=utf-8", "application/merge-patch+json"]:
+        response = await api.http.post(
+            url, content=b'{"seen": true, "all": true}',
+            headers={**api.server(), "Content-Type": content_type},
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+
+
+async def test_failed_credentials_are_limited_per_client_address(api: Api) -> None:
+    wrong = {"Authorization": "Bearer wrong-key-0123456789"}
+    statuses = [
+        (await api.http.get("/v1/feeds/user/ana", headers=wrong)).status_code for _ in range(30)
+    ]
+    assert statuses[:20] == [401] * 20 and statuses[20:] == [429] * 10
+    # Past the budget the right key is refused too, before it is checked (a guesser cannot
+    # tell a hit from a miss), until the address has waited.
+    response = await api.http.get("/v1/feeds/user/ana", headers=api.server())
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+    forged = {"Authorization": "Bearer a.b.c"}  # user tokens count as well
+    assert (await api.http.get("/v1/me/feeds/notification", headers=forged)).status_code == 429
 
 
 async def test_unknown_and_mistyped_fields_are_422_naming_the_field(api: Api) -> None:

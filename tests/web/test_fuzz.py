@@ -26,6 +26,7 @@ from tests.web.conftest import API_KEY, server_settings
 FUZZ_SETTINGS = server_settings(
     NOTIFIER_KEY_RATE="1000000", NOTIFIER_KEY_BURST="1000000",
     NOTIFIER_USER_RATE="1000000", NOTIFIER_USER_BURST="1000000",
+    NOTIFIER_AUTH_FAIL_RATE="1000000", NOTIFIER_AUTH_FAIL_BURST="1000000",
 )  # fmt: skip
 SERVICES = build_services(Config(), FUZZ_SETTINGS, storage=MemoryStorage())
 atexit.register(lambda: asyncio.run(SERVICES.fanout.close()))

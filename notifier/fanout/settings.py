@@ -53,10 +53,15 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     outage_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
     """A job that finds storage or the broker unreachable retries in place for this long
     before failing (then dramatiq's retries take over); below ``time_limit_ms``."""
-    heartbeat_timeout_ms: Annotated[int, msgspec.Meta(ge=500)] = 60_000
-    """A worker silent this long is dead: its unacknowledged jobs go back to their queues."""
+    heartbeat_timeout_ms: Annotated[int, msgspec.Meta(ge=500)] = 10_000
+    """A worker silent this long is dead: its unacknowledged jobs go back to their queues.
+    Live workers beat every ``sweep_interval_ms`` however busy they are."""
+    sweep_interval_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 2_000
+    """How often each worker beats and looks for dead workers' jobs to put back: a killed
+    worker's jobs come back within about ``heartbeat_timeout_ms`` + this."""
     maintenance_chance: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1_000
-    """Broker calls (per million) that also run that maintenance (dramatiq's default)."""
+    """Broker calls (per million) that also run dramatiq's own maintenance pass (its default),
+    besides the sweeps."""
     poll_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 100
     """Longest wait of an idle queue consumer. Enqueued jobs wake it at once (the Redis
     broker's doorbell); this bounds how late other arrivals (requeued jobs) are seen."""
@@ -70,6 +75,8 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("high_queue and low_queue must differ")
         if self.outage_wait_ms >= self.time_limit_ms:
             raise ValueError("outage_wait_ms must be below time_limit_ms")
+        if self.sweep_interval_ms * 2 > self.heartbeat_timeout_ms:
+            raise ValueError("sweep_interval_ms must be at most half of heartbeat_timeout_ms")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str]) -> FanoutSettings:

@@ -62,6 +62,7 @@ FANOUT = {
     "max_backoff_ms": 500,
     "max_retries": 3,
     "heartbeat_timeout_ms": 2000,
+    "sweep_interval_ms": 500,
     "maintenance_chance": 200_000,
     "poll_ms": 50,
     "threads": 4,

@@ -37,6 +37,7 @@ def test_the_fanout_table_is_read_and_the_environment_wins() -> None:
         ({"high_queue": "same", "low_queue": "same"}, "must differ"),
         ({"high_queue": "no spaces"}, "high_queue"),
         ({"broker_url": "amqp://x"}, "must be redis://"),
+        ({"heartbeat_timeout_ms": 3000}, "sweep_interval_ms must be at most half"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key_named(

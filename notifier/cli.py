@@ -58,8 +58,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
 
     from notifier.gcpolicy import settle_heap
     from notifier.logs import configure_logging
-    from notifier.realtime.settings import uvicorn_options
-    from notifier.web.settings import ServerSettings
+    from notifier.web.settings import ServerSettings, server_options
     from notifier.web.wiring import build_app
 
     configure_logging(log_level)
@@ -70,7 +69,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         click.echo(f"notifier: configuration error: {exc}", err=True)
         sys.exit(2)
     app = build_app(config, settings)
-    options = uvicorn_options(settings.realtime)
+    options = server_options(settings)
+    _raise_open_files_limit(settings.max_connections + 1_000)
     # Everything imported and built: the start-up heap is never scanned again, and a push's
     # garbage no longer brings full collections that hold every frame in flight back
     # (notifier/gcpolicy.py).
@@ -82,6 +82,18 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         log_level=log_level,
         **options,
     )
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Raise this process's soft limit on open files towards ``wanted`` (never past the
+    hard limit): a default soft limit of 1,024 would cap connections far below
+    ``max_connections``."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _register() -> None:

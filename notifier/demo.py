@@ -20,10 +20,9 @@ from starlette.applications import Starlette
 
 from notifier.config import Config
 from notifier.model import Activity
-from notifier.realtime.settings import uvicorn_options
 from notifier.web.app import create_app
 from notifier.web.services import Services
-from notifier.web.settings import ServerSettings
+from notifier.web.settings import ServerSettings, server_options
 from notifier.web.wiring import build_services
 
 USERS = ("ana", "bo", "cy", "dee", "eve")
@@ -141,7 +140,7 @@ async def run_demo(
             host=host,
             port=port,
             log_level="warning",
-            **uvicorn_options(settings.realtime),
+            **server_options(settings),
         ),
         lambda: ready(f"http://{host}:{port}/"),
     )

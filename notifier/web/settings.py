@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from notifier.errors import ConfigError
-from notifier.realtime.settings import RealtimeSettings
+from notifier.realtime.settings import RealtimeSettings, uvicorn_options
+from notifier.web.http_protocol import GuardedHttpProtocol
 
 MIN_SECRET = 32
 MIN_API_KEY = 16
@@ -42,6 +43,13 @@ class ServerSettings:
     """Default lifetime of an issued user token, seconds."""
     max_token_ttl: int = 7 * 86400
     max_body_bytes: int = 1 << 20
+    max_connections: int = 20_000
+    """Open connections (HTTP and websocket) per web process; past it, HTTP requests get
+    503 (uvicorn's ``limit_concurrency``)."""
+    keep_alive: float = 5.0
+    """Seconds an idle keep-alive HTTP connection stays open after a response."""
+    header_timeout: float = 10.0
+    """Seconds a request has to send its whole head (request line and headers); then 408."""
     key_rate: RateLimit = RateLimit(1000.0, 2000)
     user_rate: RateLimit = RateLimit(50.0, 100)
     auth_fail_rate: RateLimit = RateLimit(0.5, 20)
@@ -64,6 +72,7 @@ class ServerSettings:
         table = dict(table or {})
         allowed = {
             "allowed_origins", "host", "port", "token_ttl", "max_token_ttl", "max_body_bytes",
+            "max_connections", "keep_alive", "header_timeout",
             "key_rate", "key_burst", "user_rate", "user_burst", "auth_fail_rate",
             "auth_fail_burst",
             "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
@@ -107,6 +116,9 @@ class ServerSettings:
             token_ttl=_int(pick("token_ttl"), "token_ttl", 3600, 1, 365 * 86400),
             max_token_ttl=_int(pick("max_token_ttl"), "max_token_ttl", 7 * 86400, 1, 365 * 86400),
             max_body_bytes=_int(pick("max_body_bytes"), "max_body_bytes", 1 << 20, 1024, 1 << 30),
+            max_connections=_int(pick("max_connections"), "max_connections", 20_000, 1, 10_000_000),
+            keep_alive=_float(pick("keep_alive"), "keep_alive", 5.0),
+            header_timeout=_float(pick("header_timeout"), "header_timeout", 10.0),
             key_rate=RateLimit(
                 _float(pick("key_rate"), "key_rate", 1000.0),
                 _int(pick("key_burst"), "key_burst", 2000, 1, 10**9),
@@ -188,3 +200,14 @@ def _bool(value: Any, name: str, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"NOTIFIER_{name.upper()} must be true or false, got {value!r}")
+
+
+def server_options(settings: ServerSettings) -> dict[str, Any]:
+    """Every uvicorn option ``notifier serve`` (and ``notifier demo``) runs with: the
+    websocket protocol and its limits, and the HTTP side's deadlines and connection cap."""
+    return {
+        **uvicorn_options(settings.realtime),
+        "http": GuardedHttpProtocol.configured(header_timeout=settings.header_timeout),
+        "timeout_keep_alive": settings.keep_alive,
+        "limit_concurrency": settings.max_connections,
+    }

@@ -13,10 +13,10 @@ import pytest
 import uvicorn
 
 from notifier.feedgroups import FeedGroup
-from notifier.realtime.settings import uvicorn_options
 from notifier.storage.base import Storage
 from notifier.web.app import create_app
 from notifier.web.services import Services
+from notifier.web.settings import server_options
 from tests.realtime.client import Client
 from tests.services import free_port
 from tests.web.conftest import API_KEY, ORIGIN, close_services, make_services, server_settings
@@ -81,7 +81,7 @@ async def live_factory(storage: Storage) -> AsyncIterator[LiveFactory]:
             port=port,
             log_level="warning",
             lifespan="off",
-            **uvicorn_options(settings.realtime),  # what `notifier serve` runs with
+            **server_options(settings),  # what `notifier serve` runs with
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

@@ -84,6 +84,24 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     )
 
 
+@main.command()
+@click.option("--config", "config_path", envvar="NOTIFIER_CONFIG", help="TOML configuration.")
+def check(config_path: str | None) -> None:
+    """Check the configuration, storage, broker and realtime Redis, in plain words; exit 1
+    when something would stop notifier or lose data (docs/storage.md)."""
+    import os
+
+    from notifier.checks import deployment_findings
+
+    findings = asyncio.run(deployment_findings(config_path, os.environ))
+    for finding in findings:
+        click.echo(finding.line())
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    click.echo(f"notifier check: {errors} error(s), {warnings} warning(s)")
+    sys.exit(1 if errors else 0)
+
+
 def _raise_open_files_limit(wanted: int) -> None:
     """Raise this process's soft limit on open files towards ``wanted`` (never past the
     hard limit): a default soft limit of 1,024 would cap connections far below

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
@@ -51,9 +51,18 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
 class RedisServer:
     """A redis-server process of our own (restartable, for fault tests)."""
 
-    def __init__(self, binary: str, port: int | None = None, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        port: int | None = None,
+        *,
+        persistent: bool = False,
+        options: Sequence[str] = (),
+    ) -> None:
         self.binary = binary
         self.persistent = persistent
+        self.options = list(options)
+        """More redis-server arguments (``--maxmemory-policy``, ``allkeys-lru``…)."""
         """Append-only file fsynced on every write: a restart keeps everything acknowledged."""
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="notifier-redis-")
@@ -81,6 +90,7 @@ class RedisServer:
                 self.dir,
                 "--maxclients",
                 "20000",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

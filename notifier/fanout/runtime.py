@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from notifier.checks import backend_findings, log_findings
 from notifier.fanout.actors import FanoutActors
 from notifier.fanout.broker import (
     IN_PROCESS,
@@ -96,6 +97,7 @@ async def default_worker_manager(config: Config, actors: FanoutActors) -> Manage
 
     storage = storage_for(config)
     await storage.ping()
+    log_findings(await backend_findings(config))
     return Manager(
         config,
         storage,

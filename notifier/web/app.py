@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from notifier.checks import backend_findings, log_findings
 from notifier.errors import NotifierError
 from notifier.web.api import server_endpoints
 from notifier.web.auth import ApiKeys
@@ -123,6 +124,9 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # What the backends must be to keep acknowledged data (eviction, persistence): said
+        # once, at start, as warnings; `notifier check` tells more.
+        log_findings(await backend_findings(services.notifier.config))
         yield
         await services.realtime.hub.close()
         await services.fanout.close()

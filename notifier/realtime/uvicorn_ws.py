@@ -200,6 +200,27 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = None
         self.transport.abort()
 
+    def handle_parser_exception(self) -> None:
+        """A client broke the protocol (a message over ``ws_max_size``, a bad frame): its
+        close frame (1009, 1002…) goes out, then, unlike uvicorn, which closes the socket at
+        once, the connection half-closes and reads on, discarding, until the client closes or
+        ``close_timeout`` passes. Closing a socket with unread input makes the kernel send a
+        reset, which can destroy the close frame before the client reads it: the client saw
+        an abrupt drop (1006) instead of the documented code."""
+        if self.close_sent:
+            return  # failing already: what else arrives is discarded
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self._abort)
+
     def keepalive_timeout(self) -> None:
         """A client that does not answer a ping in time: closed as uvicorn does (1011), but
         aborted rather than left to drain a buffer it will never read."""

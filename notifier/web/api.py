@@ -10,7 +10,7 @@ from notifier.errors import Conflict, InvalidInput, NotFound
 from notifier.feeds import FlatPage, GroupPage
 from notifier.model import Activity, check_user_id
 from notifier.web import feed_ops
-from notifier.web.routing import Call, Endpoint, json_response
+from notifier.web.routing import Call, Endpoint, Link, json_response
 from notifier.web.schemas import (
     ActivityBatchIn,
     ActivityBatchOut,
@@ -173,10 +173,29 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         return TokenOut(token, expires)
 
     activities, follows, feeds = ("activities",), ("follows",), ("feeds",)
+    actor_feed = s.notifier.config.feeds.actor_group
+    made = {
+        "Remove": Link("remove_activity", {"activity_id": "$response.body#/id"}),
+        "ActorFeed": Link("read_feed", {"group": actor_feed, "user": "$request.body#/actor"}),
+        "Followers": Link("list_followers", {"user": "$request.body#/actor"}),
+    }
+    followed = {
+        "Unfollow": Link("unfollow", {"user": "$request.body#/user",
+                                      "target": "$request.body#/target"}),
+        "Followers": Link("list_followers", {"user": "$request.body#/target"}),
+        "Following": Link("list_following", {"user": "$request.body#/user"}),
+        "Counts": Link("follow_counts", {"user": "$request.body#/target"}),
+    }  # fmt: skip
+    read = {
+        "Counts": Link("feed_counts", {"group": "$request.path.group",
+                                       "user": "$request.path.user"}),
+        "Mark": Link("mark_feed", {"group": "$request.path.group", "user": "$request.path.user"},
+                     body={"read": True, "all": True}),
+    }  # fmt: skip
     return [
         Endpoint("POST", "/v1/activities", add_activity, "Add an activity (fanout runs in the "
                  "background)", body=ActivityIn, response=Activity, status=201, errors=(409,),
-                 tags=activities),
+                 tags=activities, links=made),
         Endpoint("POST", "/v1/activities/batch", add_activities, "Add a batch of activities",
                  body=ActivityBatchIn, response=ActivityBatchOut, status=201, errors=(409,),
                  tags=activities),
@@ -187,7 +206,7 @@ def server_endpoints(s: Services) -> list[Endpoint]:
                  "Remove the activities with a foreign id", query=RemoveQuery,
                  response=RemovedOut, errors=(404,), tags=activities),
         Endpoint("POST", "/v1/follows", follow, "Follow a user (with backfill)", body=FollowIn,
-                 response=FollowOut, tags=follows),
+                 response=FollowOut, tags=follows, links=followed),
         Endpoint("DELETE", "/v1/follows/{user}/{target}", unfollow, "Unfollow a user",
                  query=UnfollowQuery, response=UnfollowOut, tags=follows),
         Endpoint("GET", "/v1/users/{user}/followers", list_followers, "Followers of a user",
@@ -197,7 +216,7 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         Endpoint("GET", "/v1/users/{user}/follow_counts", follow_counts,
                  "Follower and following counts", response=FollowCounts, tags=follows),
         Endpoint("GET", "/v1/feeds/{group}/{user}", read_feed, "Read any feed", query=PageQuery,
-                 response=(FlatPage, GroupPage), errors=(404,), tags=feeds),
+                 response=(FlatPage, GroupPage), errors=(404,), tags=feeds, links=read),
         Endpoint("GET", "/v1/feeds/{group}/{user}/counts", feed_counts,
                  "Unseen and unread counts of any notification feed", response=CountsOut,
                  errors=(404,), tags=feeds),

@@ -113,6 +113,12 @@ def _responses(e: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
     if alternatives:
         schema = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
         ok["content"] = {"application/json": {"schema": schema}}
+    if e.links:
+        ok["links"] = {
+            name: {"operationId": link.operation, "parameters": dict(link.parameters),
+                   **({"requestBody": link.body} if link.body is not None else {})}
+            for name, link in e.links.items()
+        }  # fmt: skip
     responses: dict[str, Any] = {str(e.status): ok}
     codes = set(e.errors)
     if e.auth != "none":

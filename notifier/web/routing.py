@@ -59,6 +59,17 @@ Handler = Callable[[Call], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: ``operation``'s parameters (and body) from runtime expressions such
+    as ``$response.body#/id`` or ``$request.body#/actor``, or constants."""
+
+    operation: str
+    """The handler name of the linked operation (its ``operationId``)."""
+    parameters: dict[str, str]
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One operation: method + path, who may call it, what it takes and returns."""
 
@@ -73,6 +84,9 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = field(default=())
+    links: dict[str, Link] = field(default_factory=dict)
+    """OpenAPI links from this operation's success response to operations that use what it
+    returned (a client's next step; schemathesis's stateful tests walk them)."""
 
     @property
     def path_params(self) -> list[str]:

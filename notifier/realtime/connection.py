@@ -141,6 +141,10 @@ class Connection:
             self.queue = deque()
         elif len(self.queue) >= self.settings.send_queue:
             self._collapse()
+            if self.closed is not None:
+                return
+            if isinstance(work, UserEvent | _Resync | Prepared):
+                return  # the resync that ends the queue covers it
         self.queue.append(work)
         if self._pump is None:
             self._pump = asyncio.get_running_loop().create_task(self._run_pump())

@@ -95,8 +95,8 @@ class Connection:
     work queued (it ends when the queue is empty and starts again with the next item).
     """
 
-    __slots__ = ("_direct", "_pump", "_reader", "claims", "closed", "queue", "server",
-                 "settings", "views", "ws")  # fmt: skip
+    __slots__ = ("_direct", "_gone", "_pump", "_reader", "claims", "closed", "queue",
+                 "server", "settings", "views", "ws")  # fmt: skip
 
     def __init__(self, websocket: WebSocket, server: RealtimeServer) -> None:
         self.ws = websocket
@@ -110,6 +110,10 @@ class Connection:
         self.closed: Closed | None = None
         self._pump: asyncio.Task[None] | None = None
         """The task sending what is queued, while there is any."""
+        self._gone = False
+        """Nothing more is queued or sent: the connection is ending (``run`` is past its
+        reader), or a send found it closed (the reader then gets the close code from the
+        protocol and ends it)."""
         self._reader: asyncio.Task[object] | None = None
         """``run``'s task while it reads: cancelled to end the connection from elsewhere."""
         self._direct: Callable[[bytes], bool] | None = websocket.scope.get("extensions", {}).get(
@@ -126,7 +130,7 @@ class Connection:
         self._enqueue(_RESYNC)
 
     def _enqueue(self, work: Work) -> None:
-        if self.closed is not None:
+        if self.closed is not None or self._gone:
             return
         if self.queue is None and self._pump is None:
             # Idle: a fanout's frame, encoded already, goes to a socket that is not backed
@@ -213,6 +217,11 @@ class Connection:
             self.close(exc.code if exc.code >= 4000 else 1000, exc.reason)
         finally:
             self._reader = None
+            # Nothing is sent from here on. The flag, not the cancellation, is what stops the
+            # pump: on Python 3.11, asyncio.wait_for (which redis-py awaits inside a command)
+            # returns its result and drops a cancellation that arrives once the result is
+            # in, so a cancelled pump could go on to send after the close below.
+            self._gone = True
             if self._pump is not None:
                 self._pump.cancel()
             if subscribed and self.claims is not None:
@@ -290,7 +299,7 @@ class Connection:
     async def _receive(self) -> ClientMessage:
         raw = await self.ws.receive()
         if raw["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(raw.get("code", 1000))
+            raise WebSocketDisconnect(raw.get("code", 1000), raw.get("reason"))
         text = raw.get("text")
         if text is None:
             raise Closed(CloseCode.BAD_MESSAGE, "binary frames are not part of the protocol")
@@ -341,9 +350,11 @@ class Connection:
         """Send what is queued, in order, until the queue is empty (and end the connection,
         with a reason, when sending fails)."""
         try:
-            while self.queue:
+            while self.queue and not self._gone:
                 work = self.queue.popleft()
                 for frame in await self._frames(work):
+                    if self._gone:
+                        return
                     await self._send(frame)
         except asyncio.CancelledError:
             raise
@@ -351,7 +362,9 @@ class Connection:
             self.close(exc.code, exc.reason)
         except WebSocketDisconnect:
             # Gone (or closed by the protocol: a slow client). The reader gets the close
-            # code from the protocol and ends the connection; what waits here is moot.
+            # code from the protocol and ends the connection; what waits here is moot, and
+            # nothing may start another send (starlette refuses any after a disconnect).
+            self._gone = True
             self.queue = None
         except Exception as exc:
             log.error("websocket pump failed user=%s", self._user(), exc_info=exc)

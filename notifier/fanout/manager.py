@@ -232,6 +232,7 @@ class Manager:
         """First step only: finish a removal's direct part, or drop activities already gone."""
         if job.op == "remove":
             await self._remove_direct(job)
+            await self._remove_from_keepers(job)
             return job
         present = await self.storage.get_activities(job.activity_ids)
         ids = [i for i in job.activity_ids if i in present]
@@ -242,6 +243,21 @@ class Manager:
             return job
         entries = {name: [e for e in es if e.id in present] for name, es in job.entries.items()}
         return msgspec.structs.replace(job, activity_ids=ids, entries=entries)
+
+    async def _remove_from_keepers(self, job: FanoutJob) -> None:
+        """A removal reaches the users who unfollowed the actor keeping its activities (they
+        are no followers, so the chunks miss them), a page of them per batched write."""
+        if not self.fanout_groups:
+            return
+        size, after = self.settings.chunk_size, None
+        while True:
+            users = await self.storage.history_keepers(job.actor, limit=size, after=after)
+            if users:
+                for group in self.fanout_groups:
+                    await self._remove(group, users, job.activity_ids)
+            if len(users) < size:
+                return
+            after = users[-1]
 
     @staticmethod
     def _chunk(job: FanoutJob, users: list[str]) -> ChunkJob:
@@ -327,6 +343,10 @@ class Manager:
         check_user_id(user, "user")
         for target in targets:
             check_user_id(target, "target")
+        if keep_history and self.fanout_groups:
+            # Recorded first: an unfollow that dies half-way must not leave activities that
+            # a later removal cannot reach (removals page through followers and keepers).
+            await self.storage.keep_history(user, targets)
         gone = await self.storage.unfollow(user, targets)
         if keep_history or not self.fanout_groups:
             return gone

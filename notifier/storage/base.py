@@ -195,6 +195,16 @@ class Storage(Protocol):
     async def unfollow(self, user: str, targets: Sequence[str]) -> list[str]:
         """Stop following; returns the targets that were followed."""
 
+    async def keep_history(self, user: str, targets: Sequence[str]) -> None:
+        """``user`` unfollowed ``targets`` and keeps their past activities in its feeds:
+        removing one of those activities must still reach ``user`` (``history_keepers``)."""
+
+    async def history_keepers(
+        self, user: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        """Users who unfollowed ``user`` keeping its activities, in a stable order, the page
+        after ``after``."""
+
     async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
         """Followers of ``user`` in a stable order, the page after ``after``."""
 

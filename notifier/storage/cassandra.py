@@ -8,7 +8,8 @@ partition key, so many namespaces share one keyspace):
 - ``flat_feeds ((ns, feed), id DESC)``: a page is the head of one partition slice.
 - ``aggregated_feeds ((ns, feed), kind, k1, k2)``: all of one aggregated feed, written only
   by conditional batches (see ``cassandra_aggregated``).
-- ``followers ((ns, uid), follower)`` / ``following ((ns, uid), target)``.
+- ``followers ((ns, uid), follower)`` / ``following ((ns, uid), target)``;
+  ``history_keepers ((ns, uid), keeper)``: who unfollowed ``uid`` keeping its activities.
 
 Flat feeds need no Paxos: adding ids commutes, so a write reads the feed's head (at most
 ``max_length`` ids, the newest-first slice that stops there), inserts what is new and kept,
@@ -65,6 +66,9 @@ QUERIES = {
     "following_page": "SELECT target FROM {ks}.following WHERE ns = ? AND uid = ? "
     "AND target > ? LIMIT ?",
     "followers_count": "SELECT COUNT(*) FROM {ks}.followers WHERE ns = ? AND uid = ?",
+    "keep_history": "INSERT INTO {ks}.history_keepers (ns, uid, keeper) VALUES (?, ?, ?)",
+    "keepers_page": "SELECT keeper FROM {ks}.history_keepers WHERE ns = ? AND uid = ? "
+    "AND keeper > ? LIMIT ?",
     "following_count": "SELECT COUNT(*) FROM {ks}.following WHERE ns = ? AND uid = ?",
     "ping": "SELECT release_version FROM system.local",
     **AGGREGATED_QUERIES,
@@ -322,6 +326,16 @@ class CassandraStorage:
         gone = [t for t in wanted if t in present]
         await self._both_ways("unfollow_out", "unfollow_in", user, gone)
         return gone
+
+    async def keep_history(self, user: str, targets: Sequence[str]) -> None:
+        await self.conn.run_all(
+            ("keep_history", (self.prefix, target, user)) for target in dict.fromkeys(targets)
+        )
+
+    async def history_keepers(
+        self, user: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        return await self._page("keepers_page", user, limit, after)
 
     async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
         return await self._page("followers_page", user, limit, after)

@@ -128,6 +128,7 @@ class MemoryStorage:
         self._flat: dict[tuple[str, str], list[str]] = defaultdict(list)
         self._aggregated: dict[tuple[str, str], _AggregatedFeed] = defaultdict(_AggregatedFeed)
         self._followers: dict[str, set[str]] = defaultdict(set)
+        self._keepers: dict[str, set[str]] = defaultdict(set)
         self._following: dict[str, set[str]] = defaultdict(set)
 
     # -- activities ------------------------------------------------------------------------
@@ -355,6 +356,17 @@ class MemoryStorage:
                 self._following[user].discard(target)
                 self._followers[target].discard(user)
             return gone
+
+    async def keep_history(self, user: str, targets: Sequence[str]) -> None:
+        with self._lock:
+            for target in targets:
+                self._keepers[target].add(user)
+
+    async def history_keepers(
+        self, user: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        with self._lock:
+            return _page(self._keepers.get(user, set()), limit, after)
 
     async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
         with self._lock:

@@ -8,6 +8,7 @@ of one feed live in one slot and a script may touch them together):
 - ``P:f:{<group>:<user>}``  zset, all scores 0: a flat feed's ids in lexical (= time) order
 - ``P:g:{<group>:<user>}:…`` an aggregated feed: see ``redis_scripts/common.lua``
 - ``P:fr:<user>`` / ``P:fg:<user>``  zsets, lexical: followers / following
+- ``P:fk:<user>``  zset, lexical: users who unfollowed ``user`` keeping its activities
 
 Ids are members with score 0 and ordered lexically, never float scores: cursors are exact and
 two ids never tie (Stream Framework's float scores skipped items sharing a millisecond).
@@ -323,6 +324,9 @@ class RedisStorage:
     def _following_key(self, user: str) -> str:
         return f"{self.prefix}:fg:{user}"
 
+    def _keepers_key(self, user: str) -> str:
+        return f"{self.prefix}:fk:{user}"
+
     async def follow(self, user: str, targets: Sequence[str]) -> list[str]:
         targets = list(dict.fromkeys(targets))
         if not targets:
@@ -344,6 +348,17 @@ class RedisStorage:
                 pipe.zrem(self._followers_key(target), user)
             results = await pipe.execute()
         return [t for t, removed in zip(targets, results[::2], strict=True) if removed]
+
+    async def keep_history(self, user: str, targets: Sequence[str]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for target in dict.fromkeys(targets):
+                pipe.zadd(self._keepers_key(target), {user: 0})
+            await pipe.execute()
+
+    async def history_keepers(
+        self, user: str, *, limit: int, after: str | None = None
+    ) -> list[str]:
+        return await self._page(self._keepers_key(user), limit, after)
 
     async def followers(self, user: str, *, limit: int, after: str | None = None) -> list[str]:
         return await self._page(self._followers_key(user), limit, after)

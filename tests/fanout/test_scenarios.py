@@ -108,6 +108,31 @@ async def test_follow_backfills_the_newest_activities_and_unfollow_takes_them_ou
     assert error.value.field == "backfill"
 
 
+async def test_removing_an_activity_reaches_who_unfollowed_keeping_it(
+    harness: Harness,
+) -> None:
+    """docs/api.md: a removal takes the activity out of every feed it reached, also of a
+    user who unfollowed the actor with keep_history (no follower any more)."""
+    ana, bo, cy = harness.user("ana"), harness.user("bo"), harness.user("cy")
+    timeline = harness.config.feeds["timeline"]
+    for user in (bo, cy):
+        assert await harness.manager.follow(user, ana)
+    app = harness.app()
+    posts = [app.activity(actor=ana, verb="post", object=f"post:{n}") for n in range(3)]
+    for post in posts:
+        await harness.manager.add_activity(post)
+    await harness.manager.join(60)
+    assert await harness.manager.unfollow(bo, ana, keep_history=True)
+    assert len(await harness.storage.read_flat(timeline, bo, limit=10)) == 3
+
+    assert await harness.manager.remove_activity(posts[1].id) == [posts[1].id]
+    await harness.manager.join(60)
+    kept = sorted((posts[0].id, posts[2].id), reverse=True)
+    assert await harness.storage.read_flat(timeline, bo, limit=10) == kept
+    assert await harness.storage.read_flat(timeline, cy, limit=10) == kept
+    assert (await harness.counts_all("digest", [bo]))[bo] == (1, 1, 1)
+
+
 async def test_followers_are_paged_in_a_stable_order(harness: Harness) -> None:
     ana = harness.user("ana")
     followers = sorted(harness.user(f"f{i:02d}") for i in range(25))

@@ -345,6 +345,23 @@ async def test_follow_unfollow_and_counts(storage: Storage) -> None:
     assert await storage.followers("ana", limit=10) == ["eve"]
 
 
+async def test_history_keepers_are_recorded_once_and_paged(storage: Storage) -> None:
+    assert await storage.history_keepers("ana", limit=10) == []
+    await storage.keep_history("bo", ["ana", "cy"])
+    await storage.keep_history("bo", ["ana"])  # again: idempotent
+    keepers = [f"k{i:02d}" for i in range(23)]
+    for keeper in keepers:
+        await storage.keep_history(keeper, ["ana"])
+    pages: list[str] = []
+    after = None
+    while page := await storage.history_keepers("ana", limit=10, after=after):
+        pages += page
+        after = page[-1]
+    assert pages == sorted(["bo", *keepers])
+    assert await storage.history_keepers("cy", limit=10) == ["bo"]
+    assert await storage.followers("ana", limit=10) == []  # keepers are no followers
+
+
 async def test_followers_page_through_in_stable_order(storage: Storage) -> None:
     users = [f"u{i:04d}" for i in range(37)]
     for user in users:

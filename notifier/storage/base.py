@@ -7,8 +7,9 @@ over feeds issuing a round trip each.
 Semantics every backend must share (the contract suite in tests/storage checks them):
 
 - Activity storage is separate from timelines: a body is written once, feeds hold ids.
-- Adding is idempotent: an activity already in a feed changes nothing, even after it was
-  trimmed away or merged into a group long ago.
+- Adding is idempotent: an activity already in a feed changes nothing, nor does one merged
+  into a group long ago. A flat feed does not remember what it trimmed: a trimmed id added
+  again stays out while the feed is full, and comes back if removals made room since.
 - Flat feeds keep the ``max_length`` newest ids, newest first.
 - Aggregated feeds keep at most ``max_length`` groups ordered by *position*, the id of the
   group's newest activity. A new activity joins the most recent group with the same key among

@@ -1,0 +1,214 @@
+"""The processes of an end-to-end run: a private redis-server, ``notifier serve`` x N and
+``notifier worker`` x M on one TOML config of the test's own, each with its own log file
+(both print a level name on every line, so ERROR lines can be found).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.world import BACKFILL_DEFAULT, feeds_toml
+from tests.fanout.conftest import ROOT, WorkerPool
+from tests.services import RedisServer, free_port, wait_for_port
+from tests.web.conftest import API_KEY, ORIGIN, SECRET
+
+LEVELLED = re.compile(r"^(\d{4}-\d\d-\d\d \S+ \d+ )?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+CHAINED = ("During handling of the above exception", "The above exception was the direct")
+
+
+def config_toml(storage_url: str, prefix: str, broker_url: str | None) -> str:
+    """The servers' configuration: small feeds (trims happen), fast fanout retries."""
+    broker = f'broker_url = "{broker_url}"\n' if broker_url else ""
+    return f"""[storage]
+url = "{storage_url}"
+prefix = "{prefix}"
+
+[server]
+key_rate = 100000.0
+key_burst = 100000
+user_rate = 100000.0
+user_burst = 100000
+
+{feeds_toml()}
+[fanout]
+{broker}namespace = "ns{prefix}"
+chunk_size = 10
+backfill_default = {BACKFILL_DEFAULT}
+backfill_max = 100
+threads = 4
+poll_ms = 50
+min_backoff_ms = 50
+max_backoff_ms = 1000
+heartbeat_timeout_ms = 5000
+"""
+
+
+@dataclass
+class Web:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/realtime"
+
+
+@dataclass
+class Cluster:
+    redis: RedisServer
+    webs: list[Web]
+    workers: WorkerPool
+    folder: Path
+    storage_url: str
+    extra_logs: list[Path] = field(default_factory=list)
+
+    @property
+    def logs(self) -> list[Path]:
+        return [w.log for w in self.webs] + list(self.workers.logs) + self.extra_logs
+
+    def pids(self) -> dict[str, int]:
+        """Every process by role (for the soak's sampling)."""
+        found = {f"web-{w.port}": w.proc.pid for w in self.webs}
+        found.update({f"worker-{n}": p.pid for n, p in enumerate(self.workers.procs)})
+        if self.redis.proc is not None:
+            found["redis"] = self.redis.proc.pid
+        return found
+
+    def error_lines(self) -> list[str]:
+        """ERROR / CRITICAL lines of every log, each with its file's name and, when a
+        traceback follows, its last line (the exception); also tracebacks printed with no
+        log line of a level before them (an error logged past the logging setup)."""
+        found = []
+        for log in self.logs:
+            if log.exists():
+                found += [f"{log.name}: {e}" for e in _errors(log.read_text(errors="replace"))]
+        return found
+
+    def tails(self, chars: int = 3000) -> str:
+        parts = []
+        for log in self.logs:
+            text = log.read_text(errors="replace") if log.exists() else "(no log)"
+            parts.append(f"--- {log.name} (last {chars} chars)\n{text[-chars:]}")
+        return "\n".join(parts)
+
+    def dead(self) -> list[str]:
+        """Processes that exited while they should run."""
+        procs = [(f"web-{w.port}", w.proc) for w in self.webs]
+        procs += [(f"worker-{n}", p) for n, p in enumerate(self.workers.procs)]
+        return [f"{name} exited with {p.returncode}" for name, p in procs if p.poll() is not None]
+
+
+def start_web(config: Path, folder: Path) -> Web:
+    port = free_port()
+    log = folder / f"web-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(NOTIFIER_SECRET=SECRET, NOTIFIER_API_KEYS=API_KEY,
+               NOTIFIER_ALLOWED_ORIGINS=ORIGIN, NOTIFIER_CONFIG=str(config))  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "notifier.cli", "serve", "--port", str(port),
+             "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_for_port(port, 30, proc)
+    return Web(port, proc, log)
+
+
+def init_cassandra(url: str, folder: Path) -> Path:
+    """``notifier cassandra init``: the keyspace and schema (idempotent)."""
+    log = folder / "cassandra-init.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "notifier.cli", "cassandra", "init", "--url", url],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"notifier cassandra init failed:\n{done.stdout}{done.stderr}")
+    return log
+
+
+@contextmanager
+def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) -> Iterator[Cluster]:
+    """A cluster for one run: Redis storage, or Cassandra storage (``host:port``) with the
+    redis-server as broker and realtime bus. Stops everything at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+    folder = Path(tempfile.mkdtemp(prefix="notifier-e2e-"))
+    redis = RedisServer(binary)
+    redis.start()
+    prefix = f"e2e{uuid.uuid4().hex[:8]}"
+    extra: list[Path] = []
+    started: list[Web] = []
+    pool: WorkerPool | None = None
+    try:
+        if cassandra is None:
+            storage, broker = redis.url, None
+        else:
+            storage = f"cassandra://{cassandra}/notifier_test?timeout=30"
+            broker = redis.url
+            extra.append(init_cassandra(storage, folder))
+        config = folder / "notifier.toml"
+        config.write_text(config_toml(storage, prefix, broker))
+        pool = WorkerPool(config, threads=4)
+        pool.start(workers)
+        started += [start_web(config, folder) for _ in range(webs)]
+        yield Cluster(redis, started, pool, folder, storage, extra)
+    finally:
+        for web in started:
+            web.proc.terminate()
+        for web in started:
+            try:
+                web.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                web.proc.kill()
+        if pool is not None:
+            pool.stop()
+        redis.stop()
+        shutil.rmtree(redis.dir, ignore_errors=True)
+
+
+def _errors(text: str) -> list[str]:
+    """See ``Cluster.error_lines``."""
+    lines = text.splitlines()
+    found, head, chained = [], "", False
+    for n, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            if not chained and not LEVELLED.match(head):
+                found.append(f"traceback with no log level after {head[:150]!r}{_cause(lines, n)}")
+            chained = False
+        elif line.startswith(CHAINED):
+            chained = True
+        elif line.strip() and not line.startswith((" ", "\t")):
+            head = line
+            level = LEVELLED.match(line)
+            if level is not None and level[2] in ("ERROR", "CRITICAL"):
+                cause = (
+                    _cause(lines, n + 1)
+                    if lines[n + 1 : n + 2] and lines[n + 1].startswith("Traceback")
+                    else ""
+                )
+                found.append(f"{line[:300]}{cause}")
+    return found
+
+
+def _cause(lines: list[str], at: int) -> str:
+    """The exception line ending the traceback that starts at ``at``."""
+    tail = next((t for t in lines[at + 1 :] if t.strip() and not t.startswith((" ", "\t"))), "")
+    return f" -> {tail[:200]}" if tail else ""

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,33 +19,19 @@ import httpx
 import pytest
 import websockets
 
-from tests.fanout.conftest import ROOT, WorkerPool, make_config
+from tests.e2e.cluster import Web, start_web
+from tests.fanout.conftest import WorkerPool, make_config
 from tests.realtime.client import Client, FeedState, http_state, summary
-from tests.services import RedisServer, free_port, unavailable, wait_for_port
-from tests.web.conftest import API_KEY, ORIGIN, SECRET
+from tests.services import RedisServer, unavailable
+from tests.web.conftest import API_KEY, ORIGIN
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @dataclass
-class WebProcess:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/realtime"
-
-
-@dataclass
 class Cluster:
     redis: RedisServer
-    webs: list[WebProcess]
+    webs: list[Web]
     workers: WorkerPool
     logs: list[Path] = field(default_factory=list)
 
@@ -55,26 +39,6 @@ class Cluster:
         parts = [f"--- {w.log.name}\n{w.log.read_text(errors='replace')[-4000:]}"
                  for w in self.webs]  # fmt: skip
         return "\n".join(parts) + "\n" + self.workers.output()[-4000:]
-
-
-def start_web(config_path: Path) -> WebProcess:
-    port = free_port()
-    log = config_path.with_name(f"web-{port}.log")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update(
-        NOTIFIER_SECRET=SECRET,
-        NOTIFIER_API_KEYS=API_KEY,
-        NOTIFIER_ALLOWED_ORIGINS=ORIGIN,
-        NOTIFIER_CONFIG=str(config_path),
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "notifier.cli", "serve", "--port", str(port),
-             "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    wait_for_port(port, 30, proc)
-    return WebProcess(port, proc, log)
 
 
 @pytest.fixture
@@ -88,10 +52,10 @@ def cluster() -> Iterator[Cluster]:
     prefix = f"rt{uuid.uuid4().hex[:8]}"
     # As deployed: jobs wait out a Redis restart in place (the fanout tests turn this off).
     _, path = make_config(redis.url, prefix, outage_wait_ms=30_000)
-    webs: list[WebProcess] = []
+    webs: list[Web] = []
     workers = WorkerPool(path, threads=2)
     try:
-        webs = [start_web(path), start_web(path)]
+        webs = [start_web(path, path.parent), start_web(path, path.parent)]
         workers.start(1)
         yield Cluster(redis, webs, workers)
     finally:

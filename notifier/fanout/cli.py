@@ -1,4 +1,4 @@
-"""``notifier worker`` and ``notifier import``: the fanout commands.
+"""``notifier worker``, ``notifier import`` and ``notifier deadletters``: the fanout commands.
 
 ``notifier.cli`` adds these commands to its group; ``python -m notifier.fanout.cli`` runs them
 on their own (the worker supervisor starts its child processes that way).
@@ -13,13 +13,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from notifier.config import Config
 from notifier.errors import ConfigError
 from notifier.logs import configure_logging
+
+if TYPE_CHECKING:
+    from notifier.fanout.actors import FanoutActors
+    from notifier.fanout.deadletters import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +209,102 @@ async def _import(
 
 
 @click.group()
+def deadletters() -> None:
+    """Fanout jobs that failed every retry (kept fanout.dead_letter_ttl_s, 7 days by default):
+    list them, send them back, or discard them."""
+
+
+_config_option = click.option(
+    "--config", "config_path", envvar="NOTIFIER_CONFIG", help="TOML configuration."
+)
+_ids_option = click.option(
+    "--id", "ids", multiple=True, help="A dead letter's id, as listed (repeatable)."
+)
+_all_option = click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+
+
+@deadletters.command("list")
+@_config_option
+def list_dead_letters(config_path: str | None) -> None:
+    """One line per dead-lettered job: id, queue, job, age, what it fans out, why it failed."""
+    from notifier.fanout import deadletters as letters
+
+    found = letters.find(_broker_actors(config_path))
+    now = time.time()
+    for letter in found:
+        click.echo(letter.line(now))
+    click.echo(f"notifier deadletters: {len(found)} dead-lettered job(s)", err=True)
+
+
+@deadletters.command()
+@_config_option
+@_ids_option
+@_all_option
+def requeue(config_path: str | None, ids: tuple[str, ...], everything: bool) -> None:
+    """Send the selected jobs back to their queues with fresh retries."""
+    from notifier.fanout import deadletters as letters
+
+    _act("requeued", letters.requeue, config_path, ids, everything)
+
+
+@deadletters.command()
+@_config_option
+@_ids_option
+@_all_option
+def discard(config_path: str | None, ids: tuple[str, ...], everything: bool) -> None:
+    """Delete the selected jobs for good (their fanout never happens)."""
+    from notifier.fanout import deadletters as letters
+
+    _act("discarded", letters.discard, config_path, ids, everything)
+
+
+def _act(
+    done: str,
+    action: Callable[[FanoutActors, set[str] | None], list[DeadLetter]],
+    config_path: str | None,
+    ids: tuple[str, ...],
+    everything: bool,
+) -> None:
+    """Run ``action`` on the selection; exit 1 when an id named was not found."""
+    if everything == bool(ids):
+        click.echo("notifier deadletters: give --id ID (repeatable) or --all", err=True)
+        sys.exit(2)
+    wanted = None if everything else set(ids)
+    acted = action(_broker_actors(config_path), wanted)
+    click.echo(f"notifier deadletters: {done} {len(acted)} job(s)")
+    missing = sorted((wanted or set()) - {letter.id for letter in acted})
+    if missing:
+        click.echo(f"notifier deadletters: not found: {' '.join(missing)}", err=True)
+        sys.exit(1)
+
+
+def _broker_actors(config_path: str | None) -> FanoutActors:
+    """The fanout actors on the configured Redis broker; exit 2 when there is none to reach."""
+    from notifier.fanout.actors import FanoutActors
+    from notifier.fanout.broker import IN_PROCESS, broker_url_for, make_broker
+
+    config = _config(config_path)
+    try:
+        url = broker_url_for(config)
+        if url == IN_PROCESS:
+            raise ConfigError(
+                "with memory storage the fanout and its dead letters live inside the serving "
+                "process: there are none to reach from here (set NOTIFIER_STORAGE_URL=redis://…)"
+            )
+    except ConfigError as exc:
+        click.echo(f"notifier: configuration error: {exc}", err=True)
+        sys.exit(2)
+    return FanoutActors(make_broker(config.fanout, url), config.fanout)
+
+
+@click.group()
 def fanout_cli() -> None:
     """notifier's fanout commands."""
 
 
 fanout_cli.add_command(worker)
 fanout_cli.add_command(import_command)
+fanout_cli.add_command(deadletters)
 
 if __name__ == "__main__":
     fanout_cli()

@@ -34,14 +34,18 @@ def demo(config_path: str | None, host: str, port: int) -> None:
     """Run the server with a demo page: two users' bells side by side, live.
 
     Everything is in this process, on the memory backend, with seeded users, follows and
-    notifications, and a random secret and API key made at start. Prints the page's URL.
+    notifications, and a random secret and API key made at start. Prints the page's URL,
+    the API key, and a curl line that makes a notification appear in one of the bells.
     """
     import contextlib
 
-    from notifier.demo import run_demo
+    from notifier.demo import SHOWN, curl_line, run_demo
 
-    def ready(url: str) -> None:
+    def ready(url: str, api_key: str) -> None:
         click.echo(f"notifier demo: open {url}  (Ctrl-C stops it)")
+        click.echo(f"notifier demo: API key {api_key}  (new at each start; docs/api.md)")
+        click.echo(f"notifier demo: make a notification appear in {SHOWN[1]}'s bell:")
+        click.echo(f"  {curl_line(url, api_key, SHOWN[1])}")
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(load_config(config_path), host, port, ready))
@@ -80,8 +84,61 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         host=host or settings.host,
         port=port or settings.port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through notifier's handler (format, redaction)
+        access_log=False,  # notifier's own access line: no query strings (web/observe.py)
         **options,
     )
+
+
+@main.command()
+@click.argument("user")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    help="Lifetime in seconds [server token_ttl; at most max_token_ttl].",
+)
+@click.option("--feeds", help="Only these feed groups, comma-separated [all of the user's].")
+@click.option("--config", "config_path", envvar="NOTIFIER_CONFIG", help="TOML configuration.")
+def token(user: str, ttl: int | None, feeds: str | None, config_path: str | None) -> None:
+    """Print a user token for USER, signed as ``notifier serve`` signs them (for development
+    and curl: ``-H "Authorization: Bearer $(notifier token bo)"``).
+
+    It reads the server's own settings (NOTIFIER_SECRET, NOTIFIER_API_KEYS and the [server]
+    table), so the token verifies on a server started with the same environment. The expiry
+    goes to stderr, the token alone to stdout.
+    """
+    import time
+
+    from notifier.errors import InvalidInput
+    from notifier.web.auth import UserTokens
+    from notifier.web.settings import ServerSettings
+
+    config = load_config(config_path)
+    try:
+        settings = ServerSettings.load(config.server)
+    except ConfigError as exc:
+        click.echo(f"notifier: configuration error: {exc}", err=True)
+        sys.exit(2)
+    groups = None if feeds is None else [g.strip() for g in feeds.split(",") if g.strip()]
+    unknown = [g for g in groups or () if g not in config.feeds]
+    if unknown:
+        click.echo(f"notifier token: no feed group {', '.join(unknown)}", err=True)
+        sys.exit(2)
+    if ttl is not None and ttl > settings.max_token_ttl:
+        click.echo(
+            f"notifier token: --ttl {ttl} is capped at max_token_ttl ({settings.max_token_ttl} s)",
+            err=True,
+        )
+    tokens = UserTokens(settings.secret, settings.token_ttl, settings.max_token_ttl)
+    try:
+        value, expires = tokens.issue(user, ttl, groups)
+    except InvalidInput as exc:
+        click.echo(f"notifier token: {exc}", err=True)
+        sys.exit(2)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+    lasts = expires - int(time.time())
+    click.echo(f"notifier token: for {user}, expires {when} (in {lasts} s)", err=True)
+    click.echo(value)
 
 
 @main.command()
@@ -116,12 +173,13 @@ def _raise_open_files_limit(wanted: int) -> None:
 
 def _register() -> None:
     from notifier.bench.cli import bench
-    from notifier.fanout.cli import import_command, worker
+    from notifier.fanout.cli import deadletters, import_command, worker
     from notifier.storage.cassandra_cli import cassandra
 
     main.add_command(bench)
     main.add_command(worker)
     main.add_command(import_command)
+    main.add_command(deadletters)
     main.add_command(cassandra)
 
 

@@ -4,11 +4,15 @@ It starts the real server (``create_app`` under uvicorn, in-process fanout and r
 with a random secret and API key made at start (never stored), seeds a few users, follows
 and notifications, and adds the demo page (notifier/web/demo_routes.py) that shows two users'
 bells side by side. Only this command mounts the demo routes; ``notifier serve`` never does.
+Once it listens it says where the page is, the API key, and a ``curl`` line that makes a
+notification appear live in one of the page's bells (``curl_line``).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,6 +106,23 @@ async def seed(services: Services, now: datetime | None = None) -> None:
     await services.fanout.add_activities(activities)
 
 
+def curl_line(url: str, api_key: str, user: str = SHOWN[1]) -> str:
+    """A shell command that adds, through the server API, an activity for ``user``'s
+    notification feed: eve mentions them in a post (a group of its own, so it shows at the
+    top of their bell). ``curl --json`` because the API refuses bodies that are not JSON."""
+    body = {
+        "actor": "eve",
+        "verb": "mention",
+        "object": "mention:eve:curl",
+        "target": "post:eve-1",
+        "to": [f"notification:{user}"],
+        "extra": {"url": "#/posts/eve-1", "title": "you in a post"},
+    }
+    endpoint = f"{url.rstrip('/')}/v1/activities"
+    auth = f"Authorization: Bearer {api_key}"
+    return shlex.join(["curl", "--json", json.dumps(body), "-H", auth, endpoint])
+
+
 def demo_settings(host: str, port: int) -> ServerSettings:
     """Settings with a fresh random secret and API key, and the demo's own origin allowed."""
     names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else {host}
@@ -127,10 +148,13 @@ def build_demo(config: Config, settings: ServerSettings) -> tuple[Starlette, Ser
 
 
 async def run_demo(
-    config: Config, host: str, port: int, ready: Callable[[str], None] = lambda url: None
+    config: Config,
+    host: str,
+    port: int,
+    ready: Callable[[str, str], None] = lambda url, api_key: None,
 ) -> None:
     """Seed, then serve until interrupted (uvicorn handles Ctrl-C); ``ready`` gets the page's
-    URL once the server listens."""
+    URL and the API key once the server listens."""
     settings = demo_settings(host, port)
     app, services = build_demo(config, settings)
     await seed(services)
@@ -142,7 +166,7 @@ async def run_demo(
             log_level="warning",
             **server_options(settings),
         ),
-        lambda: ready(f"http://{host}:{port}/"),
+        lambda: ready(f"http://{host}:{port}/", settings.api_keys[0]),
     )
     await server.serve()
 

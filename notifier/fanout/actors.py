@@ -21,6 +21,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import QueueJoinTimeout
 
+from notifier import metrics
 from notifier.errors import is_transient
 from notifier.fanout.broker import PriorityRedisBroker
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
@@ -97,7 +98,10 @@ class FanoutActors:
                 await work()
                 return
             except Exception as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                if not is_transient(exc):
+                    raise
+                metrics.count_backend_error("fanout", exc)
+                if time.monotonic() + delay > deadline:
                     raise
                 log.warning("fanout job waits for the backend (%r); again in %.2fs", exc, delay)
                 await asyncio.sleep(delay)

@@ -33,6 +33,8 @@ from dramatiq.middleware import Middleware, Retries, TimeLimit
 from redis.commands.core import AsyncScript
 
 from notifier.errors import ConfigError
+from notifier.fanout.observe import JobObserver, MetricsExporter
+from notifier.fanout.queues import QueueCollector
 from notifier.fanout.settings import FanoutSettings
 from notifier.storage.redis_client import redis_client
 
@@ -70,6 +72,7 @@ def broker_url_for(config: Config) -> str:
 def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
     """A broker for ``url`` (``memory://`` or ``redis://…``) with notifier's middleware."""
     middleware: list[Middleware] = [
+        JobObserver(),  # first: its "after" hooks run last, once Retries has decided
         TimeLimit(time_limit=settings.time_limit_ms),
         Retries(
             max_retries=settings.max_retries,
@@ -93,6 +96,10 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
             dead_message_ttl=settings.dead_letter_ttl_s * 1000,
             maintenance_chance=settings.maintenance_chance,
         )
+    if settings.metrics_listen:
+        queues = {"high": settings.high_queue, "low": settings.low_queue}
+        exporter = MetricsExporter(settings.metrics_listen, QueueCollector(broker, queues))
+        broker.add_middleware(exporter)
     # What dramatiq's own CLI does once per process: starts the time-limit watchdog.
     broker.emit_after("process_boot")
     return broker

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from notifier import metrics
 from notifier.errors import ConfigError, InvalidInput
 from notifier.fanout.followers import FollowCounts, FollowerLookup, StorageFollowers
 from notifier.fanout.jobs import ChunkJob, Dispatcher, FanoutJob, Job, Priority, describe
@@ -274,6 +275,7 @@ class Manager:
         if job.op == "add":
             for name, entries in job.entries.items():
                 await self._add(self._group(name), job.users, entries)
+                metrics.FANOUT_WRITES.inc(len(job.users))
             present = await self.storage.get_activities(job.activity_ids)
             gone = [i for i in job.activity_ids if i not in present]
             if gone:

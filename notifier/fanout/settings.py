@@ -62,6 +62,10 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     maintenance_chance: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1_000
     """Broker calls (per million) that also run dramatiq's own maintenance pass (its default),
     besides the sweeps."""
+    metrics_listen: str = ""
+    """``host:port`` where a worker serves its Prometheus metrics (``/metrics``), or empty
+    for none; NOTIFIER_WORKER_METRICS_LISTEN. Several workers on one host take consecutive
+    ports from this one. No credential guards it: bind it to a private address."""
     poll_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 100
     """Longest wait of an idle queue consumer. Enqueued jobs wake it at once (the Redis
     broker's doorbell); this bounds how late other arrivals (requeued jobs) are seen."""
@@ -88,6 +92,16 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         url = env.get("NOTIFIER_BROKER_URL")
         if url:
             settings = msgspec.structs.replace(settings, broker_url=url)
+        listen = env.get("NOTIFIER_WORKER_METRICS_LISTEN")
+        if listen is not None:
+            settings = msgspec.structs.replace(settings, metrics_listen=listen)
+        if settings.metrics_listen:
+            from notifier.fanout.observe import parse_listen
+
+            try:
+                parse_listen(settings.metrics_listen)
+            except ValueError as exc:
+                raise ConfigError(f"fanout.metrics_listen: {exc}") from None
         if settings.broker_url is not None and not settings.broker_url.startswith(
             ("redis://", "rediss://", "unix://", "memory://")
         ):

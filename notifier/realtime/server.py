@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from notifier import metrics
 from notifier.bodies import ActivityCache
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.realtime.bus import WireEvent
@@ -56,7 +57,12 @@ class RealtimeServer:
         self.on_connect = on_connect
         """Told the user of every authenticated connection (fanout priorities)."""
         self.connections: dict[str, int] = {}
+        # Plain integers, read when metrics are scraped (notifier/metrics.py says why).
         self.frames_sent = 0
+        self.opened = 0
+        """Connections accepted since start."""
+        self.closed_by_code: dict[int, int] = {}
+        """Connections ended since start, by the close code they ended with."""
 
     def admit(self, user: str) -> None:
         """Count a new connection of ``user``, or refuse it past ``max_per_user``."""
@@ -111,11 +117,23 @@ class RealtimeServer:
             )  # fmt: skip
             return
         await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        await Connection(websocket, self).run(tokens[0] if tokens else None)
+        self.opened += 1
+        connection = Connection(websocket, self)
+        try:
+            await connection.run(tokens[0] if tokens else None)
+        finally:
+            code = connection.closed.code if connection.closed is not None else 1000
+            self.closed_by_code[code] = self.closed_by_code.get(code, 0) + 1
+
+    @property
+    def open_count(self) -> int:
+        """Accepted connections not yet ended (authenticated or not)."""
+        return self.opened - sum(self.closed_by_code.values())
 
 
 async def _deny(websocket: WebSocket, status: int, code: str, message: str, field: str) -> None:
     """Refuse the handshake with an HTTP status: the client's mistake (uvicorn logs the
     status at INFO), never an error of the server's."""
+    metrics.WS_REFUSED.labels(str(status)).inc()
     body = {"error": {"code": code, "message": message, "field": field}}
     await websocket.send_denial_response(JSONResponse(body, status_code=status))

@@ -23,6 +23,7 @@ packer, which packs it or raises its usual ``DataError``.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import hiredis
@@ -37,6 +38,7 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from notifier import metrics
 from notifier.errors import Busy
 
 #: Connections one client (one process's storage, bus or broker client) opens at most.
@@ -100,14 +102,20 @@ class WaitingPool(BlockingConnectionPool):
     that reads as an outage)."""
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        # Only a call that finds the pool exhausted is timed: the common case costs nothing.
+        waited = None if self.can_get_connection() else time.perf_counter()
         try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         except redis.ConnectionError as exc:
             if isinstance(exc.__cause__, asyncio.TimeoutError):
+                metrics.POOL_TIMEOUTS.inc()
                 raise Busy(
                     f"all {self.max_connections} Redis connections busy for {self.timeout:g}s"
                 ) from exc
             raise
+        if waited is not None:
+            metrics.POOL_WAIT.observe(time.perf_counter() - waited)
+        return connection
 
 
 def once_more() -> Retry:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from starlette.responses import Response
 
+from notifier import metrics
 from notifier.errors import Conflict, InvalidInput, NotFound
 from notifier.feeds import FlatPage, GroupPage
 from notifier.model import Activity, check_user_id
@@ -83,6 +84,7 @@ def server_endpoints(s: Services) -> list[Endpoint]:
                     field="foreign_id",
                 )
         await s.fanout.add_activities(list({a.id: a for a in activities}.values()))
+        metrics.ACTIVITIES_ACCEPTED.inc(sum(a.id not in existing for a in activities))
         created = any(a.id not in existing for a in activities)
         return [existing.get(a.id, a) for a in activities], created
 

@@ -26,6 +26,8 @@ from notifier.web.errors import (
     handle_notifier_error,
     handle_unexpected,
 )
+from notifier.web.metrics_endpoint import metrics_route
+from notifier.web.observe import Observe
 from notifier.web.openapi import build_openapi
 from notifier.web.ratelimit import RateLimiter
 from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_response
@@ -117,6 +119,9 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
 
     routes: list[BaseRoute] = list(build_routes(declared, guards))
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    scrape = metrics_route(services)
+    if scrape is not None:
+        routes.append(scrape)
     routes.extend(extra_routes)
     static = static_mount()
     if static is not None:
@@ -134,13 +139,14 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         await services.notifier.close()
 
     middleware = [
+        Middleware(Observe, access_log=settings.access_log),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
-        )
+        ),
     ]
     app = _App(
         services.realtime.endpoint,

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from notifier import metrics
 from notifier.errors import Busy, Conflict, InvalidInput, NotFound, NotifierError, is_outage
 from notifier.web.auth import Forbidden, Unauthorized
 from notifier.web.ratelimit import RateLimited
@@ -106,6 +107,7 @@ async def handle_notifier_error(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for NotifierError."""
     assert isinstance(exc, NotifierError)
     if isinstance(exc, Busy):
+        metrics.count_backend_error("http", exc)
         log.warning("busy method=%s path=%s: %s", request.method, request.url.path, exc.message)
     return from_notifier_error(exc)
 
@@ -124,6 +126,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     """A backend outage is 503 with ``Retry-After`` (nothing was lost: the caller retries);
     anything else is a bug: log it with context, answer 500 with a JSON body, no internals."""
     if is_outage(exc):
+        metrics.count_backend_error("http", exc)
         log.warning("backend unavailable method=%s path=%s: %r", request.method,
                     request.url.path, exc)  # fmt: skip
         response = error_response(503, "unavailable", "storage or broker unreachable; retry")

@@ -33,7 +33,8 @@ from dramatiq.middleware import Middleware, Retries, TimeLimit
 from redis.commands.core import AsyncScript
 
 from notifier.errors import ConfigError
-from notifier.fanout.observe import JobObserver, MetricsExporter
+from notifier.fanout import deadletters
+from notifier.fanout.observe import BoardReporter, JobObserver, MetricsExporter
 from notifier.fanout.queues import QueueCollector
 from notifier.fanout.settings import FanoutSettings
 from notifier.storage.redis_client import redis_client
@@ -82,6 +83,7 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
         SharedAsyncIO(),
         FailureLog(),
         Sweeper(settings.sweep_interval_ms),
+        BoardReporter(),
     ]
     broker: dramatiq.Broker
     if url == IN_PROCESS:
@@ -439,47 +441,14 @@ def start_worker(
     return worker
 
 
-# -- dead letters -----------------------------------------------------------------------------
+# -- dead letters: notifier/fanout/deadletters.py; these two stay for existing callers ----------
 def dead_letters(actors: FanoutActors) -> list[dramatiq.Message[Any]]:
-    """Jobs that exhausted their retries (or could not be decoded), oldest first per queue."""
-    return [message for _, _, message in _dead(actors)]
-
-
-def _dead(actors: FanoutActors) -> list[tuple[str, bytes, dramatiq.Message[Any]]]:
-    broker = actors.broker
-    if isinstance(broker, StubBroker):
-        return [("", b"", proxy._message) for proxy in broker.dead_letters]
-    if not isinstance(broker, RedisBroker):
-        raise TypeError(f"no dead letters to read from a {type(broker).__name__}")
-    found = []
-    for queue in actors.queues.values():
-        key = f"{broker.namespace}:{queue}.XQ"
-        ids = cast(list[bytes], broker.client.zrange(key, 0, -1))
-        if ids:
-            for redis_id, data in zip(ids, broker.client.hmget(f"{key}.msgs", ids), strict=True):
-                if data is not None:
-                    found.append((key, redis_id, dramatiq.Message.decode(data)))
-    return found
+    """Jobs that exhausted their retries, oldest first per queue (``deadletters.find`` has
+    what an operator needs to judge them)."""
+    return [letter.message for letter in deadletters.find(actors) if letter.message is not None]
 
 
 def requeue_dead_letters(actors: FanoutActors) -> int:
-    """Send every dead-lettered job back to its queue with fresh retries; returns how many.
-
-    Each job is enqueued before its dead letter is deleted: a crash in between leaves a
-    duplicate (harmless, jobs are idempotent), never a loss.
-    """
-    broker = actors.broker
-    letters = _dead(actors)
-    for key, redis_id, message in letters:
-        fresh = message.copy(options={"retries": 0})
-        fresh.options.pop("traceback", None)
-        broker.enqueue(fresh)
-        if key and isinstance(broker, RedisBroker):
-            broker.client.zrem(key, redis_id)
-            broker.client.hdel(f"{key}.msgs", redis_id)
-    if isinstance(broker, StubBroker):
-        for queue_letters in broker.dead_letters_by_queue.values():
-            queue_letters.clear()
-    if letters:
-        log.warning("requeued %d dead-lettered fanout jobs", len(letters))
-    return len(letters)
+    """Send every dead-lettered job back to its queue with fresh retries; returns how many
+    (``deadletters.requeue``)."""
+    return len(deadletters.requeue(actors))

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import dramatiq
 from dramatiq.broker import MessageProxy
@@ -27,7 +27,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import DecodeError
 
-from notifier.fanout.actors import FanoutActors
+if TYPE_CHECKING:  # broker.py re-exports this module: nothing of the fanout at run time
+    from notifier.fanout.actors import FanoutActors
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from redis.commands.core import AsyncScript
 
 from notifier.errors import ConfigError
 from notifier.fanout import deadletters
-from notifier.fanout.observe import BoardReporter, JobObserver, MetricsExporter
+from notifier.fanout.observe import JobObserver, MetricsExporter
 from notifier.fanout.queues import QueueCollector
 from notifier.fanout.settings import FanoutSettings
 from notifier.storage.redis_client import redis_client
@@ -83,7 +83,6 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
         SharedAsyncIO(),
         FailureLog(),
         Sweeper(settings.sweep_interval_ms),
-        BoardReporter(),
     ]
     broker: dramatiq.Broker
     if url == IN_PROCESS:

@@ -134,12 +134,17 @@ def configure_logging(level: str, env: Mapping[str, str] | None = None) -> None:
         fmt = log_format(env)
     except ValueError as exc:
         raise SystemExit(f"notifier: configuration error: {exc}") from None
+    filters = [RequestIdFilter(), Redactor(secrets_from(env))]
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
-    handler.addFilter(RequestIdFilter())
-    handler.addFilter(Redactor(secrets_from(env)))
+    for check in filters:
+        handler.addFilter(check)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The operator page's "recent errors" (notifier/board.py), filtered the same way.
+    from notifier.board import install_error_ring
+
+    install_error_ring(filters)

@@ -34,7 +34,7 @@ from redis.commands.core import AsyncScript
 
 from notifier.errors import ConfigError
 from notifier.fanout import deadletters
-from notifier.fanout.observe import JobObserver, MetricsExporter
+from notifier.fanout.observe import BoardReporter, JobObserver, MetricsExporter
 from notifier.fanout.queues import QueueCollector
 from notifier.fanout.settings import FanoutSettings
 from notifier.storage.redis_client import redis_client
@@ -83,6 +83,7 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
         SharedAsyncIO(),
         FailureLog(),
         Sweeper(settings.sweep_interval_ms),
+        BoardReporter(),
     ]
     broker: dramatiq.Broker
     if url == IN_PROCESS:
@@ -396,7 +397,7 @@ class FailureLog(Middleware):
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         log.error(
-            "fanout job dead-lettered %s: kept for requeue_dead_letters()", _job_context(message)
+            "fanout job dead-lettered %s: kept for `notifier deadletters`", _job_context(message)
         )
 
 

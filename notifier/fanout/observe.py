@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import dramatiq
@@ -24,10 +25,12 @@ from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.registry import Collector
 
-from notifier import context, metrics
+from notifier import board, context, metrics
 
 log = logging.getLogger(__name__)
 
+#: (when, lag seconds) of this process's last jobs, for the operator page.
+RECENT_LAGS: deque[tuple[float, float]] = deque(maxlen=1024)
 REQUEST_ID = "notifier_request_id"
 ACCEPTED_MS = "notifier_accepted_ms"
 
@@ -67,6 +70,7 @@ class JobObserver(Middleware):
             if isinstance(accepted, int):
                 lag = max(0.0, time.time() - accepted / 1000)
                 metrics.FANOUT_LAG.labels(priority).observe(lag)
+                RECENT_LAGS.append((time.time(), lag))
             log.debug("fanout job done %s %s in %.1fms", kind, priority,
                       (time.perf_counter() - started) * 1000 if started else 0.0)  # fmt: skip
         else:
@@ -128,3 +132,47 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{listen!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+def recent_lag(window: float = 60.0) -> dict[str, float]:
+    """The worst fanout lag of this process's jobs in the last ``window`` seconds, and how
+    many jobs ended in it (the operator page's figure; Prometheus has the histogram)."""
+    since = time.time() - window
+    lags = [lag for when, lag in list(RECENT_LAGS) if when >= since]
+    return {"lag_max_60s": max(lags, default=0.0), "jobs_60s": float(len(lags))}
+
+
+class BoardReporter(Middleware):
+    """Puts a worker on the operators' board (notifier/board.py) from boot to shutdown."""
+
+    def __init__(self) -> None:
+        self.reporter: board.SyncReporter | None = None
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from dramatiq.brokers.redis import RedisBroker
+
+        if isinstance(broker, RedisBroker):
+            self.reporter = board.SyncReporter(broker.client, broker.namespace, _worker_snapshot)
+            self.reporter.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.reporter is not None:
+            self.reporter.stop()
+            self.reporter = None
+
+
+def _worker_snapshot() -> dict[str, Any]:
+    jobs: dict[str, float] = {}
+    for family in metrics.FANOUT_JOBS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                outcome = sample.labels["outcome"]
+                jobs[outcome] = jobs.get(outcome, 0.0) + sample.value
+    writes = sum(s.value for f in metrics.FANOUT_WRITES.collect() for s in f.samples
+                 if s.name.endswith("_total"))  # fmt: skip
+    return {
+        "jobs_ok": int(jobs.get("ok", 0)),
+        "jobs_failed": int(jobs.get("failed", 0)),
+        "feed_writes": int(writes),
+        **recent_lag(),
+    }

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from notifier import metrics
 from notifier.errors import Busy, is_transient
 from notifier.feedgroups import FeedGroup
 from notifier.realtime.bus import UserEvent
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Frames each connection remembers for the operator page's inspector.
+RECENT_FRAMES = 5
 #: Retry delays through a storage outage, seconds: doubling, with full jitter (thousands of
 #: connections resyncing after Redis comes back must not all ask at the same instant).
 _OUTAGE_BACKOFF = (0.1, 2.0)
@@ -95,8 +98,8 @@ class Connection:
     work queued (it ends when the queue is empty and starts again with the next item).
     """
 
-    __slots__ = ("_direct", "_gone", "_pump", "_reader", "claims", "closed", "queue",
-                 "server", "settings", "views", "ws")  # fmt: skip
+    __slots__ = ("_direct", "_gone", "_pump", "_reader", "claims", "closed", "opened_at",
+                 "queue", "recent", "server", "settings", "views", "ws")  # fmt: skip
 
     def __init__(self, websocket: WebSocket, server: RealtimeServer) -> None:
         self.ws = websocket
@@ -108,6 +111,10 @@ class Connection:
         """Work waiting for the pump; None while there is none (most connections, most of
         the time: an empty deque alone is 0.6 KiB)."""
         self.closed: Closed | None = None
+        self.opened_at = time.time()
+        self.recent: tuple[tuple[float, str], ...] = ()
+        """The last frames sent (time, start of the text), newest first: the operator
+        page's per-user inspector shows them (notifier/web/admin.py)."""
         self._pump: asyncio.Task[None] | None = None
         """The task sending what is queued, while there is any."""
         self._gone = False
@@ -139,6 +146,7 @@ class Connection:
             if ready is not None:
                 if self._direct is not None and self._direct(ready.wire):
                     self.server.frames_sent += 1
+                    self._sent(ready.text)
                     return
                 work = ready
         if self.queue is None:
@@ -379,12 +387,18 @@ class Connection:
         if isinstance(frame, Prepared):
             if self._direct is not None and self._direct(frame.wire):
                 self.server.frames_sent += 1
+                self._sent(frame.text)
                 return
             text = frame.text
         else:
             text = encode(frame)
         await self.ws.send_text(text)
         self.server.frames_sent += 1
+        self._sent(text)
+
+    def _sent(self, text: str) -> None:
+        """Remember a sent frame (the last ``RECENT_FRAMES``, their first 300 characters)."""
+        self.recent = ((time.time(), text[:300]), *self.recent[: RECENT_FRAMES - 1])
 
     def _ready(self, work: Work) -> Prepared | None:
         """The frame for ``work`` when it is encoded already (a fanout's): no await at all."""
@@ -408,6 +422,7 @@ class Connection:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                metrics.count_backend_error("realtime", exc)
                 if loop.time() + delay > deadline:
                     state = "busy" if isinstance(exc, Busy) else "unavailable"
                     reason = f"storage {state} ({type(exc).__name__}): resume later"

@@ -63,6 +63,8 @@ class RealtimeServer:
         """Connections accepted since start."""
         self.closed_by_code: dict[int, int] = {}
         """Connections ended since start, by the close code they ended with."""
+        self.live: set[Connection] = set()
+        """Every accepted connection not yet ended (the operator page's inspector)."""
 
     def admit(self, user: str) -> None:
         """Count a new connection of ``user``, or refuse it past ``max_per_user``."""
@@ -119,11 +121,17 @@ class RealtimeServer:
         await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         self.opened += 1
         connection = Connection(websocket, self)
+        self.live.add(connection)
         try:
             await connection.run(tokens[0] if tokens else None)
         finally:
+            self.live.discard(connection)
             code = connection.closed.code if connection.closed is not None else 1000
             self.closed_by_code[code] = self.closed_by_code.get(code, 0) + 1
+
+    def connections_of(self, user: str) -> list[Connection]:
+        """``user``'s open, authenticated connections in this process."""
+        return [c for c in self.live if c.claims is not None and c.claims.user == user]
 
     @property
     def open_count(self) -> int:

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from notifier.checks import backend_findings, log_findings
 from notifier.errors import NotifierError
+from notifier.web.admin import admin_routes
 from notifier.web.api import server_endpoints
 from notifier.web.auth import ApiKeys
 from notifier.web.client_api import client_endpoints
@@ -30,6 +31,7 @@ from notifier.web.metrics_endpoint import metrics_route
 from notifier.web.observe import Observe
 from notifier.web.openapi import build_openapi
 from notifier.web.ratelimit import RateLimiter
+from notifier.web.reporter import WebReporter
 from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_response
 from notifier.web.schemas import Health
 from notifier.web.services import Services
@@ -122,6 +124,8 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
     scrape = metrics_route(services)
     if scrape is not None:
         routes.append(scrape)
+    reporter = WebReporter(services)
+    routes.extend(admin_routes(services, reporter))
     routes.extend(extra_routes)
     static = static_mount()
     if static is not None:
@@ -132,7 +136,9 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         # What the backends must be to keep acknowledged data (eviction, persistence): said
         # once, at start, as warnings; `notifier check` tells more.
         log_findings(await backend_findings(services.notifier.config))
+        reporter.start()
         yield
+        await reporter.close()
         await services.realtime.hub.close()
         await services.fanout.close()
         await services.bus.close()

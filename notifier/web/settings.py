@@ -56,6 +56,14 @@ class ServerSettings:
     """Failed credentials (401) per client address: 20 at once, then one every 2 s; past
     that, 429 before any credential is checked."""
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    metrics: str = "api_key"
+    """Who may read ``/metrics``: ``api_key`` (a server API key as Bearer), ``public`` (no
+    credential: a private network only), or ``off``."""
+    access_log: bool = True
+    """One log line per HTTP request (notifier/web/observe.py)."""
+    admin_password: str | None = None
+    """The operator page's password (HTTP Basic, user ``admin``); from
+    NOTIFIER_ADMIN_PASSWORD only. Without it ``/admin`` is not served."""
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return (
@@ -78,6 +86,7 @@ class ServerSettings:
             "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
             "ws_idle_timeout", "ws_auth_timeout", "ws_resume_limit", "ws_compression",
             "ws_send_buffer", "ws_slow_timeout", "ws_close_timeout", "ws_outage_grace",
+            "metrics", "access_log",
         }  # fmt: skip
         unknown = set(table) - allowed
         if unknown:
@@ -132,6 +141,9 @@ class ServerSettings:
                 _int(pick("auth_fail_burst"), "auth_fail_burst", 20, 1, 10**9),
             ),
             realtime=_realtime(pick),
+            metrics=_choice(pick("metrics"), "metrics", ("api_key", "public", "off"), "api_key"),
+            access_log=_bool(pick("access_log"), "access_log", True),
+            admin_password=_admin_password(env),
         )
 
 
@@ -163,6 +175,23 @@ def _realtime(pick: Any) -> RealtimeSettings:
             pick("ws_outage_grace"), "ws_outage_grace", d.outage_grace, allow_zero=True
         ),
     )
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...], default: str) -> str:
+    if value is None:
+        return default
+    if value not in choices:
+        raise ConfigError(
+            f"NOTIFIER_{name.upper()} must be one of {', '.join(choices)}, got {value!r}"
+        )
+    return str(value)
+
+
+def _admin_password(env: Mapping[str, str]) -> str | None:
+    password = env.get("NOTIFIER_ADMIN_PASSWORD") or None
+    if password is not None and len(password) < MIN_API_KEY:
+        raise ConfigError(f"NOTIFIER_ADMIN_PASSWORD needs {MIN_API_KEY}+ characters")
+    return password
 
 
 def _int(value: Any, name: str, default: int, low: int, high: int) -> int:

@@ -3,108 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fanout.conftest import ROOT
-from tests.services import RedisServer, free_port, unavailable, wait_for_port
+from tests.ops.conftest import ADMIN_PASSWORD, Stack
 from tests.web.conftest import API_KEY, ORIGIN, SECRET
-
-ADMIN_PASSWORD = "operator-password-0123456789"
-
-
-@dataclass
-class Stack:
-    web: subprocess.Popen[bytes]
-    worker: subprocess.Popen[bytes]
-    port: int
-    worker_metrics: int
-    folder: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def logs(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("*.log")))
-
-    def log_lines(self, name: str) -> list[dict[str, object]]:
-        """A process's JSON log lines (a line that is not JSON fails the test)."""
-        return [json.loads(line) for line in (self.folder / name).read_text().splitlines()]
-
-
-def _env(config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update(NOTIFIER_SECRET=SECRET, NOTIFIER_API_KEYS=API_KEY, NOTIFIER_ALLOWED_ORIGINS=ORIGIN,
-               NOTIFIER_CONFIG=str(config), NOTIFIER_LOG_FORMAT="json",
-               NOTIFIER_ADMIN_PASSWORD=ADMIN_PASSWORD)  # fmt: skip
-    return env
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed (apt-get install redis-server)")
-        return
-    folder = Path(tempfile.mkdtemp(prefix="notifier-ops-"))
-    redis = RedisServer(binary)
-    redis.start()
-    port, worker_metrics = free_port(), free_port()
-    config = folder / "notifier.toml"
-    config.write_text(f"""[storage]
-url = "{redis.url}"
-
-[fanout]
-namespace = "opstest"
-chunk_size = 10
-poll_ms = 50
-metrics_listen = "127.0.0.1:{worker_metrics}"
-""")
-    env = _env(config)
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        with (folder / "worker.log").open("wb") as out:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "notifier.cli", "worker", "--processes", "1",
-                 "--threads", "2", "--log-level", "debug"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
-        with (folder / "web.log").open("wb") as out:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "notifier.cli", "serve", "--port", str(port)],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
-        wait_for_port(port, 30, procs[1])
-        wait_for_port(worker_metrics, 30, procs[0])
-        yield Stack(procs[1], procs[0], port, worker_metrics, folder)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        redis.stop()
-        shutil.rmtree(redis.dir, ignore_errors=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -121,7 +31,9 @@ def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def scrape(url: str, key: str | None = API_KEY) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(
+    url: str, key: str | None = API_KEY
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     response = httpx.get(url, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
@@ -288,7 +200,7 @@ async def test_no_secret_reaches_a_log_line(stack: Stack) -> None:
         with pytest.raises(websockets.ConnectionClosed):
             await ws.recv()
     await http.aclose()
-    time.sleep(0.5)
+    await asyncio.sleep(0.5)
     text = stack.logs()
     assert "GET /v1/me/feeds/notification 422" in text, text  # the requests were logged ...
     for secret in (API_KEY, SECRET, ADMIN_PASSWORD, token, token.split(".")[2]):

@@ -49,7 +49,7 @@ from notifier.realtime.protocol import (
     parse,
 )
 from notifier.realtime.sync import FeedView, Prepared
-from notifier.realtime.uvicorn_ws import SEND_PREPARED
+from notifier.realtime.uvicorn_ws import SEND_PREPARED, SERVICE_RESTART
 from notifier.web.auth import Unauthorized, UserClaims
 
 if TYPE_CHECKING:
@@ -221,8 +221,10 @@ class Connection:
         except Closed as exc:
             self.close(exc.code, exc.reason)
         except WebSocketDisconnect as exc:
-            # The client left, or the protocol closed it (a slow client: 4429).
-            self.close(exc.code if exc.code >= 4000 else 1000, exc.reason)
+            # The client left, or the protocol closed it (a slow client: 4429; the process
+            # stopping: 1012).
+            server_side = exc.code >= 4000 or exc.code == SERVICE_RESTART
+            self.close(exc.code if server_side else 1000, exc.reason)
         finally:
             self._reader = None
             # Nothing is sent from here on. The flag, not the cancellation, is what stops the
@@ -238,7 +240,10 @@ class Connection:
         closed = self.closed or Closed(1000, "")
         if closed.code != 1000 or closed.reason:
             user = self.claims.user if self.claims is not None else "-"
-            log.info("websocket closed user=%s code=%d reason=%s", user, closed.code, closed.reason)
+            # A restart closes every connection of the process: one line each is noise.
+            level = logging.DEBUG if closed.code == SERVICE_RESTART else logging.INFO
+            log.log(level, "websocket closed user=%s code=%d reason=%s", user, closed.code,
+                    closed.reason)  # fmt: skip
         with contextlib.suppress(Exception):
             # Never waits for a client that does not read: the protocol writes the close
             # frame behind the backlog and aborts the socket if no answer comes in time.

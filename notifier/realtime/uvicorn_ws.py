@@ -23,16 +23,27 @@ never reads again cannot hold the connection, and its buffers, open. uvicorn's o
 for the buffer to drain before it writes the close frame, and then closes the transport with
 ``close()``, which waits for the buffer to drain again: with a peer that does not read, forever.
 
+And **restarts**: when the process stops (SIGTERM), uvicorn closes its listening sockets and
+calls ``shutdown()`` on every connection. uvicorn's own closes each websocket with a bare 1012
+and ``transport.close()``, which waits for a backlog to drain (forever, for a client that does
+not read), and every client of the process comes back in the same second. Here each one gets
+``close_now(1012, "restart; retry in N ms")``, N drawn uniformly in [0, ``restart_window``)
+seconds: its clients spread their reconnects over the window (docs/realtime.md, close codes),
+and the process exits once they have answered, or ``close_timeout`` later.
+
 uvicorn passes this class as ``ws`` (``uvicorn_options`` configures a subclass with the limits).
 Checked against uvicorn 0.54 and websockets 17.4: it relies on the attributes of
 ``WebSocketsSansIOProtocol`` (``conn``, ``transport``, ``queue``, ``writable``,
 ``close_sent``, ``close_timer``, ``read_paused``, ``handshake_complete``, ``disconnected``,
-``initial_response``); tests/realtime/test_uvicorn_ws.py drives each of them.
+``initial_response``), and on uvicorn's ``Server.shutdown`` calling ``shutdown()`` on each
+connection; tests/realtime/test_uvicorn_ws.py drives each of them, and
+tests/realtime/test_graceful_restart.py the restart, with 1,000 connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import deque
 from typing import Any
 
@@ -45,6 +56,14 @@ from websockets.protocol import State
 SEND_PREPARED = "notifier.send_prepared"
 #: The close code of a connection whose client does not read what it is sent.
 TOO_SLOW = 4429
+#: The close code of every connection of a process that stops (a deploy): "service restart".
+SERVICE_RESTART = 1012
+
+
+def restart_reason(window: float) -> str:
+    """The reason of a restart's close: ``restart; retry in N ms``, N drawn uniformly in
+    [0, ``window``) seconds, which the client waits before it reconnects (docs/realtime.md)."""
+    return f"restart; retry in {int(random.random() * window * 1000)} ms"
 
 
 def prepared_frame(text: str) -> bytes:
@@ -129,16 +148,24 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """Seconds writing may stay paused before the client is closed with 4429 (0: never)."""
     closing_timeout: float = 5.0
     """Seconds the closing handshake may take before the transport is aborted."""
+    restart_window: float = 10.0
+    """Seconds over which the clients of a stopping process are told to come back."""
 
     @classmethod
     def configured(
-        cls, *, send_buffer: int, slow_timeout: float, close_timeout: float
+        cls,
+        *,
+        send_buffer: int,
+        slow_timeout: float,
+        close_timeout: float,
+        restart_window: float = 10.0,
     ) -> type[LeanWebSocketProtocol]:
         """A subclass with these limits (uvicorn instantiates the class it is given)."""
         limits = {
             "send_buffer": send_buffer,
             "slow_timeout": slow_timeout,
             "closing_timeout": close_timeout,
+            "restart_window": restart_window,
         }
         return type(cls.__name__, (cls,), limits)
 
@@ -200,6 +227,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = None
         self.transport.abort()
 
+    def shutdown(self) -> None:
+        """The process is stopping: an open websocket is closed with 1012 and told when to
+        come back (``restart_reason``), through ``close_now``, so a client that does not
+        answer is aborted after ``close_timeout`` rather than waited for. A connection
+        closing already is left to finish (its own timer aborts it); a handshake not
+        answered yet is refused as uvicorn does (HTTP 500)."""
+        self.stop_keepalive()
+        if self.close_sent or self.disconnected:
+            # uvicorn would cancel the close timer and close(): that waits for the backlog
+            # of a client that does not read (the one being dropped as too slow), for good.
+            return
+        if not self.handshake_complete or self.initial_response is not None:
+            super().shutdown()
+            return
+        self.close_now(SERVICE_RESTART, restart_reason(self.restart_window))
+
     def handle_parser_exception(self) -> None:
         """A client broke the protocol (a message over ``ws_max_size``, a bad frame): its
         close frame (1009, 1002…) goes out, then, unlike uvicorn, which closes the socket at
@@ -248,8 +291,14 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                     return
                 self.close_now(message.get("code", 1000), message.get("reason") or "")
                 return
-            if message["type"] == "websocket.send" and self.close_sent:
-                raise ClientDisconnected  # closed here (a slow client): as if it had left
+            if message["type"] == "websocket.send":
+                if not self.writable.is_set():
+                    # Waited for here, not in uvicorn's send: a close that comes meanwhile
+                    # (close_now: a slow client, a restart) must end this send as a
+                    # disconnect, where uvicorn's would raise RuntimeError.
+                    await self.writable.wait()
+                if self.close_sent:
+                    raise ClientDisconnected  # closed here: as if the client had left
         handshaking = not self.handshake_complete
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and self.close_sent:

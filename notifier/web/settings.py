@@ -86,7 +86,7 @@ class ServerSettings:
             "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
             "ws_idle_timeout", "ws_auth_timeout", "ws_resume_limit", "ws_compression",
             "ws_send_buffer", "ws_slow_timeout", "ws_close_timeout", "ws_outage_grace",
-            "metrics", "access_log",
+            "ws_restart_window", "metrics", "access_log",
         }  # fmt: skip
         unknown = set(table) - allowed
         if unknown:
@@ -149,6 +149,11 @@ class ServerSettings:
 
 def _realtime(pick: Any) -> RealtimeSettings:
     d = RealtimeSettings()
+    restart_window = _float(
+        pick("ws_restart_window"), "ws_restart_window", d.restart_window, allow_zero=True
+    )
+    if restart_window > 3600:  # clients would wait that long to come back (and inf breaks)
+        raise ConfigError("NOTIFIER_WS_RESTART_WINDOW must be at most 3600 (seconds)")
     return RealtimeSettings(
         max_message_bytes=_int(
             pick("ws_max_message_bytes"),
@@ -174,6 +179,7 @@ def _realtime(pick: Any) -> RealtimeSettings:
         outage_grace=_float(
             pick("ws_outage_grace"), "ws_outage_grace", d.outage_grace, allow_zero=True
         ),
+        restart_window=restart_window,
     )
 
 

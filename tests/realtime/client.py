@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 WAIT = 10.0
+#: What a close reason says when the server wants the client back later (docs/realtime.md,
+#: close codes): a restart's 1012 says ``restart; retry in 3471 ms``.
+RETRY_IN = re.compile(r"\bretry in (\d+) ms\b")
+
+
+def announced_delay(reason: str | None) -> float | None:
+    """Seconds a close reason asks the client to wait before it reconnects, or None when it
+    names no delay (then the client's own backoff applies)."""
+    match = RETRY_IN.search(reason or "")
+    return None if match is None else int(match[1]) / 1000
 
 
 @dataclass
@@ -94,12 +106,15 @@ class Client:
         self.frames: list[dict[str, Any]] = []
         self.max_lengths: dict[str, int] = {}
         """Each feed's ``max_length``, from the last ``welcome``."""
+        self.opened_at: float | None = None
+        """``time.monotonic()`` when the last connection's handshake was answered."""
 
     async def connect(self, **kwargs: Any) -> dict[str, Any]:
         headers = {"Origin": self.origin} if self.origin else None
         self.ws = await websockets.connect(
             self.url, additional_headers=headers, open_timeout=WAIT, **kwargs
         )
+        self.opened_at = time.monotonic()
         await self.send({"type": "auth", "token": self.token})
         welcome = await self.recv()
         assert welcome["type"] == "welcome", welcome
@@ -150,6 +165,29 @@ class Client:
                 got.append(await self.recv(seconds))
         except TimeoutError:
             return got
+
+    async def closed(self, within: float = WAIT) -> tuple[int | None, str]:
+        """Take frames (applying them) until the server closes the connection: its close
+        code and reason (None and "" when it dropped without a close frame)."""
+        assert self.ws is not None
+        try:
+            while True:
+                await self.recv(within)
+        except websockets.ConnectionClosed as exc:
+            self.ws = None
+            return (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (None, "")
+
+    async def come_back(self, reason: str | None, url: str | None = None) -> dict[str, Any]:
+        """Reconnect as a client should after the server closed with ``reason``: wait the
+        delay it announces (if any), connect (to ``url``, another web process, if given),
+        and resume every feed held. The resumed feeds' frames, by feed."""
+        delay = announced_delay(reason)
+        if delay:
+            await asyncio.sleep(delay)
+        if url is not None:
+            self.url = url
+        await self.connect()
+        return {feed: await self.subscribe(feed) for feed in list(self.feeds)}
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -3,7 +3,8 @@
 // For apps that draw their own UI (the <notifier-bell> widget is built on it). It speaks the
 // HTTP client API (docs/api.md) and the websocket protocol (docs/realtime.md): it holds the
 // items it has seen, merges every frame into them by id, reconnects with jittered backoff
-// and resumes from its last position, so nothing is lost while the socket is down.
+// (or when a restarting server says to) and resumes from its last position, so nothing is
+// lost while the socket is down.
 // No dependencies, no build step.
 
 /**
@@ -53,6 +54,14 @@ const DEFAULT_SERVER = new URL(".", import.meta.url).origin;
 /** Close codes after which retrying cannot help (docs/realtime.md). */
 const FATAL_CLOSES = new Set([4400, 4403, 4404]);
 const TOKEN_EXPIRED = 4401;
+/**
+ * A close reason that says when to come back: a restarting server closes each socket with
+ * 1012 `restart; retry in 3471 ms`, each with its own delay, so that its clients do not all
+ * return in the same second (docs/realtime.md, close codes).
+ */
+const RETRY_IN = /\bretry in (\d+) ms\b/;
+/** The longest announced delay honoured, ms (the server's window is at most an hour). */
+const MAX_ANNOUNCED_MS = 3_600_000;
 /** Refresh a token this long before it expires, seconds. */
 const TOKEN_MARGIN = 30;
 
@@ -264,18 +273,30 @@ export class NotifierClient {
       return;
     }
     if (event.code === TOKEN_EXPIRED) this._token = null; // the next attempt gets a new one
-    this._retry(event.reason || "connection lost");
+    this._retry(event.reason || "connection lost", announcedDelay(event.reason));
   }
 
-  /** Reconnect after a full-jitter backoff: random in [0, min(max, min·2^attempt)]. */
-  _retry(reason) {
+  /**
+   * Reconnect after the delay the server announced in its close reason (a restart), or
+   * else after a full-jitter backoff: random in [0, min(max, min·2^attempt)]. An announced
+   * delay is not a failure: it leaves the backoff where it was.
+   * @param {string} reason
+   * @param {number|null} [announced] ms
+   */
+  _retry(reason, announced = null) {
     if (this._stopped) return;
-    const { min, max } = this.options.backoff;
-    const ceiling = Math.min(max, min * 2 ** this._attempt);
-    this._attempt += 1;
+    let wait;
+    if (announced !== null) {
+      wait = Math.min(announced, MAX_ANNOUNCED_MS);
+    } else {
+      const { min, max } = this.options.backoff;
+      const ceiling = Math.min(max, min * 2 ** this._attempt);
+      this._attempt += 1;
+      wait = Math.random() * ceiling;
+    }
     this._setStatus("reconnecting", reason);
     clearTimeout(this._timers.retry);
-    this._timers.retry = setTimeout(() => this._open(), Math.random() * ceiling);
+    this._timers.retry = setTimeout(() => this._open(), wait);
   }
 
   _visibilityChanged() {
@@ -573,6 +594,17 @@ export class NotifierClient {
 function minPosition(a, b) {
   if (a === "" || b === "") return "";
   return a < b ? a : b;
+}
+
+/**
+ * The delay a close reason asks for before reconnecting, ms (`retry in N ms`, whatever the
+ * close code), or null when it names none.
+ * @param {string|undefined} reason
+ * @returns {number|null}
+ */
+export function announcedDelay(reason) {
+  const match = RETRY_IN.exec(reason ?? "");
+  return match ? Number(match[1]) : null;
 }
 
 /**

@@ -4,7 +4,9 @@ Two shapes. ``open_manager`` is for the process that *produces* work (the web se
 import, an app using the Python API): with memory storage it also starts dramatiq worker
 threads in this process, so one process works with no servers; otherwise it only enqueues.
 ``run_worker`` is the body of a ``notifier worker`` process: it consumes the queues until
-SIGTERM or SIGINT and then stops gracefully, finishing the jobs in hand.
+SIGTERM or SIGINT and then stops gracefully: each thread finishes the job it is running, and
+the jobs fetched but not started go back to their queues at once, for other workers
+(tests/fanout/test_worker_sigterm.py: none lost, none run twice).
 """
 
 from __future__ import annotations
@@ -155,6 +157,10 @@ def run_worker(
         while not stop.wait(1.0):
             pass
     finally:
-        log.info("fanout worker stopping: finishing the jobs in hand")
+        log.info("fanout worker stopping: finishing the jobs running, giving back the others")
+        # dramatiq's stop: the threads finish their jobs (each within the time limit), then
+        # the jobs fetched and not started are requeued rather than left for the heartbeat
+        # timeout to bring back.
         worker.stop(config.fanout.time_limit_ms)
+        log.info("fanout worker stopped")
         actors.broker.close()

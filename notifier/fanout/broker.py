@@ -374,7 +374,9 @@ class Sweeper(Middleware):
             if self._stop.wait(self.interval_s):
                 return
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # After, not before: a stopping worker finishes the jobs it runs, and while it does
+        # it must go on beating, or another worker would take those jobs as a dead one's.
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)

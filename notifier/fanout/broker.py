@@ -377,6 +377,8 @@ class Sweeper(Middleware):
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # After, not before: a stopping worker finishes the jobs it runs, and while it does
         # it must go on beating, or another worker would take those jobs as a dead one's.
+        # (dramatiq's consumers beat too while the threads finish, with every fetch; this
+        # keeps the beat from depending on that.)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)

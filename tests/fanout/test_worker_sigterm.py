@@ -114,3 +114,68 @@ async def test_a_sigterm_gives_back_the_jobs_fetched_but_not_started_and_runs_no
     assert {user for user, ids in timelines.items() if ids != [post.id]} == set()
     digests = await harness.counts_all("digest", followers)
     assert {user for user, counts in digests.items() if counts != (1, 1, 1)} == set()
+
+
+async def test_a_stopping_worker_beats_until_its_job_ends_so_no_other_worker_takes_it(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A job still running a heartbeat timeout after the SIGTERM (here: waiting out a storage
+    outage in place) stays its worker's: the other worker does not take it for a dead
+    worker's job and run it a second time."""
+    import shutil
+    import uuid
+
+    from notifier.fanout.actors import FanoutActors
+    from notifier.fanout.jobs import ChunkJob, Priority
+    from notifier.fanout.runtime import open_manager
+    from tests.fanout.conftest import make_config
+    from tests.services import RedisServer, unavailable
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed (apt-get install redis-server)")
+        return
+    storage = RedisServer(binary, persistent=True)
+    storage.start()
+    config, path = make_config(
+        storage.url, f"st{uuid.uuid4().hex[:8]}", broker_url=redis_url,
+        heartbeat_timeout_ms=1_000, sweep_interval_ms=200, outage_wait_ms=20_000,
+        poll_ms=20,
+    )  # fmt: skip
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    workers = [start_worker(path, logs[0]), start_worker(path, logs[1])]
+    manager = open_manager(config)
+    try:
+
+        async def both_ready() -> bool:
+            return all("fanout worker ready" in log.read_text(errors="replace") for log in logs)
+
+        await wait_until(both_ready, within=60)
+        actors = manager.dispatcher
+        assert isinstance(actors, FanoutActors)
+        storage.stop()  # the job's writes wait for the storage to come back
+        job = ChunkJob(op="remove", actor="ana", activity_ids=["x"], users=["bo"])
+        await actors.send([(Priority.HIGH, job)])
+
+        async def running() -> bool:
+            return any(job_ids(log, STARTED) for log in logs)
+
+        await wait_until(running, within=30)
+        holder = 0 if job_ids(logs[0], STARTED) else 1
+        workers[holder].send_signal(signal.SIGTERM)
+        # Well past the heartbeat timeout: a worker that stopped beating at the SIGTERM would
+        # be declared dead by the other's sweeps, and its job handed over.
+        await asyncio.sleep(4)
+        storage.start()
+        assert await asyncio.to_thread(workers[holder].wait, 60) == 0
+        await manager.join(30)
+        await asyncio.sleep(1)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(worker.wait, 30)
+        await manager.close()
+        storage.stop()
+    runs = job_ids(logs[0], STARTED) + job_ids(logs[1], STARTED)
+    assert len(runs) == 1, f"the job ran {len(runs)} times: {runs}"

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 
@@ -132,8 +133,9 @@ def configure_logging(level: str, env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     try:
         fmt = log_format(env)
-    except ValueError as exc:
-        raise SystemExit(f"notifier: configuration error: {exc}") from None
+    except ValueError as exc:  # as every configuration error: one line, exit status 2
+        print(f"notifier: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     filters = [RequestIdFilter(), Redactor(secrets_from(env))]
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())

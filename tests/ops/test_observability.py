@@ -205,3 +205,16 @@ async def test_no_secret_reaches_a_log_line(stack: Stack) -> None:
     assert "GET /v1/me/feeds/notification 422" in text, text  # the requests were logged ...
     for secret in (API_KEY, SECRET, ADMIN_PASSWORD, token, token.split(".")[2]):
         assert secret not in text  # ... and nothing secret with them
+
+
+def test_a_bad_log_format_is_one_line_and_status_2() -> None:
+    import subprocess
+    import sys
+
+    env = {"NOTIFIER_LOG_FORMAT": "xml", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "notifier.cli", "serve"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "notifier: configuration error: NOTIFIER_LOG_FORMAT must be one of plain, json, not 'xml'"
+    )

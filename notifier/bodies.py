@@ -37,6 +37,10 @@ class ActivityCache:
         self._inflight: dict[str, asyncio.Task[dict[str, Activity]]] = {}
         """Reads under way, by each id they fetch."""
 
+    def __len__(self) -> int:
+        """Bodies held now (at most ``size``)."""
+        return len(self._bodies)
+
     async def get(self, ids: Sequence[str]) -> dict[str, Activity]:
         """Bodies of ``ids`` still stored (unknown ids are absent).
 

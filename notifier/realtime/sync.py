@@ -64,6 +64,9 @@ class FrameCache:
         self._frames: OrderedDict[tuple[str, tuple[str, ...]], Prepared | None] = OrderedDict()
         self._building: dict[tuple[str, tuple[str, ...]], asyncio.Task[Prepared | None]] = {}
 
+    def __len__(self) -> int:
+        return len(self._frames)
+
     async def shared(
         self, key: tuple[str, tuple[str, ...]], build: Callable[[], Awaitable[str | None]]
     ) -> Prepared | None:

@@ -73,6 +73,11 @@ class UserTokens:
         signature check costs more than the rest of a page read's auth. Expiry is still
         checked on every use."""
 
+    @property
+    def cached(self) -> int:
+        """Verified tokens remembered now (at most 10,000)."""
+        return len(self._verified)
+
     def issue(
         self, user: str, ttl: int | None = None, feeds: Sequence[str] | None = None
     ) -> tuple[str, int]:

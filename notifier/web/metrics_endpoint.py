@@ -23,16 +23,17 @@ from starlette.routing import Route
 from notifier import metrics
 from notifier.fanout.queues import QueueCollector
 from notifier.realtime.server import RealtimeServer
-from notifier.web.auth import ApiKeys, Unauthorized, bearer
+from notifier.web.auth import ApiKeys, Unauthorized, UserTokens, bearer
 from notifier.web.errors import error_response
 from notifier.web.services import Services
 
 
 class RealtimeCollector(Collector):
-    """The realtime server's counters, as metric families."""
+    """The realtime server's counters, and the process's bounded caches, as metric families."""
 
-    def __init__(self, server: RealtimeServer) -> None:
+    def __init__(self, server: RealtimeServer, tokens: UserTokens) -> None:
         self.server = server
+        self.tokens = tokens
 
     def collect(self) -> Iterator[Metric]:
         s = self.server
@@ -68,6 +69,17 @@ class RealtimeCollector(Collector):
         frames = CounterMetricFamily("notifier_ws_frames_sent", "Websocket frames pushed.")
         frames.add_metric([], s.frames_sent)
         yield frames
+        caches = GaugeMetricFamily(
+            "notifier_cache_entries",
+            "Entries held by this process's bounded caches (activity bodies: 10,000; "
+            "encoded frames: 256; verified user tokens: 10,000): memory that grows until "
+            "they are full, then stays.",
+            labels=["cache"],
+        )
+        caches.add_metric(["activities"], len(s.cache))
+        caches.add_metric(["frames"], len(s.frames))
+        caches.add_metric(["tokens"], self.tokens.cached)
+        yield caches
 
 
 def metrics_route(services: Services) -> Route | None:
@@ -77,7 +89,7 @@ def metrics_route(services: Services) -> Route | None:
         return None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics.Union(metrics.REGISTRY))
-    registry.register(RealtimeCollector(services.realtime))
+    registry.register(RealtimeCollector(services.realtime, services.tokens))
     broker = getattr(services.fanout.dispatcher, "broker", None)
     settings = services.fanout.settings
     if broker is not None:

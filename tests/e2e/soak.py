@@ -22,15 +22,21 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from tests.e2e.cluster import Cluster, running
 from tests.e2e.driver import Driver
 from tests.e2e.report import Options
 from tests.e2e.world import Size
+from tests.web.conftest import API_KEY
+
+_CACHE = re.compile(r'^notifier_cache_entries\{cache="(\w+)"\} (\S+)$', re.M)
 
 #: RSS growth after warm-up that still counts as flat: this share of the warm RSS, or this
 #: many MiB, whichever is larger (allocators keep some slack; a leak keeps growing).
@@ -123,9 +129,29 @@ class Sampler:
         print(f"{minutes:6.1f}  " + "  ".join(f"{c:>18}" for c in cells), flush=True)
 
     async def run(self, every: float) -> None:
+        n = 0
         while True:
             self.sample()
+            if n % 10 == 0:
+                await self.caches()
+            n += 1
             await asyncio.sleep(every)
+
+    async def caches(self) -> None:
+        """Each web process's bounded caches (``notifier_cache_entries``): RSS that grows
+        while they fill is not a leak once they are full."""
+        parts = []
+        key = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient(timeout=5) as http:
+            for web in self.cluster.webs:
+                try:
+                    response = await http.get(f"{web.http}/metrics", headers=key)
+                except httpx.HTTPError:
+                    continue
+                found = {m[1]: int(float(m[2])) for m in _CACHE.finditer(response.text)}
+                parts.append(f"web-{web.port} " + " ".join(f"{k}={v}" for k, v in found.items()))
+        if parts:
+            print("        caches: " + "; ".join(parts), flush=True)
 
     def verdict(self, warmup: float) -> tuple[bool, list[str]]:
         """Whether every process's RSS stayed flat after ``warmup`` minutes, and why."""

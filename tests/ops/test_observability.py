@@ -108,6 +108,7 @@ async def test_websocket_metrics_follow_connections(stack: Stack) -> None:
     found = scrape(web_metrics)
     assert value(found, "notifier_ws_connections_open") == 3
     assert value(found, "notifier_ws_users_connected") == 1
+    assert value(found, "notifier_cache_entries", cache="tokens") == 1  # bo's, verified once
     # A refused origin is counted apart from connections.
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(url, origin="https://evil.example")  # type: ignore[arg-type]

@@ -2,7 +2,9 @@
 
 Every response is tallied by status; a 5xx or a transport error is kept with its request (the
 test fails on any). 429 is waited out (``Retry-After``); the servers run with high limits, so
-it should not happen. Nothing here imports notifier.
+it should not happen. A request is sent again once after a transport error when that is safe:
+a GET, or any request whose connection was refused (it reached no server; a load balancer
+retries those too). Nothing here imports notifier.
 """
 
 from __future__ import annotations
@@ -37,21 +39,31 @@ class Api:
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     retried: int = 0
-    """GETs sent again after a transport error (the second attempt succeeded)."""
+    """Requests sent again after a transport error (see the module docstring)."""
 
     def __post_init__(self) -> None:
         # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them
         # from its side: a request sent on a connection the server is closing at that very
         # moment fails with "server disconnected", a race of HTTP/1.1 keep-alive itself.
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16,
-                              keepalive_expiry=2.0)  # fmt: skip
+        self.limits = httpx.Limits(max_connections=32, max_keepalive_connections=16,
+                                   keepalive_expiry=2.0)  # fmt: skip
         self.clients = [
-            httpx.AsyncClient(base_url=b, timeout=30, limits=limits) for b in self.bases
+            httpx.AsyncClient(base_url=b, timeout=30, limits=self.limits) for b in self.bases
         ]
         self._turn = itertools.cycle(range(len(self.clients)))
 
     async def close(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self.clients))
+
+    def replace(self, index: int, base: str) -> httpx.AsyncClient:
+        """Send what went to the ``index``-th web process to ``base`` from now on (a load
+        balancer taking a stopping process out). Returns the old client: requests in flight
+        on it are still answered; close it once they are."""
+        old = self.clients[index]
+        self.bases[index] = base
+        self.clients[index] = httpx.AsyncClient(base_url=base, timeout=old.timeout,
+                                                limits=self.limits)  # fmt: skip
+        return old
 
     async def call(
         self,
@@ -67,7 +79,7 @@ class Api:
         ``token``)."""
         headers = {"Authorization": f"Bearer {token or self.api_key}"}
         where = f"{method} {path} {params or ''}".strip()
-        retry = method == "GET"  # safe to send again; writes are not (a follow answers twice)
+        resend = True
         for _ in range(20):
             client = self.clients[next(self._turn) if via is None else via]
             try:
@@ -75,8 +87,10 @@ class Api:
                     method, path, json=body, params=params, headers=headers
                 )
             except httpx.TransportError as exc:
-                if retry:
-                    retry = False
+                # A write that may have reached a server is not sent twice (a follow would
+                # answer "followed: false" the second time).
+                if resend and (method == "GET" or isinstance(exc, httpx.ConnectError)):
+                    resend = False
                     self.retried += 1
                     continue
                 self.failures.append(Failure(f"{where} via {client.base_url}", None, repr(exc)))

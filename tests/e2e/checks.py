@@ -27,9 +27,10 @@ Explain = Callable[[str, str, str], str]
 Token = Callable[[str], Awaitable[str]]
 SPLIT = "web processes disagree"
 #: Close codes a server may choose that are not a failure of notifier: 4401 (token expired,
-#: the tab resumes) and those a client earns by breaking the protocol (the harness's fault).
+#: the tab resumes), 1012 (a restart: deploy.py judges those) and those a client earns by
+#: breaking the protocol (the harness's fault).
 CLOSE_KINDS = {1011: "close-1011", 4400: "harness", 4403: "harness", 4404: "harness",
-               4408: "harness", 4401: ""}  # fmt: skip
+               4408: "harness", 4401: "", 1012: ""}  # fmt: skip
 
 
 def _short(value: Any) -> str:
@@ -112,12 +113,13 @@ class Audit:
     """The comparisons of one run (see the module docstring)."""
 
     def __init__(
-        self, api: Api, ws_urls: Sequence[str], model: Model, users: Sequence[str],
+        self, api: Api, ws_urls: list[str], model: Model, users: Sequence[str],
         options: Options, explain: Explain, gone: Mapping[str, Act],
     ) -> None:  # fmt: skip
         self.api = api
-        self.ws_urls = list(ws_urls)
-        """The web processes' websocket URLs, in the order of ``api``'s clients."""
+        self.ws_urls = ws_urls
+        """The web processes' websocket URLs, in the order of ``api``'s clients (the driver's
+        list: a deploy puts the replacement in the place of the process it stops)."""
         self.model = model
         self.users = users
         self.options = options

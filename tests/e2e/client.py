@@ -15,9 +15,13 @@ states where the doc lags):
 8. Resume: with a position, subscribe with ``position`` and ``oldest``; without one, fresh,
    and the answering sync replaces everything.
 9. ``window``: after loading older items over HTTP, widen the window.
+10. A close whose reason says ``retry in N ms`` (a restarting process's 1012): wait N ms,
+    then reconnect once, to a process that is up, and resume (rule 8); if that attempt
+    fails, the usual backoff.
 
 ``Tab`` is one browser tab: a connection that it drops and resumes when told to, on any web
-process, and that records every close code and every frame that breaks the protocol.
+process that is up, and that records every close code, every frame that breaks the protocol
+and, after a close that named a delay, how long it was away.
 Nothing here imports notifier.
 """
 
@@ -27,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import time
 import traceback
 from collections import Counter, deque
@@ -42,6 +47,16 @@ from tests.e2e.model import position
 Json = dict[str, Any]
 FRAME_TYPES = {"welcome", "sync", "update", "removed", "counts", "refetch", "pong"}
 PING_EVERY = 20.0
+RETRY_IN = re.compile(r"\bretry in (\d+) ms\b")
+"""A close reason asking the client back later: a restart's 1012 says
+``restart; retry in 3471 ms`` (docs/realtime.md, close codes)."""
+
+
+def announced_delay(reason: str) -> float | None:
+    """Seconds a close reason asks the client to wait before it reconnects (rule 10), or
+    None when it names none."""
+    match = RETRY_IN.search(reason)
+    return None if match is None else int(match[1]) / 1000
 
 
 def older(a: str | None, b: str) -> str:
@@ -158,6 +173,24 @@ class Close:
     reason: str
     mine: bool
     """Closed by the tab itself (a simulated drop), not by the server."""
+    url: str = ""
+    """The web process the tab was connected (or connecting) to."""
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Comeback:
+    """A server close that named a delay (rule 10), and when the tab was back."""
+
+    close: Close
+    delay: float
+    back_at: float | None = None
+    """When the tab was connected again (welcomed, its feeds resumed); None: not yet."""
+    back_url: str = ""
+
+    @property
+    def away(self) -> float | None:
+        return None if self.back_at is None else self.back_at - self.close.at
 
 
 class Tab:
@@ -175,6 +208,7 @@ class Tab:
         self.name = name
         self.user = user
         self.urls = urls
+        """The web processes that are up: the driver's list, which a deploy changes."""
         self.get_token = token
         self.token = ""
         self.rng = rng
@@ -196,23 +230,30 @@ class Tab:
         self.connections = 0
         self.last_frame = time.monotonic()
         self.welcome_feeds: dict[str, Json] | None = None
+        self.comebacks: list[Comeback] = []
+        """Every server close that named a delay (a restart's 1012), with the return."""
 
     # -- the connection loop -----------------------------------------------------------------
     async def run(self) -> None:
         backoff = 0.05
         while not self.stopping:
             self.url = self.rng.choice(self.urls)
+            delay: float | None = None
             try:
                 await self._session()
                 backoff = 0.05
             except websockets.ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else 1006
                 reason = exc.rcvd.reason if exc.rcvd else ""
-                self._closed(Close(code, reason, self.dropping or self.stopping))
+                close = Close(code, reason, self.dropping or self.stopping, self.url)
+                self._closed(close)
                 if code == 4401 and not self.dropping:
                     self.token = ""  # expired: a fresh one, then resume
+                delay = None if close.mine else announced_delay(reason)
+                if delay is not None:
+                    self.comebacks.append(Comeback(close, delay))
             except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
-                self._closed(Close(-1, f"{type(exc).__name__}: {exc}", self.stopping))
+                self._closed(Close(-1, f"{type(exc).__name__}: {exc}", self.stopping, self.url))
             except Exception:  # a bug of this client: say so, and carry on
                 self.errors.append(traceback.format_exc()[-1500:])
             finally:
@@ -223,6 +264,8 @@ class Tab:
             if self.dropping:
                 self.dropping = False
                 await asyncio.sleep(self.rng.uniform(0.05, 1.5))  # offline for a while
+            elif delay is not None:
+                await asyncio.sleep(delay)  # rule 10: then one attempt, else the backoff
             else:
                 await asyncio.sleep(backoff * (1 + self.rng.random()))
                 backoff = min(backoff * 2, 2.0)
@@ -243,6 +286,9 @@ class Tab:
             for state in self.feeds.values():
                 await ws.send(json.dumps(state.subscribe_message()))
             self.connected.set()
+            if self.comebacks and self.comebacks[-1].back_at is None:
+                self.comebacks[-1].back_at = time.monotonic()
+                self.comebacks[-1].back_url = self.url
             pinger = asyncio.create_task(self._ping(ws))
             try:
                 async for raw in ws:

@@ -1,13 +1,16 @@
 """The processes of an end-to-end run: a private redis-server, ``notifier serve`` x N and
 ``notifier worker`` x M on one TOML config of the test's own, each with its own log file
-(both print a level name on every line, so ERROR lines can be found).
+(both print a level name on every line, so ERROR lines can be found). A web process can be
+added and one retired (SIGTERM) mid-run, as a deploy does; a retired one's log stays checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,10 +27,16 @@ from tests.web.conftest import API_KEY, ORIGIN, SECRET
 
 LEVELLED = re.compile(r"^(\d{4}-\d\d-\d\d \S+ \d+ )?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 CHAINED = ("During handling of the above exception", "The above exception was the direct")
+RESTART_WINDOW = 2.0
+"""``ws_restart_window`` of the web processes, seconds: a restarted process's clients come back
+within it (10 s by default; small here so that a run stays short)."""
+CLEAN_EXITS = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+"""How a web process ends on SIGTERM (uvicorn re-raises the signal after a graceful stop)."""
 
 
 def config_toml(storage_url: str, prefix: str, broker_url: str | None) -> str:
-    """The servers' configuration: small feeds (trims happen), fast fanout retries."""
+    """The servers' configuration: small feeds (trims happen), fast fanout retries, a short
+    restart window (in the file: ``start_web`` passes no ``NOTIFIER_*`` variable)."""
     broker = f'broker_url = "{broker_url}"\n' if broker_url else ""
     return f"""[storage]
 url = "{storage_url}"
@@ -38,6 +47,7 @@ key_rate = 100000.0
 key_burst = 100000
 user_rate = 100000.0
 user_burst = 100000
+ws_restart_window = {RESTART_WINDOW}
 
 {feeds_toml()}
 [fanout]
@@ -72,14 +82,32 @@ class Web:
 class Cluster:
     redis: RedisServer
     webs: list[Web]
+    """The web processes that run (or should)."""
     workers: WorkerPool
     folder: Path
     storage_url: str
+    config: Path
     extra_logs: list[Path] = field(default_factory=list)
+    retired: list[Web] = field(default_factory=list)
+    """Web processes sent SIGTERM by ``retire``: they should be gone (or going)."""
 
     @property
     def logs(self) -> list[Path]:
-        return [w.log for w in self.webs] + list(self.workers.logs) + self.extra_logs
+        webs = [w.log for w in self.webs + self.retired]
+        return webs + list(self.workers.logs) + self.extra_logs
+
+    async def add_web(self) -> Web:
+        """Start one more web process on the cluster's config; returns once it listens."""
+        web = await asyncio.to_thread(start_web, self.config, self.folder)
+        self.webs.append(web)
+        return web
+
+    def retire(self, web: Web) -> None:
+        """SIGTERM ``web``, as a deploy stops it: it should close its websockets with 1012 and
+        exit (``CLEAN_EXITS``)."""
+        self.webs.remove(web)
+        self.retired.append(web)
+        web.proc.send_signal(signal.SIGTERM)
 
     def pids(self) -> dict[str, int]:
         """Every process by role (for the soak's sampling)."""
@@ -157,6 +185,7 @@ def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) ->
     extra: list[Path] = []
     started: list[Web] = []
     pool: WorkerPool | None = None
+    cluster: Cluster | None = None
     try:
         if cassandra is None:
             storage, broker = redis.url, None
@@ -168,12 +197,16 @@ def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) ->
         config.write_text(config_toml(storage, prefix, broker))
         pool = WorkerPool(config, threads=4)
         pool.start(workers)
-        started += [start_web(config, folder) for _ in range(webs)]
-        yield Cluster(redis, started, pool, folder, storage, extra)
+        for _ in range(webs):
+            started.append(start_web(config, folder))
+        cluster = Cluster(redis, started, pool, folder, storage, config, extra)
+        yield cluster
     finally:
-        for web in started:
-            web.proc.terminate()
-        for web in started:
+        every = started + cluster.retired if cluster is not None else started
+        for web in every:
+            if web.proc.poll() is None:
+                web.proc.terminate()
+        for web in every:
             try:
                 web.proc.wait(15)
             except subprocess.TimeoutExpired:

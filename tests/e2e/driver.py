@@ -3,9 +3,11 @@
 Between phases it waits for a quiet point: fanout has finished when every modelled feed, read
 through every web process, equals the model (what still differs once it stops changing is a
 divergence). Websocket tabs run all along, dropping and resuming at random; at quiet points
-some widen their windows (rule 9). At the end it waits until every tab equals an HTTP read
-of its range, then compares tabs, HTTP and the model (checks.py). Every operation is checked
-against the model as it is answered (status, ids removed, counts after a mark).
+some widen their windows (rule 9). During one phase (``Options.restart_during``) a web
+process is restarted as a deploy does it, while the phase's operations run (deploy.py). At the
+end it waits until every tab equals an HTTP read of its range, then compares tabs, HTTP and the
+model (checks.py). Every operation is checked against the model as it is answered (status, ids
+removed, counts after a mark).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.e2e.api import Api
 from tests.e2e.checks import Audit
 from tests.e2e.client import Tab
 from tests.e2e.cluster import Cluster
+from tests.e2e.deploy import Deploy
 from tests.e2e.model import Act, AggregatedModel, Model
 from tests.e2e.report import Finding, Options, Report
 from tests.e2e.world import (
@@ -79,12 +82,17 @@ class Driver:
         self.ops: Counter[str] = Counter()
         self.timings: dict[str, float] = {}
         self.chaos_on = False
+        self.chaos_held = False
+        """A deploy holds the drops while it stops a process (which tabs were on it is exact)."""
+        self.deploy: Deploy | None = None
         self.history: deque[Event] = deque(maxlen=50_000)
         """What the driver did that a divergence may need to be explained by."""
         self.gone: dict[str, Act] = {}
         """Removed activities (the model forgets them)."""
-        ws_urls = [w.ws for w in cluster.webs]
-        self.audit = Audit(self.api, ws_urls, self.model, self.world.users, options,
+        self.ws_urls = [w.ws for w in cluster.webs]
+        """The live web processes, in the order of ``api``'s: the tabs and the audit share
+        this list, and a deploy puts a replacement in the place of the process it stops."""
+        self.audit = Audit(self.api, self.ws_urls, self.model, self.world.users, options,
                            self._explain, self.gone)  # fmt: skip
 
     # -- the run -----------------------------------------------------------------------------
@@ -92,12 +100,13 @@ class Driver:
         """``rounds`` rounds (or whole rounds until ``time.monotonic()`` passes ``until``),
         then the final checks."""
         started = time.monotonic()
-        chaos = None
+        chaos: asyncio.Task[None] | None = None
+        restart: asyncio.Task[None] | None = None
         try:
             await self._timed("follows", self._execute_all(self.world.initial_follows().ops))
             plans = self.world.tabs()
             self.tabs = [
-                Tab(f"tab{n}:{p.user}", p.user, p.feeds, [w.ws for w in self.cluster.webs],
+                Tab(f"tab{n}:{p.user}", p.user, p.feeds, self.ws_urls,
                     self._fresh_token_for(p.user), random.Random(self.options.seed + n))
                 for n, p in enumerate(plans)
             ]  # fmt: skip
@@ -107,7 +116,11 @@ class Driver:
             for n, phase in enumerate(self.world.rounds(rounds)):
                 self.phase = phase.name
                 pace = self.options.pace / (1 if phase.name.endswith("add") else 3)
+                if phase.name == self.options.restart_during:
+                    restart = asyncio.create_task(self._restart())
                 await self._timed(phase.name, self._execute_all(phase.ops, pace))
+                if restart is not None:
+                    await restart
                 await self._timed(f"{phase.name}-quiet", self._quiet_point(phase.name))
                 if n == 0:
                     await self._start([t for t in self.tabs if t not in self.tasks])
@@ -122,8 +135,9 @@ class Driver:
             self._finding("harness", self.phase, traceback.format_exc()[-3000:])
         finally:
             self.chaos_on = False
-            if chaos is not None:
-                chaos.cancel()
+            for task in (chaos, restart):
+                if task is not None:
+                    task.cancel()
             await asyncio.gather(*(t.stop() for t in self.tabs))
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             await self.api.close()
@@ -205,7 +219,9 @@ class Driver:
             rate = max(1, len(self.tasks)) / self.options.drop_every
             await asyncio.sleep(self.rng.expovariate(rate))
             if self.chaos_on and self.tasks:
-                await self.rng.choice(list(self.tasks)).drop()
+                tab = self.rng.choice(list(self.tasks))
+                if not self.chaos_held:
+                    await tab.drop()
 
     async def _widen_windows(self) -> None:
         """Rule 9, at a quiet point: some windowed tabs load an older page over HTTP."""
@@ -226,6 +242,22 @@ class Driver:
                 loaded = page.get("groups", page.get("activities", []))
                 oldest = state.widen(loaded, page.get("next"))
                 await tab.send({"type": "window", "feed": state.name, "oldest": oldest})
+
+    async def _restart(self) -> None:
+        """Restart one web process as a deploy does (deploy.py), while the phase runs."""
+        began = time.monotonic()
+        index = self.options.seed % len(self.ws_urls)
+        self.deploy = Deploy(self.cluster, self.api, self.ws_urls, index, self.phase)
+        try:
+            if await self.deploy.start_replacement():
+                self.chaos_held = True
+                try:
+                    await self.deploy.switch(list(self.tasks))
+                finally:
+                    self.chaos_held = False
+        except Exception:
+            self._finding("harness", f"{self.phase} restart", traceback.format_exc()[-3000:])
+        self.timings["restart"] = round(time.monotonic() - began, 1)
 
     # -- operations --------------------------------------------------------------------------
     async def _execute_all(self, ops: Sequence[Op], pace: float = 0) -> None:
@@ -410,6 +442,8 @@ class Driver:
     def _collect(self) -> None:
         self.audit.tab_findings(self.tabs)
         self.findings += self.audit.findings
+        if self.deploy is not None:
+            self.findings += self.deploy.check(self.tabs)
         for failure in self.api.failures:
             self._finding("5xx", failure.where, f"{failure.status}: {failure.detail}")
         for line in self.cluster.error_lines()[:50]:
@@ -420,6 +454,7 @@ class Driver:
         for tab in self.tabs:
             frames.update(tab.frames)
         closes = Counter(c.code for t in self.tabs for c in t.server_closed)
+        restart = {"restart": self.deploy.summary(self.tabs)} if self.deploy else {}
         return {
             "cluster": f"{len(self.cluster.webs)} web, {len(self.cluster.workers.procs)} worker "
             f"processes on {self.cluster.storage_url}",
@@ -429,6 +464,7 @@ class Driver:
             f"connections, drops {sum(t.drops for t in self.tabs)}, "
             f"server closes {dict(closes)}",
             "frames": dict(frames),
-            "http statuses": f"{dict(self.api.statuses)}, GETs retried {self.api.retried}",
+            "http statuses": f"{dict(self.api.statuses)}, retried {self.api.retried}",
+            **restart,
             "seconds": self.timings,
         }

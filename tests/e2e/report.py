@@ -11,6 +11,8 @@ A finding's ``kind`` separates the suspects, so a failure says where to look fir
 - ``client≠model``: a client differs from the model where it agrees with HTTP;
 - ``response``: an API answer differs from what the docs and the model say;
 - ``protocol``, ``close-1011``, ``5xx``, ``log-error``, ``dead-process``: as named;
+- ``restart``: a web process restarted as a deploy does (deploy.py) did not stop as
+  docs/operations.md says, or its clients were not told when to come back, or did not;
 - ``harness``: the test's own code failed (a bug of the test, not of notifier).
 """
 
@@ -25,6 +27,8 @@ from tests.e2e.world import Size
 KINDS = {
     "harness": "the test's own code failed (not notifier)",
     "dead-process": "a server or worker process exited",
+    "restart": "a restarted web process or its clients did not do what docs/operations.md "
+    "(Deploys) says",
     "5xx": "the API answered 5xx (or the connection failed)",
     "close-1011": "the server closed websockets with 1011 (internal error)",
     "protocol": "a frame or close breaking the websocket protocol (rules in tests/e2e/client.py)",
@@ -70,6 +74,9 @@ class Options:
     """How to run this world again (default: the pytest command for ``label``)."""
     flat_overshoot_ok: bool = False
     """Cassandra: a flat feed may be one id over max_length until its next write."""
+    restart_during: str | None = None
+    """The phase (``r2-add``) during which one web process is restarted as a deploy does it
+    (deploy.py); None: no restart."""
 
 
 @dataclass

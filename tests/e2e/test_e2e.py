@@ -1,6 +1,7 @@
 """notifier end to end: real processes, a seeded random world through the public API, many
-websocket clients dropping and resuming; every client, every HTTP read and the model of the
-docs must agree at the end (see tests/e2e/__init__.py).
+websocket clients dropping and resuming, one web process restarted mid-run as a deploy does
+it; every client, every HTTP read and the model of the docs must agree at the end (see
+tests/e2e/__init__.py).
 
 The seed is random unless ``NOTIFIER_E2E_SEED`` is set, and printed with every report:
 ``NOTIFIER_E2E_SEED=<seed> .venv/bin/pytest tests/e2e -k redis`` replays a failure's world
@@ -23,6 +24,9 @@ from tests.e2e.world import Size
 from tests.services import unavailable
 
 pytestmark = pytest.mark.e2e
+RESTART_DURING = "r2-add"
+"""The phase during which a web process is restarted: the middle round's busiest phase (its
+operations go on meanwhile)."""
 
 
 def seed() -> int:
@@ -60,7 +64,8 @@ async def run_world(cluster: Cluster, options: Options) -> None:
 
 @pytest.mark.timeout(300)
 async def test_e2e_redis(redis_cluster: Cluster) -> None:
-    await run_world(redis_cluster, Options(seed(), Size(), label="redis"))
+    options = Options(seed(), Size(), label="redis", restart_during=RESTART_DURING)
+    await run_world(redis_cluster, options)
 
 
 @pytest.mark.cassandra
@@ -68,5 +73,6 @@ async def test_e2e_redis(redis_cluster: Cluster) -> None:
 async def test_e2e_cassandra(cassandra_cluster: Cluster) -> None:
     size = Size(users=28, rounds=2, adds=80, removals=10, graph_ops=10, marks=10, tabs=16)
     options = Options(seed(), size, label="cassandra", flat_overshoot_ok=True,
-                      quiesce_timeout=60, converge_timeout=30)  # fmt: skip
+                      quiesce_timeout=60, converge_timeout=30,
+                      restart_during=RESTART_DURING)  # fmt: skip
     await run_world(cassandra_cluster, options)

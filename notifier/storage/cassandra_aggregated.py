@@ -33,6 +33,7 @@ from notifier.storage.cassandra_groups import (
     RemovePlan,
     Slot,
     Snapshot,
+    Stale,
     Writes,
     page,
     plan_mark,
@@ -162,7 +163,13 @@ class AggregatedFeeds:
         attempts = self.conn.settings.cas_attempts
         for attempt in range(attempts):
             snapshot = await self._snapshot(feed, serial)
-            writes, result = await step(snapshot, serial)
+            try:
+                writes, result = await step(snapshot, serial)
+            except Stale as exc:  # another writer got in between: as a batch that did not apply
+                log.debug("re-reading feed=%s: %s", feed, exc)
+                serial = True
+                await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+                continue
             if not writes:
                 return result
             try:

@@ -6,7 +6,11 @@ a group's activity ids), and finally yields ``Writes``: the rows to upsert and d
 the storage commits as one conditional batch ``IF version = <snapshot version>``. If another
 writer committed in between, the batch does not apply and the whole thing is re-read and
 re-planned, so a plan never has to think about concurrency, and a re-run of a write that did
-land finds nothing left to do. The semantics are the memory backend's, step for step.
+land finds nothing left to do. The one place concurrency shows: the rows a plan reads after
+the snapshot may already be a later writer's (that writer committed in between). Where they
+cannot belong to the snapshot's state, the plan raises ``Stale`` and the write is re-read and
+re-planned, as it would be when its batch did not apply. The semantics are the memory
+backend's, step for step.
 
 Rows of a group are keyed by its ``ref`` (``<gid>.<version that created it>``), not by its
 public id. Live groups never share an id (``base.fresh_group_id``), but one id can name
@@ -25,6 +29,10 @@ from dataclasses import dataclass, field, replace
 from notifier.storage.base import Counts, Entry, Marks, StoredGroup, fresh_group_id
 
 Pair = tuple[str, str]
+
+
+class Stale(Exception):
+    """Rows read after the snapshot contradict it: another writer committed in between."""
 
 
 @dataclass
@@ -278,10 +286,15 @@ class RemovePlan:
                 continue
             writes.gone_items |= {(ref, a) for a in ids}
             remaining = [a for a in newest[ref] if a not in gone]
+            if not remaining:  # the snapshot's group has more; the rows read do not
+                raise Stale(f"group {ref} changed after the snapshot")
             slot.recent = remaining[: self.shown]
             slot.position = remaining[0]
             if ref in self.oldest_needed:
-                slot.oldest = next(a for a in oldest[ref] if a not in gone)
+                still = next((a for a in oldest[ref] if a not in gone), None)
+                if still is None:
+                    raise Stale(f"group {ref} changed after the snapshot")
+                slot.oldest = still
             slot.count -= len(ids)
             for actor, n in Counter(self.found[a][1] for a in ids).items():
                 left = tallies.get((ref, actor), 0) - n

@@ -386,3 +386,34 @@ def test_the_driver_retries_only_what_is_safe_to_repeat() -> None:
     assert policy.on_request_error(safe, one, OSError(), 0)[0] == retry
     assert policy.on_unavailable(unsafe, one, 2, 1, 0)[0] == retry  # nothing was written
     assert policy.on_read_timeout(safe, one, 2, 1, False, 0)[0] == retry
+
+
+async def test_a_removal_whose_group_changes_after_its_snapshot_re_reads(
+    cassandra_hosts: str, store: CassandraStorage
+) -> None:
+    # Two removals from one group by two writers: the second commits between the first's
+    # snapshot and its reads of the group's rows, which then hold fewer ids than the snapshot
+    # says. The first re-reads and re-plans (it used to fail with IndexError, and the job was
+    # retried by dramatiq: seen by the end-to-end test).
+    group = notification(max_length=100, window=5)
+    await store.add_to_feeds(group, ["bo"], [entry(n, f"u{n}", key="a") for n in (1, 2, 3)])
+    other_conn = connect(f"cassandra://{cassandra_hosts}/{cassandra_node.KEYSPACE}")
+    other = CassandraStorage(other_conn, store.prefix, owns_connection=True)
+    aggregated = store._aggregated
+    real_slices = aggregated._slices
+    interleaved = []
+
+    async def slices_after_a_rival(*args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        if not interleaved:  # the first read of the group's rows: the rival commits first
+            interleaved.append(await other.remove_from_feeds(group, ["bo"], [aid(2), aid(3)]))
+        return await real_slices(*args, **kwargs)
+
+    aggregated._slices = slices_after_a_rival  # type: ignore[method-assign]
+    try:
+        await store.remove_from_feeds(group, ["bo"], [aid(1)])
+    finally:
+        aggregated._slices = real_slices  # type: ignore[method-assign]
+        await other.close()
+    assert interleaved and interleaved[0]  # the rival's removal did commit in between
+    assert await store.read_groups(group, "bo", limit=10) == []
+    assert await store.counts(group, "bo") == Counts(0, 0)

@@ -178,6 +178,10 @@ class FeedView:
             return await self.update()
         if event.kind == "removed" and self.flat:
             self.cache.forget(event.activity_ids)
+            if not self.storage.flat_feeds_exact:
+                # An id the feed held past max_length may now be among the newest: the
+                # client learns it from the exact state, as the rules of a sync say.
+                return await self.sync()
             return Removed(
                 feed=self.group.name, activity_ids=event.activity_ids, position=self.position
             )

@@ -106,6 +106,12 @@ class Marks(msgspec.Struct, frozen=True):
 class Storage(Protocol):
     """Everything notifier keeps: activities, timelines, notification state, the follow graph."""
 
+    #: Whether a flat feed always holds at most ``max_length`` ids. Cassandra's may hold one
+    #: more for a while (docs/storage.md), which a removal then brings back into the newest
+    #: ``max_length``: the realtime layer answers a removal with a sync there, not a bare
+    #: ``removed`` frame, so a client sees the id that resurfaced.
+    flat_feeds_exact: bool
+
     # -- activities ------------------------------------------------------------------------
     async def put_activities(self, activities: Sequence[Activity]) -> None:
         """Store activity bodies by id (idempotent) and index their foreign ids."""

@@ -121,6 +121,8 @@ class _AggregatedFeed:
 class MemoryStorage:
     """In-process storage; see the module docstring."""
 
+    flat_feeds_exact = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._activities: dict[str, Activity] = {}

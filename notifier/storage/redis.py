@@ -52,6 +52,8 @@ def _flag(value: bool | None) -> str:
 class RedisStorage:
     """Storage on one Redis server (or a Sentinel-managed primary); see the module docstring."""
 
+    flat_feeds_exact = True  # every write trims in one script
+
     def __init__(self, client: aioredis.Redis, prefix: str = "notifier") -> None:
         self.client = client
         self.prefix = prefix

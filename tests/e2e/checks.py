@@ -245,12 +245,6 @@ class Audit:
             items, counts = await self.api.read(name, token=await token(tab.user),
                                                 down_to=state.oldest, via=via)  # fmt: skip
             expected = window(items, state.oldest, SPECS[name].max_length)
-            adopted = self.adopted.get((name, tab.user), set())
-            missing = {i["id"] for i in expected} - {i["id"] for i in state.newest()}
-            if missing and missing <= adopted:
-                self.notes.append(f"{where}: lacks {sorted(missing)}, a Cassandra overshoot "
-                                  "no frame announced (it resurfaced after a removal)")  # fmt: skip
-                expected = [i for i in expected if i["id"] not in missing]
             hint = self._hint(name, tab.user, expected)
             lines = diff_items(("client", state.newest()), ("http", expected), hint)
             if SPECS[name].kind == "notification" and state.counts != counts:

@@ -14,6 +14,7 @@ import websockets
 
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.realtime.bus import UserEvent
+from notifier.storage.cassandra import CassandraStorage
 from tests.realtime.client import Client, http_state, http_window, summary
 from tests.realtime.conftest import Live, LiveFactory
 
@@ -429,3 +430,39 @@ async def test_a_subscription_that_began_on_an_empty_feed_resumes_exactly(
     await assert_window_matches_http(live, cy, "cy", "timeline")
     await bo.close()
     await cy.close()
+
+
+async def test_an_id_that_a_removal_brings_back_into_a_flat_feed_reaches_the_client(
+    live_factory: LiveFactory,
+) -> None:
+    """On Cassandra racing writes can leave a flat feed one id over ``max_length`` for a while
+    (docs/storage.md); a removal then brings that id back among the newest, and the client
+    must see it, as an HTTP read does (the end-to-end test found a client lacking it)."""
+    live: Live = await live_factory(SMALL)
+    storage = live.services.notifier.storage
+    bo = live.client("bo")
+    await bo.connect()
+    await bo.subscribe("timeline", limit=100)
+    posts = [
+        await live.post(actor="ana", verb="post", object=f"post:{n}", to=["timeline:bo"])
+        for n in range(11)
+    ]  # max_length 10: post 0 is trimmed
+    await bo.wait_for(lambda f: bo.feeds["timeline"].position == posts[-1]["id"])
+    await bo.quiet()
+    assert posts[0]["id"] not in bo.feeds["timeline"].items
+    if isinstance(storage, CassandraStorage):
+        # What two racing writes can leave behind: the trimmed id still in the partition.
+        await storage.conn.run("flat_insert", storage.prefix, "timeline:bo", posts[0]["id"])
+    response = await live.http.delete(
+        f"/v1/activities/{posts[5]['id']}", headers=live.server_headers()
+    )
+    assert response.status_code in (200, 204), response.text
+    await bo.wait_for(lambda f: posts[5]["id"] not in bo.feeds["timeline"].items)
+    await bo.quiet()
+    await assert_window_matches_http(live, bo, "bo", "timeline")
+    held = bo.feeds["timeline"].items
+    if isinstance(storage, CassandraStorage):
+        assert posts[0]["id"] in held and len(held) == 10
+    else:
+        assert posts[0]["id"] not in held and len(held) == 9
+    await bo.close()

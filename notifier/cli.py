@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from notifier.config import Config
 from notifier.errors import ConfigError
 
+if TYPE_CHECKING:
+    from notifier.web.settings import ServerSettings
+
 
 def load_config(path: str | None) -> Config:
     """The configuration, or one clear line on stderr and exit status 2."""
     try:
         return Config.load(path)
+    except ConfigError as exc:
+        click.echo(f"notifier: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+def load_server_settings(config: Config) -> ServerSettings:
+    """The web server's settings, or one clear line on stderr and exit status 2."""
+    from notifier.web.settings import ServerSettings
+
+    try:
+        return ServerSettings.load(config.server)
     except ConfigError as exc:
         click.echo(f"notifier: configuration error: {exc}", err=True)
         sys.exit(2)
@@ -62,16 +77,12 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
 
     from notifier.gcpolicy import settle_heap
     from notifier.logs import configure_logging
-    from notifier.web.settings import ServerSettings, server_options
+    from notifier.web.settings import server_options
     from notifier.web.wiring import build_app
 
     configure_logging(log_level)
     config = load_config(config_path)
-    try:
-        settings = ServerSettings.load(config.server)
-    except ConfigError as exc:
-        click.echo(f"notifier: configuration error: {exc}", err=True)
-        sys.exit(2)
+    settings = load_server_settings(config)
     app = build_app(config, settings)
     options = server_options(settings)
     _raise_open_files_limit(settings.max_connections + 1_000)
@@ -111,14 +122,9 @@ def token(user: str, ttl: int | None, feeds: str | None, config_path: str | None
 
     from notifier.errors import InvalidInput
     from notifier.web.auth import UserTokens
-    from notifier.web.settings import ServerSettings
 
     config = load_config(config_path)
-    try:
-        settings = ServerSettings.load(config.server)
-    except ConfigError as exc:
-        click.echo(f"notifier: configuration error: {exc}", err=True)
-        sys.exit(2)
+    settings = load_server_settings(config)
     groups = None if feeds is None else [g.strip() for g in feeds.split(",") if g.strip()]
     unknown = [g for g in groups or () if g not in config.feeds]
     if unknown:

@@ -9,13 +9,16 @@ missing service skips its tests with a loud reason; in CI it fails them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +125,27 @@ def redis_url() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@contextmanager
+def running_demo(lines: int = 1) -> Iterator[tuple[str, list[str]]]:
+    """``notifier demo`` on a free port, with no NOTIFIER_* variables: the page's URL and the
+    first ``lines`` lines it printed (printed once the server listens)."""
+    notifier = Path(sys.executable).with_name("notifier")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    proc = subprocess.Popen(
+        [str(notifier), "demo", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = [proc.stdout.readline() for _ in range(lines)]
+        match = re.search(r"open (http://\S+)", printed[0])
+        assert match, f"notifier demo printed {printed!r}"
+        yield match.group(1), printed
+    finally:
+        proc.terminate()
+        proc.wait(15)

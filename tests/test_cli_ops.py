@@ -35,7 +35,7 @@ from notifier.storage.base import Entry, FeedChange
 from notifier.storage.memory import MemoryStorage
 from notifier.web.app import create_app
 from tests.fanout.conftest import WorkerPool, make_config, wait_until
-from tests.services import RedisServer, free_port, unavailable
+from tests.services import RedisServer, running_demo, unavailable
 from tests.web.conftest import API_KEY, SECRET, close_services, make_services, server_settings
 
 NOTIFIER = Path(sys.executable).with_name("notifier")
@@ -133,25 +133,9 @@ def test_token_refuses_with_one_line_and_status_2(
 # -- notifier demo -----------------------------------------------------------------------------
 @pytest.fixture
 def demo() -> Iterator[tuple[str, list[str]]]:
-    """``notifier demo`` on a free port: the page's URL and every line it printed."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    proc = subprocess.Popen(
-        [str(NOTIFIER), "demo", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(4)]  # printed once the server listens
-        match = re.search(r"open (http://\S+)", lines[0])
-        assert match, f"notifier demo printed {lines!r}"
-        yield match.group(1), lines
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    """``notifier demo``: the page's URL and the 4 lines it prints once it listens."""
+    with running_demo(lines=4) as running:
+        yield running
 
 
 async def test_demo_prints_its_api_key_and_a_curl_line_that_notifies_a_bell_live(

@@ -3,7 +3,7 @@ and the dead letters, per queue; read from the broker when metrics are scraped.
 
 Read straight from dramatiq's Redis layout (``<ns>:<queue>`` list of message ids, oldest
 first; ``<ns>:<queue>.msgs`` hash of bodies; ``.DQ`` the delayed queue of retries waiting
-their backoff; ``.XQ`` the dead letters): one pipelined round trip and one ``HGET``.
+their backoff; ``.XQ`` the dead letters): two pipelined round trips.
 """
 
 from __future__ import annotations
@@ -65,17 +65,20 @@ def _redis_stats(broker: RedisBroker, queues: Mapping[str, str]) -> list[QueueSt
         pipe.zcard(f"{ns}:{xq_name(name)}")
         pipe.lindex(f"{ns}:{name}", 0)
     replies = pipe.execute()
+    rows = [replies[4 * n : 4 * n + 4] for n in range(len(queues))]
+    # The oldest jobs' bodies (their enqueue time), all queues in one more round trip.
+    pipe = broker.client.pipeline(transaction=False)
+    for name, (_, _, _, oldest_id) in zip(queues.values(), rows, strict=True):
+        pipe.hget(f"{ns}:{name}.msgs", oldest_id if oldest_id is not None else "")
+    bodies = pipe.execute()
     now_ms = time.time() * 1000
     found = []
-    for n, (label, name) in enumerate(queues.items()):
-        ready, delayed, dead, oldest_id = replies[4 * n : 4 * n + 4]
+    for label, (ready, delayed, dead, _), body in zip(queues, rows, bodies, strict=True):
         age = 0.0
-        if oldest_id is not None:
-            body = broker.client.hget(f"{ns}:{name}.msgs", oldest_id)
-            if body is not None:
-                stamp = json.loads(body).get("message_timestamp")
-                if isinstance(stamp, int | float):
-                    age = max(0.0, (now_ms - stamp) / 1000)
+        if body is not None:
+            stamp = json.loads(body).get("message_timestamp")
+            if isinstance(stamp, int | float):
+                age = max(0.0, (now_ms - stamp) / 1000)
         found.append(QueueStats(label, int(ready), int(delayed), age, int(dead)))
     return found
 

@@ -4,8 +4,6 @@ the demo's routes never exist in the app ``notifier serve`` runs."""
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import socket
 import subprocess
 import sys
@@ -17,7 +15,7 @@ import pytest
 
 from notifier.storage.memory import MemoryStorage
 from notifier.web.app import create_app
-from tests.services import free_port
+from tests.services import running_demo
 from tests.web.conftest import ORIGIN, close_services, make_services, server_settings
 
 NOTIFIER = Path(sys.executable).with_name("notifier")
@@ -26,24 +24,8 @@ NOTIFIER = Path(sys.executable).with_name("notifier")
 @pytest.fixture
 def demo_url() -> Iterator[str]:
     """Run ``notifier demo`` on a free port; the URL is the one it prints."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    proc = subprocess.Popen(
-        [str(NOTIFIER), "demo", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server listens (or the process ends)
-        match = re.search(r"open (http://\S+)", line)
-        assert match, f"notifier demo printed {line!r}"
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    with running_demo() as (url, _):
+        yield url
 
 
 def test_notifier_demo_serves_the_demo_page_and_the_widget(demo_url: str) -> None:

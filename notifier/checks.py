@@ -20,7 +20,7 @@ import redis
 import redis.asyncio as aioredis
 
 from notifier.errors import ConfigError
-from notifier.storage.redis_client import redis_client
+from notifier.storage.redis_client import redis_client, server_client
 
 if TYPE_CHECKING:
     from notifier.config import Config
@@ -119,7 +119,9 @@ async def backend_findings(config: Config) -> list[Finding]:
     from notifier.fanout.broker import IN_PROCESS, broker_url_for
 
     roles: dict[str, list[str]] = {}
-    if urlsplit(config.storage_url).scheme in ("redis", "rediss"):
+    # A cluster's nodes are each checked by its operator's tooling (redis-cli --cluster
+    # check); one server, or a Sentinel-managed primary, here.
+    if urlsplit(config.storage_url).scheme in ("redis", "rediss", "redis+sentinel"):
         roles.setdefault(config.storage_url, []).append("storage")
     try:
         broker = broker_url_for(config)
@@ -129,7 +131,7 @@ async def backend_findings(config: Config) -> list[Finding]:
         roles.setdefault(broker, []).append("broker")
     found: list[Finding] = []
     for url, held in roles.items():
-        client = redis_client(url, pool_size=2)
+        client = server_client(url, pool_size=2)
         try:
             found += await redis_findings(client, held)
         except (redis.RedisError, OSError) as exc:

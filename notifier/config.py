@@ -22,8 +22,10 @@ from notifier.fanout.settings import FanoutSettings
 from notifier.feedgroups import FeedGroups, default_groups, group_from_mapping
 from notifier.model import Limits, Verb, VerbRegistry
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT
+from notifier.storage.redis_urls import SCHEMES as REDIS_SCHEMES
+from notifier.storage.redis_urls import parse_redis_url
 
-STORAGE_SCHEMES = ("memory", "redis", "rediss", "cassandra")
+STORAGE_SCHEMES = ("memory", "cassandra", *REDIS_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Config:
                 f"storage url {self.storage_url!r} must start with one of "
                 + ", ".join(f"{s}://" for s in STORAGE_SCHEMES)
             )
+        if scheme in REDIS_SCHEMES:
+            parse_redis_url(self.storage_url, "storage url (NOTIFIER_STORAGE_URL)")
         if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
             raise ConfigError("key prefix must be non-empty without spaces or braces")
         if not 1 <= self.pool_size <= 10_000:

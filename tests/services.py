@@ -149,3 +149,76 @@ def running_demo(lines: int = 1) -> Iterator[tuple[str, list[str]]]:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+class RedisClusterServers:
+    """A Redis Cluster of our own: ``primaries`` redis-server processes on loopback, every
+    slot assigned by ``redis-cli --cluster create``, no replicas (a test that fails a node
+    over adds its own)."""
+
+    def __init__(self, binary: str, primaries: int = 3) -> None:
+        self.servers = [
+            RedisServer(
+                binary,
+                options=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+            )
+            for _ in range(primaries)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{s.port}" for s in self.servers]
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        cli = shutil.which("redis-cli") or "redis-cli"
+        subprocess.run(
+            [cli, "--cluster", "create", *self.addresses, "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for server in self.servers:
+            while True:
+                info = subprocess.run(
+                    [cli, "-p", str(server.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout
+                if "cluster_state:ok" in info:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cluster not ok on {server.port}: {info}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+            shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@contextmanager
+def redis_cluster() -> Iterator[RedisClusterServers | str]:
+    """A Redis Cluster for the session: ``NOTIFIER_TEST_REDIS_CLUSTER`` (a redis+cluster://
+    URL) if given, else three primaries of our own."""
+    given = os.environ.get("NOTIFIER_TEST_REDIS_CLUSTER")
+    if given and given != "start":
+        yield given
+        return
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        unavailable("redis-server / redis-cli are not installed (apt-get install redis-server)")
+        return
+    cluster = RedisClusterServers(binary)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -37,7 +37,7 @@ from notifier.fanout import deadletters
 from notifier.fanout.observe import BoardReporter, JobObserver, MetricsExporter
 from notifier.fanout.queues import QueueCollector
 from notifier.fanout.settings import FanoutSettings
-from notifier.storage.redis_client import redis_client
+from notifier.storage.redis_client import redis_client, sync_redis_client
 
 if TYPE_CHECKING:
     from notifier.config import Config
@@ -52,7 +52,9 @@ def broker_url_for(config: Config) -> str:
     """The broker a configuration implies; ConfigError for combinations that cannot work.
 
     Memory storage lives in one process, so its fanout must too (the in-process broker);
-    Redis storage defaults to its own Redis as the broker; Cassandra needs a broker URL.
+    storage on one Redis (or a Sentinel-managed one) defaults to that Redis as the broker;
+    Cassandra and Redis Cluster storage need a broker URL (dramatiq's Redis broker does not
+    run on a cluster).
     """
     url = config.fanout.broker_url
     scheme = urlsplit(config.storage_url).scheme
@@ -65,9 +67,12 @@ def broker_url_for(config: Config) -> str:
         return IN_PROCESS
     if url is not None:
         return url
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
         return config.storage_url
-    raise ConfigError(f"{scheme} storage needs a broker: set NOTIFIER_BROKER_URL=redis://…")
+    raise ConfigError(
+        f"{scheme} storage needs a broker on one Redis: set NOTIFIER_BROKER_URL=redis://… "
+        "(or redis+sentinel://…)"
+    )
 
 
 def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
@@ -161,7 +166,9 @@ class PriorityRedisBroker(RedisBroker):
     """
 
     def __init__(self, settings: FanoutSettings, *, url: str, **options: Any) -> None:
-        super().__init__(url=url, **options)  # type: ignore[no-untyped-call]
+        # One server or a Sentinel-managed primary (a cluster is refused, with the reason).
+        client = sync_redis_client(url)
+        super().__init__(client=client, **options)  # type: ignore[no-untyped-call]
         self.url = url
         self.high_queue = settings.high_queue
         self.low_queue = settings.low_queue
@@ -199,6 +206,7 @@ class PriorityRedisBroker(RedisBroker):
         loop = asyncio.get_running_loop()
         if loop not in self._async:
             client = redis_client(self.url)
+            assert isinstance(client, aioredis.Redis)  # never a cluster: see __init__
             self._async[loop] = (client, client.register_script(self.scripts["dispatch"].script))
         return self._async[loop]
 

@@ -13,9 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
 from notifier.fanout.jobs import Priority
+from notifier.storage.redis_client import AnyRedis
 
 
 class PriorityPolicy(Protocol):
@@ -69,7 +68,7 @@ class RedisPresence:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AnyRedis,
         prefix: str,
         horizon_s: int = 30 * 86_400,
         *,

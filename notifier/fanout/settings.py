@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from notifier.errors import ConfigError
+from notifier.storage.redis_urls import parse_redis_url
 
 _QUEUE = msgspec.Meta(pattern=r"^[a-zA-Z_][a-zA-Z0-9._-]{0,63}$")
 
@@ -102,11 +103,12 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 parse_listen(settings.metrics_listen)
             except ValueError as exc:
                 raise ConfigError(f"fanout.metrics_listen: {exc}") from None
-        if settings.broker_url is not None and not settings.broker_url.startswith(
-            ("redis://", "rediss://", "unix://", "memory://")
-        ):
-            raise ConfigError(
-                f"fanout.broker_url {settings.broker_url!r} must be redis://, rediss:// "
-                "or memory://"
-            )
+        url = settings.broker_url
+        if url is not None and url != "memory://":
+            target = parse_redis_url(url, "fanout.broker_url (NOTIFIER_BROKER_URL)")
+            if target.cluster:
+                raise ConfigError(
+                    "fanout.broker_url (NOTIFIER_BROKER_URL): dramatiq's Redis broker does not "
+                    "run on a Redis Cluster; give it a redis:// or redis+sentinel:// server"
+                )
         return settings

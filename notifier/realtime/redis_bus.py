@@ -33,7 +33,7 @@ from notifier.realtime.bus import (
     encode_wire,
 )
 from notifier.realtime.hub import Listener, Listeners
-from notifier.storage.redis_client import redis_client
+from notifier.storage.redis_client import server_client
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class RedisBus:
     def __init__(self, url: str, key_prefix: str) -> None:
         # Retried on a fresh connection: after a Redis restart the pooled connections are
         # dead, and an event lost *after* the listeners resynced would stay lost.
-        self._client: aioredis.Redis = redis_client(
+        self._client: aioredis.Redis = server_client(
             url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
         )
         self._prefix = channel_prefix(key_prefix)
@@ -152,7 +152,7 @@ class RedisHub:
 
     def _client(self) -> aioredis.Redis:
         # Retries off: a dropped link must surface here, where it triggers a resync.
-        return redis_client(self._url, retry=Retry(NoBackoff(), 0), socket_keepalive=True)
+        return server_client(self._url, retry=Retry(NoBackoff(), 0), socket_keepalive=True)
 
     async def subscribe(self, user: str, listener: Listener) -> None:
         self._start()

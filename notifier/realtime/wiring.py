@@ -12,19 +12,25 @@ from notifier.fanout.broker import IN_PROCESS, broker_url_for
 from notifier.realtime.bus import Bus
 from notifier.realtime.hub import Hub, LocalBus
 from notifier.realtime.redis_bus import RedisBus, RedisHub
+from notifier.storage.redis_urls import is_redis_url, parse_redis_url
 
 if TYPE_CHECKING:
     from notifier.config import Config
 
 
 def realtime_url_for(config: Config, env: Mapping[str, str] | None = None) -> str:
-    """``NOTIFIER_REALTIME_URL``, else the fanout broker's Redis (``memory://`` in-process)."""
+    """``NOTIFIER_REALTIME_URL``; else the storage's Redis Cluster (sharded pub/sub) when the
+    storage is one; else the fanout broker's Redis (``memory://``: in-process)."""
     env = os.environ if env is None else env
-    url = env.get("NOTIFIER_REALTIME_URL") or broker_url_for(config)
-    if url != IN_PROCESS and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"NOTIFIER_REALTIME_URL {url!r} must be redis://, rediss:// or unix://")
-    if url != IN_PROCESS and broker_url_for(config) == IN_PROCESS:
-        raise ConfigError("memory storage runs in one process: unset NOTIFIER_REALTIME_URL")
+    url = env.get("NOTIFIER_REALTIME_URL")
+    if not url:
+        storage = config.storage_url
+        url = storage if is_redis_url(storage) and parse_redis_url(storage).cluster else None
+    url = url or broker_url_for(config)
+    if url != IN_PROCESS:
+        parse_redis_url(url, "NOTIFIER_REALTIME_URL")
+        if broker_url_for(config) == IN_PROCESS:
+            raise ConfigError("memory storage runs in one process: unset NOTIFIER_REALTIME_URL")
     return url
 
 
@@ -34,6 +40,10 @@ def open_realtime(config: Config) -> tuple[Bus, Hub]:
     if url == IN_PROCESS:
         local = LocalBus()
         return local, local
+    if parse_redis_url(url).cluster:
+        from notifier.realtime.cluster_bus import ClusterBus, ClusterHub
+
+        return ClusterBus(url, config.key_prefix), ClusterHub(url, config.key_prefix)
     return RedisBus(url, config.key_prefix), RedisHub(url, config.key_prefix)
 
 
@@ -42,4 +52,8 @@ def open_publisher(config: Config) -> Bus:
     url = realtime_url_for(config)
     if url == IN_PROCESS:
         raise ConfigError("the in-process bus has no separate publisher")
+    if parse_redis_url(url).cluster:
+        from notifier.realtime.cluster_bus import ClusterBus
+
+        return ClusterBus(url, config.key_prefix)
     return RedisBus(url, config.key_prefix)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from notifier.errors import ConfigError
 from notifier.storage.base import Storage
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT
+from notifier.storage.redis_urls import SCHEMES as REDIS_SCHEMES
 
 if TYPE_CHECKING:
     from notifier.config import Config
@@ -30,14 +31,15 @@ def open_storage(
     pool_size: int = POOL_SIZE,
     pool_timeout: float = POOL_TIMEOUT,
 ) -> Storage:
-    """``memory://``, ``redis://host:port/db`` or ``cassandra://host1,host2:port/keyspace``
-    (the pool settings are Redis's: Cassandra's driver keeps its own connections)."""
+    """``memory://``, ``cassandra://host1,host2:port/keyspace`` or any Redis URL
+    (``redis://host:port/db``, ``redis+cluster://…``, ``redis+sentinel://…``: see
+    ``redis_urls``). The pool settings are Redis's: Cassandra's driver keeps its own."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from notifier.storage.memory import MemoryStorage
 
         return MemoryStorage()
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         from notifier.storage.redis import RedisStorage
 
         return RedisStorage.from_url(

@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
-from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, redis_client
+from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, redis_client
 
 
 def _script(name: str, *, common: bool) -> str:
@@ -54,7 +53,7 @@ class RedisStorage:
 
     flat_feeds_exact = True  # every write trims in one script
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "notifier") -> None:
+    def __init__(self, client: AnyRedis, prefix: str = "notifier") -> None:
         self.client = client
         self.prefix = prefix
         self._flat_add = self._register("flat_add", common=False)

@@ -29,6 +29,7 @@ from typing import Any
 import hiredis
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     BlockingConnectionPool,
     Connection,
@@ -39,7 +40,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from notifier import metrics
-from notifier.errors import Busy
+from notifier.errors import Busy, ConfigError
+from notifier.storage.redis_urls import parse_redis_url
 
 #: Connections one client (one process's storage, bus or broker client) opens at most.
 POOL_SIZE = 50
@@ -127,16 +129,60 @@ def once_more() -> Retry:
     )
 
 
+#: What ``redis_client`` returns: one server's client (also a Sentinel-managed primary's) or a
+#: Redis Cluster's. Both take the same commands; a cluster's must keep each to one slot.
+AnyRedis = aioredis.Redis | RedisCluster
+
+
 def redis_client(
     url: str,
     *,
     pool_size: int = POOL_SIZE,
     pool_timeout: float = POOL_TIMEOUT,
     **options: Any,
+) -> AnyRedis:
+    """A client of ``url`` (any form ``redis_urls`` accepts): connections packed with hiredis,
+    at most ``pool_size`` of them (a command waits ``pool_timeout`` seconds for one, then
+    fails with ``Busy``), a command retried once on a dead connection unless ``options``
+    give another ``retry``."""
+    target = parse_redis_url(url)
+    if target.cluster:
+        from notifier.storage.redis_cluster import cluster_client
+
+        return cluster_client(target, pool_size=pool_size, pool_timeout=pool_timeout, **options)
+    return server_client(url, pool_size=pool_size, pool_timeout=pool_timeout, **options)
+
+
+def server_client(
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    pool_timeout: float = POOL_TIMEOUT,
+    **options: Any,
 ) -> aioredis.Redis:
-    """A client of ``url`` (``redis.asyncio.Redis.from_url(url, **options)``) whose connections
-    pack with hiredis, from a ``WaitingPool`` of ``pool_size``, retrying a command once on a
-    dead connection unless ``options`` give another ``retry``."""
+    """``redis_client`` for what must be one server (or a Sentinel-managed primary), such as
+    the broker: a cluster URL is refused."""
+    target = parse_redis_url(url)
+    if target.cluster:
+        raise ConfigError(f"{target.redacted()}: needs one Redis server, not a cluster")
+    if target.sentinel:
+        from notifier.storage.redis_sentinel import sentinel_client
+
+        options.setdefault("retry", once_more())
+        return sentinel_client(
+            target, pool_size=pool_size, pool_timeout=pool_timeout, **{**_DRIVER, **options}
+        )
+    return single_client(url, pool_size=pool_size, pool_timeout=pool_timeout, **options)
+
+
+def single_client(
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    pool_timeout: float = POOL_TIMEOUT,
+    **options: Any,
+) -> aioredis.Redis:
+    """``redis_client`` for one server (``redis://``, ``rediss://``, ``unix://``)."""
     options.setdefault("retry", once_more())
     pool = WaitingPool.from_url(
         url, max_connections=pool_size, timeout=pool_timeout, **{**_DRIVER, **options}
@@ -145,3 +191,20 @@ def redis_client(
     client = aioredis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # what from_url does: the client owns its pool
     return client
+
+
+def sync_redis_client(url: str, **options: Any) -> redis.Redis:
+    """A synchronous client (dramatiq's broker runs on one): one server or a Sentinel-managed
+    primary. A Redis Cluster is refused: dramatiq's Redis broker does not run on one (its
+    scripts touch keys of many slots; dramatiq issue #754)."""
+    target = parse_redis_url(url, "broker url")
+    if target.cluster:
+        raise ConfigError(
+            "the fanout broker cannot run on a Redis Cluster (dramatiq's Redis broker needs "
+            "one server): set NOTIFIER_BROKER_URL to a redis:// or redis+sentinel:// URL"
+        )
+    if target.sentinel:
+        from notifier.storage.redis_sentinel import sync_sentinel_client
+
+        return sync_sentinel_client(target, **options)
+    return redis.Redis.from_url(url, **options)

@@ -14,9 +14,32 @@ from tests import cassandra_node, services
 BACKENDS = ["memory", "redis", "cassandra"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "single_redis: needs one redis-server (restarts it, reads its INFO…): not part of the "
+        "Redis Cluster pass (NOTIFIER_TEST_REDIS_TOPOLOGY=cluster)",
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """One redis-server: the fanout broker's in every topology, and everything's by default."""
     with services.redis_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def storage_redis_url(redis_url: str) -> Iterator[str]:
+    """Where the ``redis`` backend keeps feeds (and the realtime bus runs): ``redis_url``, or
+    with ``NOTIFIER_TEST_REDIS_TOPOLOGY=cluster`` a 3-primary Redis Cluster of the session
+    (the broker stays on ``redis_url``: dramatiq's broker needs one server)."""
+    if services.REDIS_TOPOLOGY != "cluster":
+        yield redis_url
+        return
+    with services.redis_cluster() as cluster:
+        url = cluster if isinstance(cluster, str) else cluster.url
+        services.CLUSTER_BROKER_URL = redis_url
         yield url
 
 
@@ -37,7 +60,7 @@ def storage_factory(request: pytest.FixtureRequest) -> StorageFactory:
         return MemoryStorage
     if backend == "cassandra":
         return cassandra_node.storage_factory(request.getfixturevalue("cassandra_hosts"))
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue("storage_redis_url")
     from notifier.storage.redis import RedisStorage
 
     return lambda: RedisStorage.from_url(url, prefix=f"t{uuid.uuid4().hex[:12]}")

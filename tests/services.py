@@ -23,6 +23,16 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REDIS_TOPOLOGY = os.environ.get("NOTIFIER_TEST_REDIS_TOPOLOGY", "single")
+"""``single`` (one redis-server) or ``cluster`` (the ``redis`` backend on a Redis Cluster)."""
+CLUSTER_BROKER_URL: str | None = None
+"""In the cluster topology: the one-server Redis the fanout broker uses."""
+
+
+def broker_for(storage_url: str) -> str | None:
+    """The broker URL a test configuration needs beside ``storage_url``: None where the
+    storage's own Redis serves (one server), the session's one server for a cluster."""
+    return CLUSTER_BROKER_URL if storage_url.startswith("redis+cluster://") else None
 
 
 def unavailable(reason: str) -> None:
@@ -151,6 +161,20 @@ def running_demo(lines: int = 1) -> Iterator[tuple[str, list[str]]]:
         proc.wait(15)
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port >= 55_000:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
 class RedisClusterServers:
     """A Redis Cluster of our own: ``primaries`` redis-server processes on loopback, every
     slot assigned by ``redis-cli --cluster create``, no replicas (a test that fails a node
@@ -160,6 +184,7 @@ class RedisClusterServers:
         self.servers = [
             RedisServer(
                 binary,
+                free_cluster_port(),
                 options=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
             )
             for _ in range(primaries)

@@ -33,6 +33,7 @@ from notifier import metrics
 from notifier.errors import Busy, is_transient
 from notifier.feedgroups import FeedGroup
 from notifier.realtime.bus import UserEvent
+from notifier.realtime.connection_cap import Slot
 from notifier.realtime.protocol import (
     Auth,
     ClientMessage,
@@ -189,18 +190,15 @@ class Connection:
     async def run(self, token: str | None) -> None:
         """Serve the connection (already accepted) until either side ends it."""
         subscribed = False
+        slot: Slot | None = None  # a local, not a slot of the object: idle connections are many
         try:
             claims = await self._authenticate(token)
             self.claims = claims
-            self.server.admit(claims.user)
+            slot = await self.server.admit(claims.user)
             if self.server.on_connect is not None:
                 await self.server.on_connect(claims.user)
-            try:
-                await self.server.hub.subscribe(claims.user, self)
-                subscribed = True
-            except BaseException:
-                self.server.release(claims.user)
-                raise
+            await self.server.hub.subscribe(claims.user, self)
+            subscribed = True
             await self.ws.send_text(
                 encode(
                     Welcome(
@@ -234,9 +232,12 @@ class Connection:
             self._gone = True
             if self._pump is not None:
                 self._pump.cancel()
-            if subscribed and self.claims is not None:
-                await self.server.hub.unsubscribe(self.claims.user, self)
-                self.server.release(self.claims.user)
+            try:
+                if slot is not None:  # first: the user's next connection may be waiting for it
+                    await self.server.release(slot)
+            finally:
+                if subscribed and self.claims is not None:
+                    await self.server.hub.unsubscribe(self.claims.user, self)
         closed = self.closed or Closed(1000, "")
         if closed.code != 1000 or closed.reason:
             user = self.claims.user if self.claims is not None else "-"

@@ -21,6 +21,7 @@ from notifier.bodies import ActivityCache
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.realtime.bus import WireEvent
 from notifier.realtime.connection import Closed, Connection
+from notifier.realtime.connection_cap import ConnectionCap, LocalCap, Slot
 from notifier.realtime.hub import Hub
 from notifier.realtime.protocol import SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX, CloseCode
 from notifier.realtime.settings import RealtimeSettings
@@ -45,6 +46,7 @@ class RealtimeServer:
         allowed_origins: tuple[str, ...],
         bodies: ActivityCache | None = None,
         on_connect: Callable[[str], Awaitable[None]] | None = None,
+        cap: ConnectionCap | None = None,
     ) -> None:
         self.hub = hub
         self.storage = storage
@@ -56,7 +58,10 @@ class RealtimeServer:
         self.frames = FrameCache()
         self.on_connect = on_connect
         """Told the user of every authenticated connection (fanout priorities)."""
+        self.cap = cap or LocalCap(settings.max_per_user)
+        """Admits a user's connections up to ``max_per_user`` (across processes if shared)."""
         self.connections: dict[str, int] = {}
+        """Open, authenticated connections in this process, by user."""
         # Plain integers, read when metrics are scraped (notifier/metrics.py says why).
         self.frames_sent = 0
         self.opened = 0
@@ -66,23 +71,26 @@ class RealtimeServer:
         self.live: set[Connection] = set()
         """Every accepted connection not yet ended (the operator page's inspector)."""
 
-    def admit(self, user: str) -> None:
-        """Count a new connection of ``user``, or refuse it past ``max_per_user``."""
-        count = self.connections.get(user, 0)
-        if count >= self.settings.max_per_user:
+    async def admit(self, user: str) -> Slot:
+        """Count a new connection of ``user``, or refuse it past ``max_per_user`` (Closed
+        with 4409)."""
+        slot = await self.cap.admit(user)
+        if slot is None:
             raise Closed(
                 CloseCode.TOO_MANY_CONNECTIONS,
-                f"more than {self.settings.max_per_user} connections for this user",
+                f"more than {self.cap.max_per_user} connections for this user",
             )
-        self.connections[user] = count + 1
+        self.connections[user] = self.connections.get(user, 0) + 1
+        return slot
 
-    def release(self, user: str) -> None:
-        """Forget one connection of ``user``."""
-        count = self.connections.get(user, 0) - 1
+    async def release(self, slot: Slot) -> None:
+        """Forget one connection of ``slot.user``."""
+        count = self.connections.get(slot.user, 0) - 1
         if count > 0:
-            self.connections[user] = count
+            self.connections[slot.user] = count
         else:
-            self.connections.pop(user, None)
+            self.connections.pop(slot.user, None)
+        await self.cap.release(slot)
 
     async def prepare(self, event: WireEvent) -> None:
         """Before a fanout's event reaches this process's connections: encode its frame

@@ -32,7 +32,11 @@ class RealtimeSettings:
     """Seconds a connection keeps retrying storage through an outage before it is closed
     with 1013 (its client resumes later)."""
     max_per_user: int = 20
-    """Connections of one user in one web process; more are closed (4409)."""
+    """Connections of one user at once, across every web process that shares the realtime
+    Redis; more are closed (4409). notifier/realtime/connection_cap.py says how."""
+    slot_ttl: float = 60.0
+    """Seconds a connection's place in that count outlives its process if the process dies
+    without closing it (each process refreshes its own every ``slot_ttl / 3`` seconds)."""
     ping_interval: float = 20.0
     """Protocol-level pings (and the time allowed for each pong), seconds; 0 turns them off."""
     idle_timeout: float = 75.0

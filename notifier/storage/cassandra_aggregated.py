@@ -6,9 +6,10 @@ needs (always *after* the version, so those rows are at least that new), then co
 changed row in one single-partition batch ``IF version = <read version>``. Cassandra applies
 such a batch through Paxos, atomically and isolated, or not at all; when it does not apply,
 someone else wrote first, and the write starts over reading at SERIAL consistency (which also
-sees writes still in flight from other data centres). A commit that timed out has an unknown
-outcome: the re-read decides, and since a plan only ever does what is still missing, a
-retried job, or a retried attempt, never applies anything twice.
+sees writes still in flight from other data centres). A commit that timed out, or that only
+some replicas accepted (``CAS_WRITE_UNKNOWN``), has an unknown outcome: the re-read decides
+(a serial read completes a half-accepted proposal first), and since a plan only ever does
+what is still missing, a retried job, or a retried attempt, never applies anything twice.
 
 The counts are plain ints re-derived from the slots at every commit, never counters, so they
 cannot drift: what is counted and the count change in the same batch.
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from cassandra import OperationTimedOut, WriteTimeout
+from cassandra.protocol import ErrorMessage
 
 from notifier.errors import Conflict
 from notifier.feedgroups import FeedGroup, FeedKind
@@ -42,6 +44,19 @@ from notifier.storage.cassandra_session import Call, CassandraConnection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+CAS_WRITE_UNKNOWN = 0x1700
+"""Native protocol v5 error: the Paxos proposal was accepted by some replicas but not by a
+quorum, so a later Paxos round on the partition may still complete it (Cassandra 4.0+, on
+more than one replica; cassandra-driver 3.x raises it as a bare ``ErrorMessage``)."""
+
+
+def _outcome_unknown(exc: Exception) -> bool:
+    """Whether a failed commit may have been applied (or may be applied later)."""
+    if isinstance(exc, ErrorMessage):
+        return exc.code == CAS_WRITE_UNKNOWN
+    return isinstance(exc, (WriteTimeout, OperationTimedOut))
+
 
 _TABLE = "{ks}.aggregated_feeds"
 _FEED = f"FROM {_TABLE} WHERE ns = ? AND feed = ?"
@@ -178,7 +193,9 @@ class AggregatedFeeds:
                 )
                 if rows and rows[0][0]:
                     return result
-            except (WriteTimeout, OperationTimedOut) as exc:
+            except (WriteTimeout, OperationTimedOut, ErrorMessage) as exc:
+                if not _outcome_unknown(exc):
+                    raise
                 log.warning("commit outcome unknown, re-reading feed=%s error=%s", feed, exc)
             serial = True
             await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))

@@ -20,24 +20,47 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, redis_client
 
+#: The first line of a script that writes many feeds in one call. On a Redis Cluster a call's
+#: keys must otherwise share one slot; with it (Redis >= 7.0) they need only share one node,
+#: so a fanout chunk is one call per node, not one per slot (nearly one per feed).
+CROSS_SLOT = "#!lua flags=allow-cross-slot-keys\n"
 
-def _script(name: str, *, common: bool) -> str:
+
+def _script(name: str, *, common: bool, cross_slot: bool = False) -> str:
     folder = resources.files("notifier.storage").joinpath("redis_scripts")
     body = folder.joinpath(f"{name}.lua").read_text()
-    return folder.joinpath("common.lua").read_text() + "\n" + body if common else body
+    text = folder.joinpath("common.lua").read_text() + "\n" + body if common else body
+    return CROSS_SLOT + text if cross_slot else text
 
 
-#: Feeds one flat-add script call writes. Batched keys make one call do a whole fanout chunk;
-#: on a future Redis Cluster client, batches would be grouped by hash slot instead.
+#: Feeds one flat-add script call writes. Batched keys make one call do a whole fanout chunk
+#: (on a cluster, one call per node: see ``RedisStorage._batched``).
 _FEEDS_PER_CALL = 500
 _AGGREGATED_PER_CALL = 100
+
+
+#: A node's refusals that a call per slot resolves: the slot moved or is moving, the node lost
+#: its scripts (a promoted replica), or redis-py could not route a call of many slots.
+_REDO = (AskError, MovedError, TryAgainError, NoScriptError, ClusterCrossSlotError,
+         ClusterDownError, RedisClusterException)  # fmt: skip
 
 
 def _text(value: Any) -> str:
@@ -53,12 +76,17 @@ class RedisStorage:
 
     flat_feeds_exact = True  # every write trims in one script
 
-    def __init__(self, client: AnyRedis, prefix: str = "notifier") -> None:
+    def __init__(self, client: AnyRedis, prefix: str = "notifier", url: str = "") -> None:
         self.client = client
         self.prefix = prefix
-        self._flat_add = self._register("flat_add", common=False)
+        self.url = url
+        """The URL it was opened from (empty when given a client)."""
+        self.cluster = isinstance(client, RedisCluster)
+        self._loaded: set[str] = set()
+        """Cluster: scripts loaded on every primary (see ``_cluster_batched``)."""
+        self._flat_add = self._register("flat_add", common=False, cross_slot=True)
         self._flat_remove = self._register("flat_remove", common=False)
-        self._agg_add = self._register("aggregated_add", common=True)
+        self._agg_add = self._register("aggregated_add", common=True, cross_slot=True)
         self._agg_remove = self._register("aggregated_remove", common=True)
         self._agg_mark = self._register("aggregated_mark", common=True)
         self._agg_read = self._register("aggregated_read", common=True)
@@ -74,10 +102,103 @@ class RedisStorage:
     ) -> RedisStorage:
         """Connect lazily to ``redis://host:port/db`` (``rediss://`` for TLS), through a pool
         of ``pool_size`` connections that a command waits ``pool_timeout`` seconds for."""
-        return cls(redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout), prefix)
+        client = redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout)
+        return cls(client, prefix, url)
 
-    def _register(self, name: str, *, common: bool) -> AsyncScript:
-        return self.client.register_script(_script(name, common=common))
+    def _register(self, name: str, *, common: bool, cross_slot: bool = False) -> AsyncScript:
+        return self.client.register_script(_script(name, common=common, cross_slot=cross_slot))
+
+    # -- script calls over many feeds ------------------------------------------------------
+    async def _batched(
+        self,
+        script: AsyncScript,
+        users: Sequence[str],
+        keys: Sequence[str],
+        args: Sequence[Any],
+        per_call: int,
+    ) -> list[tuple[list[str], Any]]:
+        """``script`` over the feeds ``keys`` (of ``users``), ``per_call`` feeds a call, in
+        one pipelined round trip: each call's users and reply.
+
+        On one server the calls take the feeds in order. On a Redis Cluster they are grouped
+        by the node owning each feed's slot (the scripts are flagged to take keys of many
+        slots of one node) and each node's calls go to it in one round trip. A call the
+        node refuses (its slot moved or is moving: MOVED, ASK, TRYAGAIN; a node that lost
+        the script: NOSCRIPT) is redone one slot at a time through redis-py's routing,
+        which follows the redirections. Nothing has run when a node refuses a call (keys
+        are checked before a script starts), and a redone call is idempotent anyway.
+        """
+        if not self.cluster:
+            batches = [
+                (list(users[i : i + per_call]), list(keys[i : i + per_call]))
+                for i in range(0, len(users), per_call)
+            ]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for _, batch_keys in batches:
+                    await script(keys=batch_keys, args=args, client=pipe)  # type: ignore[arg-type]
+                replies = await pipe.execute()
+            return [(u, r) for (u, _), r in zip(batches, replies, strict=True)]
+        return await self._cluster_batched(script, users, keys, args, per_call)
+
+    async def _cluster_batched(
+        self,
+        script: AsyncScript,
+        users: Sequence[str],
+        keys: Sequence[str],
+        args: Sequence[Any],
+        per_call: int,
+    ) -> list[tuple[list[str], Any]]:
+        client = self.client
+        assert isinstance(client, RedisCluster)
+        await client.initialize()  # the slot map (a no-op once known)
+        if script.sha not in self._loaded:
+            # A node asked to EVALSHA a script it lacks cannot see the script's flags, and
+            # refuses keys of many slots (CROSSSLOT) before it would say NOSCRIPT.
+            await client.script_load(script.script)  # on every primary
+            self._loaded.add(script.sha)
+        by_node: dict[str, tuple[Any, list[str], list[str]]] = {}
+        for user, key in zip(users, keys, strict=True):
+            node = client.get_node_from_key(key)
+            if node is None:  # a slot nobody serves right now: the slow path waits for it
+                node = client.get_default_node()
+            entry = by_node.setdefault(node.name, (node, [], []))
+            entry[1].append(user)
+            entry[2].append(key)
+        calls: list[tuple[Any, list[str], list[str]]] = []
+        for node, node_users, node_keys in by_node.values():
+            for i in range(0, len(node_users), per_call):
+                calls.append((node, node_users[i : i + per_call], node_keys[i : i + per_call]))
+        pipe = client.pipeline(transaction=False)
+        for node, _, call_keys in calls:
+            pipe.execute_command(
+                "EVALSHA", script.sha, len(call_keys), *call_keys, *args, target_nodes=node
+            )
+        replies = await pipe.execute(raise_on_error=False)
+        done: list[tuple[list[str], Any]] = []
+        for (_, call_users, call_keys), reply in zip(calls, replies, strict=True):
+            if not isinstance(reply, Exception):
+                done.append((call_users, reply))
+                continue
+            if not isinstance(reply, _REDO):
+                raise reply
+            if isinstance(reply, (NoScriptError, ClusterCrossSlotError)):
+                self._loaded.discard(script.sha)  # a node that lost it: load it again next time
+            done += await self._by_slot(script, call_users, call_keys, args)
+        return done
+
+    async def _by_slot(
+        self, script: AsyncScript, users: list[str], keys: list[str], args: Sequence[Any]
+    ) -> list[tuple[list[str], Any]]:
+        """One call per slot, each routed (and redirected) by redis-py: the slow path."""
+        by_slot: dict[int, tuple[list[str], list[str]]] = {}
+        for user, key in zip(users, keys, strict=True):
+            entry = by_slot.setdefault(key_slot(key.encode()), ([], []))
+            entry[0].append(user)
+            entry[1].append(key)
+        done = []
+        for slot_users, slot_keys in by_slot.values():
+            done.append((slot_users, await script(keys=slot_keys, args=args)))
+        return done
 
     # -- keys ------------------------------------------------------------------------------
     def _activity_key(self, activity_id: str) -> str:
@@ -106,7 +227,11 @@ class RedisStorage:
     async def get_activities(self, ids: Sequence[str]) -> dict[str, Activity]:
         if not ids:
             return {}
-        bodies = await self.client.mget([self._activity_key(i) for i in ids])
+        keys = [self._activity_key(i) for i in ids]
+        if isinstance(self.client, RedisCluster):  # one MGET per slot, pipelined per node
+            bodies = await self.client.mget_nonatomic(keys)
+        else:
+            bodies = await self.client.mget(keys)
         return {i: decode_activity(b) for i, b in zip(ids, bodies, strict=True) if b is not None}
 
     async def delete_activities(self, ids: Sequence[str]) -> None:
@@ -142,15 +267,15 @@ class RedisStorage:
         args: list[Any] = [group.merge_window, group.max_length]
         for e in ordered:
             args += [e.id, e.actor, e.verb, e.key]
-        async with self.client.pipeline(transaction=False) as pipe:
-            # Aggregation does more per feed: smaller batches keep each call short.
-            for start in range(0, len(users), _AGGREGATED_PER_CALL):
-                batch = users[start : start + _AGGREGATED_PER_CALL]
-                keys = [self._agg_key(group, u) for u in batch]
-                await self._agg_add(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
-        results = [per_feed for batch in results for per_feed in batch]
-        return self._changes(group, users, results, "added")
+        keys = [self._agg_key(group, u) for u in users]
+        # Aggregation does more per feed: smaller batches keep each call short.
+        calls = await self._batched(self._agg_add, users, keys, args, _AGGREGATED_PER_CALL)
+        return self._changes(
+            group,
+            [u for call_users, _ in calls for u in call_users],
+            [per_feed for _, reply in calls for per_feed in reply],
+            "added",
+        )
 
     async def _add_flat(
         self, group: FeedGroup, users: list[str], ids: list[str]
@@ -158,18 +283,13 @@ class RedisStorage:
         """One script call per batch of feeds, not per feed: a fanout chunk is one call. The
         script names only the feeds that did not take every id (none, on a first run), so a
         chunk's reply is tiny and every other feed shares one ``ids`` list."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            args: list[Any] = [group.max_length, *ids]
-            for start in range(0, len(users), _FEEDS_PER_CALL):
-                keys = [self._flat_key(group, u) for u in users[start : start + _FEEDS_PER_CALL]]
-                await self._flat_add(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
+        args: list[Any] = [group.max_length, *ids]
+        keys = [self._flat_key(group, u) for u in users]
+        calls = await self._batched(self._flat_add, users, keys, args, _FEEDS_PER_CALL)
         changes = []
-        for start, (odd_feeds, odd_ids) in zip(
-            range(0, len(users), _FEEDS_PER_CALL), results, strict=True
-        ):
+        for call_users, (odd_feeds, odd_ids) in calls:
             odd = dict(zip(odd_feeds, odd_ids, strict=True))
-            for k, user in enumerate(users[start : start + _FEEDS_PER_CALL], 1):
+            for k, user in enumerate(call_users, 1):
                 got = odd.get(k)
                 if got is None:
                     changes.append(FeedChange(user=user, added=ids))
@@ -184,16 +304,17 @@ class RedisStorage:
         ids = list(dict.fromkeys(ids))
         if not users or not ids:
             return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for user in users:
-                if group.aggregated:
-                    key = self._agg_key(group, user)
-                    await self._agg_remove(keys=[key], args=ids, client=pipe)
-                else:
-                    key = self._flat_key(group, user)
-                    await self._flat_remove(keys=[key], args=ids, client=pipe)
-            results = await pipe.execute()
-        return self._changes(group, users, results, "removed")
+        if group.aggregated:
+            script, keys = self._agg_remove, [self._agg_key(group, u) for u in users]
+        else:
+            script, keys = self._flat_remove, [self._flat_key(group, u) for u in users]
+        calls = await self._batched(script, users, keys, ids, 1)
+        return self._changes(
+            group,
+            [u for call_users, _ in calls for u in call_users],
+            [r for _, r in calls],
+            "removed",
+        )
 
     @staticmethod
     def _changes(
@@ -275,11 +396,9 @@ class RedisStorage:
     async def trim(self, group: FeedGroup, users: Sequence[str]) -> None:
         if group.aggregated:
             # Adding nothing runs the script's trim step.
-            async with self.client.pipeline(transaction=False) as pipe:
-                for user in users:
-                    args = [group.merge_window, group.max_length]
-                    await self._agg_add(keys=[self._agg_key(group, user)], args=args, client=pipe)
-                await pipe.execute()
+            keys = [self._agg_key(group, u) for u in users]
+            args = [group.merge_window, group.max_length]
+            await self._batched(self._agg_add, users, keys, args, _AGGREGATED_PER_CALL)
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for user in users:

@@ -2,7 +2,8 @@
 
 Served only when NOTIFIER_ADMIN_PASSWORD is set, behind HTTP Basic (user ``admin``): a
 credential a browser asks for by itself, compared in constant time, with failures counted
-per address by the same limiter as API credentials. The page (templates/admin.html) polls
+per address as for API credentials (the same settings, a budget of its own, shared by every
+web process). The page (templates/admin.html) polls
 ``/admin/api/state`` every two seconds: every process on the board (notifier/board.py),
 the fanout queues and their lag, dead letters, recent warnings and errors; and
 ``/admin/api/users/{user}`` for the per-user inspector. Acting on dead letters is a POST
@@ -36,7 +37,7 @@ from notifier.feedgroups import FeedKind
 from notifier.feeds import AggregatedFeed, FlatFeed, NotificationFeed
 from notifier.model import check_user_id
 from notifier.web.errors import error_response
-from notifier.web.ratelimit import RateLimited, RateLimiter
+from notifier.web.ratelimit import RateLimited
 from notifier.web.reporter import WebReporter
 from notifier.web.routing import json_response
 from notifier.web.services import Services
@@ -61,17 +62,17 @@ def admin_routes(services: Services, reporter: WebReporter) -> list[BaseRoute]:
     if password is None:
         return []
     expected = f"{ADMIN_USER}:{password}".encode()
-    failures = RateLimiter(services.settings.auth_fail_rate)
+    failures = services.limits.admin_failures
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True)
     actors = services.fanout.dispatcher
     fanout = services.fanout.settings
     queues = {"high": fanout.high_queue, "low": fanout.low_queue}
 
-    def denied(request: Request) -> Response | None:
+    async def denied(request: Request) -> Response | None:
         """None when the request carries the admin credential, else the response."""
         address = request.client.host if request.client else "-"
         try:
-            failures.check(address)
+            await failures.check(address)
         except RateLimited as exc:
             response = error_response(429, "rate_limited", str(exc))
             response.headers["Retry-After"] = str(exc.retry_after)
@@ -84,7 +85,7 @@ def admin_routes(services: Services, reporter: WebReporter) -> list[BaseRoute]:
             presented = b""
         if scheme.lower() == "basic" and hmac.compare_digest(presented, expected):
             return None
-        failures.spend(address)
+        await failures.spend(address)
         response = error_response(401, "unauthorized", "the operator page needs the admin "
                                   "credential (user admin, NOTIFIER_ADMIN_PASSWORD)",
                                   "Authorization")  # fmt: skip
@@ -98,7 +99,7 @@ def admin_routes(services: Services, reporter: WebReporter) -> list[BaseRoute]:
         return None
 
     async def page(request: Request) -> Response:
-        if (refused := denied(request)) is not None:
+        if (refused := await denied(request)) is not None:
             return refused
         html = env.get_template("admin.html").render(static=STATIC_PATH, shared=reporter.shared)
         response = HTMLResponse(html)
@@ -110,7 +111,7 @@ def admin_routes(services: Services, reporter: WebReporter) -> list[BaseRoute]:
         return response
 
     async def state(request: Request) -> Response:
-        if (refused := denied(request)) is not None:
+        if (refused := await denied(request)) is not None:
             return refused
         processes, errors = await asyncio.gather(reporter.processes(), reporter.errors())
         queue_rows: list[dict[str, Any]] = []
@@ -139,7 +140,7 @@ def admin_routes(services: Services, reporter: WebReporter) -> list[BaseRoute]:
         })  # fmt: skip
 
     async def user(request: Request) -> Response:
-        if (refused := denied(request)) is not None:
+        if (refused := await denied(request)) is not None:
             return refused
         name = request.path_params["user"]
         try:
@@ -165,7 +166,7 @@ def admin_routes(services: Services, reporter: WebReporter) -> list[BaseRoute]:
         })  # fmt: skip
 
     async def act(request: Request) -> Response:
-        if (refused := denied(request) or action_refused(request)) is not None:
+        if (refused := await denied(request) or action_refused(request)) is not None:
             return refused
         if not isinstance(actors, FanoutActors):
             raise NotFound("no fanout broker in this process", field="action")

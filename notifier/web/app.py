@@ -30,7 +30,6 @@ from notifier.web.errors import (
 from notifier.web.metrics_endpoint import metrics_route
 from notifier.web.observe import Observe
 from notifier.web.openapi import build_openapi
-from notifier.web.ratelimit import RateLimiter
 from notifier.web.reporter import WebReporter
 from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_response
 from notifier.web.schemas import Health
@@ -82,9 +81,9 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
     guards = Guards(
         api_keys=ApiKeys(settings.api_keys),
         tokens=services.tokens,
-        key_limiter=RateLimiter(settings.key_rate),
-        user_limiter=RateLimiter(settings.user_rate),
-        auth_failures=RateLimiter(settings.auth_fail_rate),
+        key_limiter=services.limits.keys,
+        user_limiter=services.limits.users,
+        auth_failures=services.limits.auth_failures,
         max_body_bytes=settings.max_body_bytes,
         max_extra_depth=services.notifier.config.limits.max_extra_depth,
     )
@@ -140,6 +139,7 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         yield
         await reporter.close()
         await services.realtime.hub.close()
+        await services.limits.close()
         await services.fanout.close()
         await services.bus.close()
         await services.notifier.close()

@@ -31,7 +31,7 @@ from notifier.web.errors import (
     validation_error,
 )
 from notifier.web.nesting import check_nesting
-from notifier.web.ratelimit import RateLimiter
+from notifier.web.ratelimit import Limiter
 
 Auth = Literal["api_key", "user", "none"]
 _encoder = msgspec.json.Encoder()
@@ -100,9 +100,9 @@ class Guards:
 
     api_keys: ApiKeys
     tokens: UserTokens
-    key_limiter: RateLimiter
-    user_limiter: RateLimiter
-    auth_failures: RateLimiter
+    key_limiter: Limiter
+    user_limiter: Limiter
+    auth_failures: Limiter
     """Failed credentials per client address: past the budget, 429 before any check."""
     max_body_bytes: int
     max_extra_depth: int
@@ -186,7 +186,7 @@ def _runner(endpoint: Endpoint, guards: Guards) -> Handler_:
             if endpoint.auth != "none":
                 address = request.client.host if request.client else "-"
                 credential = bearer(request.headers.get("authorization"))
-                guards.auth_failures.check(address)
+                await guards.auth_failures.check(address)
                 try:
                     if endpoint.auth == "api_key":
                         if looks_like_token(credential):
@@ -195,12 +195,12 @@ def _runner(endpoint: Endpoint, guards: Guards) -> Handler_:
                     else:
                         call.user = guards.tokens.verify(credential)
                 except Unauthorized:
-                    guards.auth_failures.spend(address)
+                    await guards.auth_failures.spend(address)
                     raise
                 if call.api_key is not None:
-                    guards.key_limiter.hit(call.api_key)
+                    await guards.key_limiter.hit(call.api_key)
                 elif call.user is not None:
-                    guards.user_limiter.hit(call.user.user)
+                    await guards.user_limiter.hit(call.user.user)
             call.query = decode_query(request, endpoint.query)
             if endpoint.body is not None:
                 media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

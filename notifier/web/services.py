@@ -15,11 +15,13 @@ from notifier.service import Notifier
 from notifier.web.activity import ActiveUsers
 from notifier.web.auth import UserTokens
 from notifier.web.settings import ServerSettings
+from notifier.web.shared_limits import Limits
 
 
 @dataclass
 class Services:
-    """The process's notifier, fanout manager, token signer, settings and realtime side."""
+    """The process's notifier, fanout manager, token signer, settings, realtime side and
+    limits."""
 
     notifier: Notifier
     fanout: Manager
@@ -28,6 +30,8 @@ class Services:
     realtime: RealtimeServer
     active: ActiveUsers
     """Where reads and websocket connections record their user as active (fanout priority)."""
+    limits: Limits
+    """Rate limits and the connection cap, shared by every web process on the same Redis."""
     bus: Bus = field(default_factory=NullBus)
     """Where this process announces its own writes (marks; fanout publishes through its
     manager, which holds the same bus)."""

@@ -86,7 +86,7 @@ class ServerSettings:
             "ws_max_message_bytes", "ws_send_queue", "ws_max_per_user", "ws_ping_interval",
             "ws_idle_timeout", "ws_auth_timeout", "ws_resume_limit", "ws_compression",
             "ws_send_buffer", "ws_slow_timeout", "ws_close_timeout", "ws_outage_grace",
-            "ws_restart_window", "metrics", "access_log",
+            "ws_restart_window", "ws_slot_ttl", "metrics", "access_log",
         }  # fmt: skip
         unknown = set(table) - allowed
         if unknown:
@@ -154,6 +154,9 @@ def _realtime(pick: Any) -> RealtimeSettings:
     )
     if restart_window > 3600:  # clients would wait that long to come back (and inf breaks)
         raise ConfigError("NOTIFIER_WS_RESTART_WINDOW must be at most 3600 (seconds)")
+    slot_ttl = _float(pick("ws_slot_ttl"), "ws_slot_ttl", d.slot_ttl)
+    if not 1 <= slot_ttl <= 86400:  # refreshed every third of it: not many times a second
+        raise ConfigError("NOTIFIER_WS_SLOT_TTL must be between 1 and 86400 (seconds)")
     return RealtimeSettings(
         max_message_bytes=_int(
             pick("ws_max_message_bytes"),
@@ -164,6 +167,7 @@ def _realtime(pick: Any) -> RealtimeSettings:
         ),
         send_queue=_int(pick("ws_send_queue"), "ws_send_queue", d.send_queue, 1, 1 << 20),
         max_per_user=_int(pick("ws_max_per_user"), "ws_max_per_user", d.max_per_user, 1, 10**6),
+        slot_ttl=slot_ttl,
         ping_interval=_float(
             pick("ws_ping_interval"), "ws_ping_interval", d.ping_interval, allow_zero=True
         ),

@@ -14,7 +14,7 @@ from notifier.realtime.bus import Bus
 from notifier.realtime.hub import LocalBus
 from notifier.realtime.redis_bus import RedisHub
 from notifier.realtime.server import RealtimeServer
-from notifier.realtime.wiring import open_realtime
+from notifier.realtime.wiring import open_realtime, realtime_url_for
 from notifier.service import Notifier
 from notifier.storage.base import Storage
 from notifier.storage.factory import storage_for
@@ -23,6 +23,7 @@ from notifier.web.app import create_app
 from notifier.web.auth import UserTokens
 from notifier.web.services import Services
 from notifier.web.settings import ServerSettings
+from notifier.web.shared_limits import open_limits
 
 
 def build_services(
@@ -46,6 +47,7 @@ def build_services(
     manager = open_manager(config, storage=store, bus=bus)
     tokens = UserTokens(settings.secret, settings.token_ttl, settings.max_token_ttl)
     active = ActiveUsers(manager.mark_active)
+    limits = open_limits(realtime_url_for(config), config.key_prefix, settings)
     realtime = RealtimeServer(
         hub=hub,
         storage=store,
@@ -55,6 +57,7 @@ def build_services(
         allowed_origins=settings.allowed_origins,
         bodies=notifier.bodies,
         on_connect=active.seen,
+        cap=limits.connections,
     )
     if isinstance(hub, RedisHub):
         hub.prepare = realtime.prepare
@@ -65,6 +68,7 @@ def build_services(
         settings=settings,
         realtime=realtime,
         active=active,
+        limits=limits,
         bus=bus,
         broker_ping=_broker_ping(manager),
     )

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.cassandra_node import url as cassandra_url
 from tests.e2e.world import BACKFILL_DEFAULT, feeds_toml
 from tests.fanout.conftest import ROOT, WorkerPool
 from tests.services import RedisServer, free_port, wait_for_port
@@ -173,7 +174,8 @@ def init_cassandra(url: str, folder: Path) -> Path:
 
 @contextmanager
 def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) -> Iterator[Cluster]:
-    """A cluster for one run: Redis storage, or Cassandra storage (``host:port``) with the
+    """A cluster for one run: Redis storage, or Cassandra storage (``host:port`` of a node, or
+    ``host1,host2,host3:port`` of a cluster: ``tests/cassandra_node.url``) with the
     redis-server as broker and realtime bus. Stops everything at the end."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -190,7 +192,7 @@ def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) ->
         if cassandra is None:
             storage, broker = redis.url, None
         else:
-            storage = f"cassandra://{cassandra}/notifier_test?timeout=30"
+            storage = cassandra_url(cassandra)
             broker = redis.url
             extra.append(init_cassandra(storage, folder))
         config = folder / "notifier.toml"

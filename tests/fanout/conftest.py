@@ -31,6 +31,7 @@ from notifier.realtime.bus import RecordingBus
 from notifier.service import Notifier
 from notifier.storage.base import Storage
 from notifier.storage.memory import MemoryStorage
+from tests.services import broker_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,6 +84,9 @@ def make_config(
 ) -> tuple[Config, Path]:
     """A config (and the TOML file worker processes read it from)."""
     settings = {**FANOUT, "namespace": f"ns{prefix}", **fanout}
+    broker = broker_for(storage_url)
+    if broker is not None:  # a cluster's feeds: the broker on the session's one server
+        settings.setdefault("broker_url", broker)
     path = Path(tempfile.mkdtemp(prefix="notifier-fanout-")) / "notifier.toml"
     path.write_text(toml(storage_url, prefix, settings, feeds))
     return Config.load(path, env={}), path
@@ -253,10 +257,10 @@ async def close(harness: Harness) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared_pool(redis_url: str) -> Iterator[tuple[Config, WorkerPool]]:
+def shared_pool(storage_redis_url: str) -> Iterator[tuple[Config, WorkerPool]]:
     """Two worker processes shared by a module's Redis tests (each test uses its own users)."""
     prefix = f"f{uuid.uuid4().hex[:10]}"
-    config, path = make_config(redis_url, prefix)
+    config, path = make_config(storage_redis_url, prefix)
     pool = WorkerPool(path)
     pool.start(2)
     try:

@@ -18,6 +18,7 @@ from notifier.web.app import create_app
 from notifier.web.services import Services
 from notifier.web.settings import ServerSettings
 from notifier.web.wiring import build_services
+from tests.services import broker_for
 
 SECRET = "s" * 40
 API_KEY = "test-api-key-0123456789"
@@ -59,9 +60,10 @@ def config_for(storage: Storage, groups: list[FeedGroup] | None = None) -> Confi
     namespace of its own)."""
     feeds = FeedGroups.of(groups if groups is not None else default_groups())
     if isinstance(storage, RedisStorage):
-        pool = storage.client.connection_pool.connection_kwargs
-        url = f"redis://{pool['host']}:{pool['port']}/{pool.get('db', 0)}"
-        fanout = FanoutSettings(namespace=f"ns{storage.prefix}")
+        url = storage.url
+        assert url, "a RedisStorage opened with from_url (its config needs the URL)"
+        broker = broker_for(url)
+        fanout = FanoutSettings(namespace=f"ns{storage.prefix}", broker_url=broker)
         return Config(feeds=feeds, storage_url=url, key_prefix=storage.prefix, fanout=fanout)
     return Config(feeds=feeds)
 

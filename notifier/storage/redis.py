@@ -21,8 +21,8 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
@@ -84,6 +84,8 @@ class RedisStorage:
         self.cluster = isinstance(client, RedisCluster)
         self._loaded: set[str] = set()
         """Cluster: scripts loaded on every primary (see ``_cluster_batched``)."""
+        self.redone = 0
+        """Cluster: batched calls a node refused and that were redone one slot at a time."""
         self._flat_add = self._register("flat_add", common=False, cross_slot=True)
         self._flat_remove = self._register("flat_remove", common=False)
         self._agg_add = self._register("aggregated_add", common=True, cross_slot=True)
@@ -181,6 +183,7 @@ class RedisStorage:
                 continue
             if not isinstance(reply, _REDO):
                 raise reply
+            self.redone += 1
             if isinstance(reply, (NoScriptError, ClusterCrossSlotError)):
                 self._loaded.discard(script.sha)  # a node that lost it: load it again next time
             done += await self._by_slot(script, call_users, call_keys, args)

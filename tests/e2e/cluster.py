@@ -173,10 +173,18 @@ def init_cassandra(url: str, folder: Path) -> Path:
 
 
 @contextmanager
-def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) -> Iterator[Cluster]:
+def running(
+    *,
+    webs: int = 2,
+    workers: int = 2,
+    cassandra: str | None = None,
+    redis_storage: str | None = None,
+) -> Iterator[Cluster]:
     """A cluster for one run: Redis storage, or Cassandra storage (``host:port`` of a node, or
     ``host1,host2,host3:port`` of a cluster: ``tests/cassandra_node.url``) with the
-    redis-server as broker and realtime bus. Stops everything at the end."""
+    redis-server as broker and realtime bus; or storage and realtime bus on the Redis Cluster
+    ``redis_storage`` (``redis+cluster://…``) with the redis-server as broker. Stops
+    everything it started at the end."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
@@ -189,7 +197,9 @@ def running(*, webs: int = 2, workers: int = 2, cassandra: str | None = None) ->
     pool: WorkerPool | None = None
     cluster: Cluster | None = None
     try:
-        if cassandra is None:
+        if redis_storage is not None:
+            storage, broker = redis_storage, redis.url
+        elif cassandra is None:
             storage, broker = redis.url, None
         else:
             storage = cassandra_url(cassandra)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import services
 from tests.e2e.cluster import Cluster, running
 from tests.e2e.driver import Driver
 from tests.e2e.report import Options
@@ -35,10 +36,15 @@ def seed() -> int:
 
 
 @pytest.fixture
-def redis_cluster() -> Iterator[Cluster]:
+def redis_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Redis storage: one server, or with ``NOTIFIER_TEST_REDIS_TOPOLOGY=cluster`` the
+    session's Redis Cluster (feeds and sharded pub/sub; the broker on one server)."""
     if shutil.which("redis-server") is None:
         unavailable("redis-server is not installed (apt-get install redis-server)")
-    with running() as cluster:
+    storage = None
+    if services.REDIS_TOPOLOGY == "cluster":
+        storage = request.getfixturevalue("storage_redis_url")
+    with running(redis_storage=storage) as cluster:
         yield cluster
 
 
@@ -64,7 +70,8 @@ async def run_world(cluster: Cluster, options: Options) -> None:
 
 @pytest.mark.timeout(300)
 async def test_e2e_redis(redis_cluster: Cluster) -> None:
-    options = Options(seed(), Size(), label="redis", restart_during=RESTART_DURING)
+    label = "redis-cluster" if services.REDIS_TOPOLOGY == "cluster" else "redis"
+    options = Options(seed(), Size(), label=label, restart_during=RESTART_DURING)
     await run_world(redis_cluster, options)
 
 

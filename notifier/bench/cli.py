@@ -82,6 +82,39 @@ def fanout(
         click.echo(scenario.table([result]))
 
 
+@bench.command("cluster")
+@click.option("--followers", default=10_000, show_default=True)
+@click.option("--feeds", type=click.Choice(["flat", "notification"]), default="flat")
+@click.option("--primaries", default=3, show_default=True)
+@click.option("--burst", default=10, show_default=True, help="Activities per repetition.")
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="notifier worker processes.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+def cluster_fanout(
+    followers: int, feeds: str, primaries: int, burst: int, repeats: int, workers: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Fanout on a Redis Cluster: Redis CPU per feed-write vs one Redis, and the spread of
+    keys and CPU across primaries."""
+    from notifier.bench import cluster as scenario
+
+    result = asyncio.run(
+        scenario.run(
+            followers=followers,
+            feeds=feeds,
+            primaries=primaries,
+            burst=burst,
+            repeats=repeats,
+            workers=workers,
+            progress=lambda line: click.echo(f"… {line}", err=True),
+        )
+    )
+    if as_json:
+        click.echo(json.dumps({**asdict(result), "cpu_ratio": result.cpu_ratio}, indent=2))
+    else:
+        click.echo(scenario.table(result))
+
+
 @bench.command()
 @click.option("--stored", default=100, show_default=True, help="Older activities preloaded.")
 @click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")

@@ -46,15 +46,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CAS_WRITE_UNKNOWN = 0x1700
-"""Native protocol v5 error: the Paxos proposal was accepted by some replicas but not by a
-quorum, so a later Paxos round on the partition may still complete it (Cassandra 4.0+, on
-more than one replica; cassandra-driver 3.x raises it as a bare ``ErrorMessage``)."""
+"""Native protocol v5 error: a Paxos proposal was accepted by some replicas but not by a
+quorum (a competing ballot cut it short), so a later Paxos round on the partition may still
+complete it. Seen on more than one replica only, from conditional writes and from serial
+reads (which complete a proposal in flight first); cassandra-driver 3.x raises it as a bare
+``ErrorMessage``."""
 
 
 def _outcome_unknown(exc: Exception) -> bool:
     """Whether a failed commit may have been applied (or may be applied later)."""
     if isinstance(exc, ErrorMessage):
-        return exc.code == CAS_WRITE_UNKNOWN
+        return bool(exc.code == CAS_WRITE_UNKNOWN)
     return isinstance(exc, (WriteTimeout, OperationTimedOut))
 
 
@@ -177,12 +179,20 @@ class AggregatedFeeds:
         serial = False
         attempts = self.conn.settings.cas_attempts
         for attempt in range(attempts):
-            snapshot = await self._snapshot(feed, serial)
             try:
+                snapshot = await self._snapshot(feed, serial)
                 writes, result = await step(snapshot, serial)
             except Stale as exc:  # another writer got in between: as a batch that did not apply
                 log.debug("re-reading feed=%s: %s", feed, exc)
                 serial = True
+                await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+                continue
+            except ErrorMessage as exc:
+                # A serial read first completes a proposal in flight; one that another
+                # writer's ballot cut short ends the same way as such a commit: try again.
+                if exc.code != CAS_WRITE_UNKNOWN:
+                    raise
+                log.debug("serial read contended, re-reading feed=%s: %s", feed, exc)
                 await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
                 continue
             if not writes:

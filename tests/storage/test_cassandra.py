@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from cassandra import ConsistencyLevel, OperationTimedOut, WriteType
+from cassandra.protocol import ErrorMessage
 from cassandra.query import BatchStatement, SimpleStatement, Statement
 from click.testing import CliRunner
 
 from notifier.errors import ConfigError
 from notifier.storage.base import Counts, Marks
 from notifier.storage.cassandra import QUERIES, CassandraStorage, connect
+from notifier.storage.cassandra_aggregated import CAS_WRITE_UNKNOWN
 from notifier.storage.cassandra_cli import cassandra
 from notifier.storage.cassandra_schema import (
     Replication,
@@ -59,20 +61,35 @@ async def raw(store: CassandraStorage, table: str, feed: str | None = None) -> l
     return sorted(map(tuple, rows), key=repr)
 
 
+def cas_write_unknown() -> ErrorMessage:
+    """What a node answers when a Paxos proposal was accepted by some replicas, not a quorum."""
+    return ErrorMessage(
+        CAS_WRITE_UNKNOWN,
+        "CAS operation result is unknown - proposal accepted by 1 but not a quorum.",
+        None,
+    )
+
+
 class Recorder:
     """Wraps ``execute`` to see what the backend sends (and optionally lose an answer)."""
 
-    def __init__(self, store: CassandraStorage, lose_first_commit: bool = False) -> None:
+    def __init__(
+        self,
+        store: CassandraStorage,
+        lose_first_commit: bool = False,
+        lost: Callable[[], Exception] = lambda: OperationTimedOut("answer lost"),
+    ) -> None:
         self.real = store.conn.execute
         self.sent: list[Statement] = []
         self.lose = lose_first_commit
+        self.lost = lost
 
     async def __call__(self, statement: Statement) -> list[Any]:
         self.sent.append(statement)
         rows = await self.real(statement)
         if self.lose and isinstance(statement, BatchStatement) and rows and rows[0][0] is True:
             self.lose = False
-            raise OperationTimedOut("the commit landed but its answer was lost")
+            raise self.lost()  # the commit landed but its answer was lost
         return rows
 
 
@@ -138,18 +155,55 @@ async def test_a_job_retried_after_crashing_half_way_ends_as_one_clean_run(
     assert await visible(store) == await visible(clean)
 
 
+@pytest.mark.parametrize(
+    "lost",
+    [lambda: OperationTimedOut("answer lost"), cas_write_unknown],
+    ids=["client-timeout", "cas-write-unknown"],
+)
 async def test_a_commit_whose_answer_was_lost_is_not_applied_twice(
-    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch, lost: Callable[[], Exception]
 ) -> None:
     group = notification()
     await store.add_to_feeds(group, ["bo"], [entry(1, "ana", key="a")])
-    recorder = Recorder(store, lose_first_commit=True)
+    recorder = Recorder(store, lose_first_commit=True, lost=lost)
     monkeypatch.setattr(store.conn, "execute", recorder)
 
     await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])
     await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])  # and the job's retry
 
     assert not recorder.lose, "the commit was not reached"
+    (only,) = await store.read_groups(group, "bo", limit=10)
+    assert (only.activity_count, only.actor_count) == (2, 2)
+    assert await store.counts(group, "bo") == Counts(1, 1)
+    statics = await raw(store, "aggregated_feeds", "notification:bo")
+    assert {row_version(r) for r in statics} == {2}, "exactly two commits: no double apply"
+
+
+async def test_a_serial_read_cut_short_by_another_ballot_is_read_again(
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On several replicas a serial read can fail with CAS_WRITE_UNKNOWN (it first completes
+    a proposal in flight, and a competing ballot cut that short): the write reads again."""
+    group = notification()
+    await store.add_to_feeds(group, ["bo"], [entry(1, "ana", key="a")])
+    real = store.conn.execute
+    faults = ["lose the commit's answer", "fail the serial read"]
+
+    async def faulty(statement: Statement) -> list[Any]:
+        serial = statement.consistency_level == ConsistencyLevel.SERIAL
+        if faults[:1] == ["fail the serial read"] and serial:
+            faults.pop(0)
+            raise cas_write_unknown()
+        rows = await real(statement)
+        if faults[:1] == ["lose the commit's answer"] and isinstance(statement, BatchStatement):
+            faults.pop(0)  # so the next attempt reads at SERIAL
+            raise OperationTimedOut("the commit landed but its answer was lost")
+        return rows
+
+    monkeypatch.setattr(store.conn, "execute", faulty)
+    await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])
+
+    assert faults == []
     (only,) = await store.read_groups(group, "bo", limit=10)
     assert (only.activity_count, only.actor_count) == (2, 2)
     assert await store.counts(group, "bo") == Counts(1, 1)

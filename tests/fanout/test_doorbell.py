@@ -14,7 +14,7 @@ import redis
 from notifier.fanout.broker import make_broker
 from notifier.fanout.settings import FanoutSettings
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.single_redis]
 
 
 def test_an_idle_consumer_waits_on_the_doorbell_and_wakes_on_enqueue(redis_url: str) -> None:

@@ -12,6 +12,8 @@ from notifier.fanout.jobs import Priority
 from notifier.fanout.policy import MemoryPresence, Presence, RecentlyActive, RedisPresence, Uniform
 from notifier.storage.redis import RedisStorage
 
+pytestmark = pytest.mark.single_redis
+
 
 @pytest.fixture(params=["memory", "redis"])
 async def presence(request: pytest.FixtureRequest) -> AsyncIterator[Presence]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 
 from notifier.realtime.bus import decode_event
@@ -17,6 +18,8 @@ from tests.fanout.conftest import (
     start_in_process,
     wait_until,
 )
+
+pytestmark = pytest.mark.single_redis
 
 
 def timeline_order(harness: Harness) -> list[str]:

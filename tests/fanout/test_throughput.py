@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fanout.throughput import measure
+
+pytestmark = pytest.mark.single_redis
 
 
 async def test_the_throughput_measurement_runs_through_real_workers(redis_url: str) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from notifier.fanout.settings import FanoutSettings
 from tests.fanout.conftest import Harness, redis_harness, wait_until
+
+pytestmark = pytest.mark.single_redis
 
 
 async def test_sigkill_mid_fanout_then_a_new_worker_leaves_every_feed_exactly_once(

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from tests.fanout.conftest import ROOT, Harness, redis_harness, wait_until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.single_redis]
 
 #: What dramatiq 2.2 logs (DEBUG) as a worker's consumer takes a job from Redis into the
 #: process (prefetched), and as a worker thread starts one.

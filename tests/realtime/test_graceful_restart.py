@@ -43,7 +43,7 @@ from tests.realtime.client import Client, announced_delay, http_state, summary
 from tests.services import free_port
 from tests.web.conftest import API_KEY, SECRET, server_settings
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.single_redis]
 
 WINDOW = 3.0
 """``ws_restart_window``, seconds: small, so the test is short."""

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 import redis.asyncio as aioredis
 
 from notifier.realtime.bus import UserEvent, publish_changes
 from notifier.realtime.redis_bus import SHARED_MIN, RedisBus, RedisHub, fanout_channel
 from notifier.storage.base import FeedChange
+
+pytestmark = pytest.mark.single_redis
 
 
 class Inbox:

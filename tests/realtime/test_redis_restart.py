@@ -17,7 +17,7 @@ from tests.realtime.client import Client, http_window, summary
 from tests.realtime.conftest import Live, LiveFactory
 from tests.services import RedisServer, unavailable
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.single_redis]
 
 USERS = 300
 

@@ -10,6 +10,8 @@ from redis.exceptions import DataError
 
 from notifier.storage.redis_client import HiredisConnection, redis_client
 
+pytestmark = pytest.mark.single_redis
+
 
 async def test_commands_round_trip_through_the_c_packer(redis_url: str) -> None:
     client = redis_client(redis_url)

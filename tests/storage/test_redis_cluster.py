@@ -21,6 +21,8 @@ from notifier.storage.redis import RedisStorage
 from tests import services
 from tests.storage.helpers import entry, flat, notification
 
+pytestmark = pytest.mark.single_redis
+
 USERS = [f"u{i:04d}" for i in range(1500)]
 
 

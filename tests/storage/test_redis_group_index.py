@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from notifier.storage.redis import RedisStorage
 from tests.storage.helpers import entry, notification
+
+pytestmark = pytest.mark.single_redis
 
 
 async def test_a_feed_without_the_index_gets_it_and_still_merges(redis_url: str) -> None:

@@ -31,6 +31,7 @@ import redis
 from notifier.bench.procs import (
     StackRunner,
     _folder,
+    cpu_seconds,
     free_port,
     processes,
     redis_command,
@@ -69,6 +70,10 @@ class TopologyFigures:
     """Keys per server at the end."""
     cpu_s: list[float] = field(default_factory=list)
     """Redis CPU seconds per server over the measured bursts."""
+    worker_us_per_write: list[float] = field(default_factory=list)
+    """CPU of the ``notifier worker`` processes per feed-write."""
+    bytes_per_entry: float = 0.0
+    """Redis memory (``used_memory``, all servers) per feed entry written by the bursts."""
 
     @property
     def cpu(self) -> float:
@@ -103,6 +108,10 @@ def _cpu(port: int) -> float:
 
 def _dbsize(port: int) -> int:
     return int(redis.Redis(port=port).dbsize())
+
+
+def _memory(port: int) -> int:
+    return int(redis.Redis(port=port).info("memory")["used_memory"])
 
 
 def start_cluster(folder: Path, procs: list[subprocess.Popen[bytes]], primaries: int) -> list[int]:
@@ -180,17 +189,23 @@ async def _measure(
 
                 await fan_out(1)  # warm-up: connections, scripts loaded on every node
                 before = [_cpu(p) for p in ports]
+                memory = sum(_memory(p) for p in ports)
                 for n in range(repeats):
                     at = [_cpu(p) for p in ports]
+                    work = sum(cpu_seconds(w.pid) for w in stack.workers)
                     elapsed = await fan_out(burst)
                     spent = sum(_cpu(p) for p in ports) - sum(at)
                     writes = burst * followers
+                    worked = sum(cpu_seconds(w.pid) for w in stack.workers) - work
                     figures.cpu_us_per_write.append(spent / writes * 1e6)
+                    figures.worker_us_per_write.append(worked / writes * 1e6)
                     figures.writes_per_s.append(writes / elapsed)
                     say(f"{figures.name} {n + 1}/{repeats}: {spent / writes * 1e6:.2f} µs "
                         f"Redis CPU per feed-write, {writes / elapsed:,.0f} writes/s")  # fmt: skip
                 figures.cpu_s = [_cpu(p) - b for p, b in zip(ports, before, strict=True)]
                 figures.keys = [_dbsize(p) for p in ports]
+                grown = sum(_memory(p) for p in ports) - memory
+                figures.bytes_per_entry = grown / (repeats * burst * followers)
                 # Every follower got every activity: the figures count real writes.
                 feed = Config.load(stack.config_path, env={}).feeds[group]
                 for user in users[:: max(1, followers // 20)]:
@@ -238,14 +253,15 @@ def table(result: ClusterResult) -> str:
     rows = [
         f"fanout on a Redis Cluster: {result.feeds} feeds, {result.followers:,} followers, "
         f"bursts of {result.burst} activities",
-        f"{'topology':<22} {'Redis CPU/write':>16} {'writes/s':>10} {'keys max/mean':>14} "
-        f"{'CPU max/mean':>13}",
+        f"{'topology':<22} {'Redis CPU/write':>16} {'worker CPU/write':>17} {'writes/s':>10} "
+        f"{'B/entry':>8} {'keys max/mean':>14} {'CPU max/mean':>13}",
     ]
     for figures in (result.single, result.cluster):
         spread = len(figures.servers) > 1
         rows.append(
             f"{figures.name:<22} {figures.cpu:>13.2f} µs "
-            f"{statistics.median(figures.writes_per_s):>10,.0f} "
+            f"{statistics.median(figures.worker_us_per_write):>14.2f} µs "
+            f"{statistics.median(figures.writes_per_s):>10,.0f} {figures.bytes_per_entry:>8.0f} "
             f"{format(figures.key_spread, '.3f') if spread else '-':>14} "
             f"{format(figures.cpu_spread, '.3f') if spread else '-':>13}"
         )

@@ -138,6 +138,9 @@ class SharedCap:
         """Slot ids held in this process, by user: what a refresh keeps alive."""
         self._refreshing: dict[str, asyncio.Future[None]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._batch: tuple[asyncio.Future[None], list[Slot]] | None = None
+        """Slots released since the last batch left, and the future that batch sets."""
+        self._giver: asyncio.Task[None] | None = None
 
     def key(self, user: str) -> str:
         """The sorted set of ``user``'s slots."""
@@ -169,12 +172,45 @@ class SharedCap:
             ids.discard(slot.id)
             if not ids:
                 del self.held[slot.user]
-        # A refresh on its way to Redis would write the slot back after our ZREM; let it
-        # land first (it is bounded by the guard's timeout).
-        pending = self._refreshing.get(slot.id)
-        if pending is not None:
-            await asyncio.shield(pending)
-        await self.guard(lambda: self._client.zrem(self.key(slot.user), slot.id), 0)
+        # Released slots leave Redis in batches: a process that stops closes all its
+        # connections at once, and one ZREM each would queue them behind its pool.
+        if self._batch is None:
+            self._batch = (asyncio.get_running_loop().create_future(), [])
+        done, slots = self._batch
+        slots.append(slot)
+        if self._giver is None:
+            self._giver = asyncio.get_running_loop().create_task(self._give_back())
+        await asyncio.shield(done)
+
+    async def _give_back(self) -> None:
+        """Remove released slots from Redis, a pipeline per batch: the releases that come
+        while one batch is on its way make the next."""
+        try:
+            while self._batch is not None:
+                done, slots = self._batch
+                self._batch = None
+                # A refresh on its way to Redis would write these slots back after their
+                # ZREM: let it land first (the guard bounds it).
+                refreshes = {self._refreshing[s.id] for s in slots if s.id in self._refreshing}
+                await asyncio.gather(*refreshes)
+                try:
+                    await self.guard(functools.partial(self._remove, slots), None)
+                finally:
+                    done.set_result(None)
+        except Exception:
+            log.exception("connection cap: released slots not given back")
+            raise
+        finally:
+            self._giver = None
+            if self._batch is not None:  # only after an error: its slots expire instead
+                self._batch[0].set_result(None)
+                self._batch = None
+
+    async def _remove(self, slots: list[Slot]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.zrem(self.key(slot.user), slot.id)
+        await pipe.execute()
 
     async def refresh(self) -> None:
         """Push every held slot's expiry ``slot_ttl`` ahead: one pipeline per
@@ -213,6 +249,8 @@ class SharedCap:
             raise
 
     async def close(self) -> None:
+        if self._giver is not None:
+            await asyncio.shield(self._giver)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,13 +258,6 @@ class SharedCap:
             self._refresher = None
         if not self.held:
             return
-        held = [(user, sorted(ids)) for user, ids in self.held.items()]
+        held = [Slot(user, slot_id) for user, ids in self.held.items() for slot_id in ids]
         self.held.clear()
-
-        async def give_back() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for user, ids in held:
-                pipe.zrem(self.key(user), *ids)
-            await pipe.execute()
-
-        await self.guard(give_back, None)
+        await self.guard(functools.partial(self._remove, held), None)

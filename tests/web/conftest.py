@@ -71,6 +71,7 @@ def config_for(storage: Storage, groups: list[FeedGroup] | None = None) -> Confi
 async def close_services(services: Services) -> None:
     """What the app's lifespan closes, except the storage (the session's fixture owns it)."""
     await services.realtime.hub.close()
+    await services.limits.close()
     await services.fanout.close()
     await services.bus.close()
 

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-async def clients(redis_url: str) -> AsyncIterator[tuple[AnyRedis, AnyRedis]]:
+async def clients(storage_redis_url: str) -> AsyncIterator[tuple[AnyRedis, AnyRedis]]:
     """Two clients of the session's Redis, as two web processes have."""
-    one, two = redis_client(redis_url), redis_client(redis_url)
+    one, two = redis_client(storage_redis_url), redis_client(storage_redis_url)
     yield one, two
     await one.aclose()
     await two.aclose()
@@ -50,7 +50,7 @@ async def test_a_callers_burst_is_shared_by_limiters_on_one_redis(
     for limiter in (one, two):
         with pytest.raises(RateLimited) as refused:
             await limiter.hit("bo")
-        assert refused.value.retry_after == 100  # one token at 0.01/s
+        assert 90 <= refused.value.retry_after <= 100  # one token at 0.01/s, less the refill
     await one.hit("cy")  # every caller has a bucket of their own
     await two.check("cy")
 
@@ -58,14 +58,14 @@ async def test_a_callers_burst_is_shared_by_limiters_on_one_redis(
 async def test_check_takes_nothing_and_spend_never_refuses(
     clients: tuple[AnyRedis, AnyRedis],
 ) -> None:
-    one, two = pair(clients, RateLimit(rate=0.5, burst=3), name="auth")
+    one, two = pair(clients, RateLimit(rate=0.1, burst=3), name="auth")
     for _ in range(10):
         await one.check("10.0.0.1")
     for _ in range(5):  # two past the budget: counted where there is a token, never raised
         await two.spend("10.0.0.1")
     with pytest.raises(RateLimited) as refused:
         await one.check("10.0.0.1")
-    assert refused.value.retry_after == 2  # one token at 0.5/s
+    assert 5 <= refused.value.retry_after <= 10  # one token at 0.1/s, less the refill
     with pytest.raises(RateLimited):
         await two.hit("10.0.0.1")
 
@@ -132,7 +132,9 @@ async def test_a_redis_that_is_down_or_hangs_lets_checks_through_fast_with_one_w
     await client.aclose()
 
 
-async def test_checks_use_redis_again_after_the_cooldown(clients: tuple[AnyRedis, AnyRedis]) -> None:
+async def test_checks_use_redis_again_after_the_cooldown(
+    clients: tuple[AnyRedis, AnyRedis],
+) -> None:
     now = [0.0]
     guard = FailOpen("rate limits", cooldown=1.0, clock=lambda: now[0])
     one, _ = pair(clients, RateLimit(rate=0.01, burst=1))

@@ -214,22 +214,43 @@ class IdempotentRetryPolicy(RetryPolicy):  # type: ignore[misc]
 
     Unavailable is always retried once (nothing was written). Timeouts and connection errors
     are retried only for statements marked idempotent; a Paxos (CAS) write never is.
+
+    The parameters are named as in ``cassandra.policies.RetryPolicy``: the driver passes
+    everything but the query as keywords (``retry_num=…, **error_info``).
     """
 
-    def on_read_timeout(self, query: Any, consistency: Any, *args: Any) -> tuple[Any, Any]:
-        retry_num = args[-1]
+    def on_read_timeout(
+        self,
+        query: Any,
+        consistency: Any,
+        required_responses: int,
+        received_responses: int,
+        data_retrieved: bool,
+        retry_num: int,
+    ) -> tuple[Any, Any]:
         return (self.RETRY_NEXT_HOST, None) if retry_num == 0 else (self.RETHROW, None)
 
     def on_write_timeout(
-        self, query: Any, consistency: Any, write_type: Any, *args: Any
+        self,
+        query: Any,
+        consistency: Any,
+        write_type: Any,
+        required_responses: int,
+        received_responses: int,
+        retry_num: int,
     ) -> tuple[Any, Any]:
-        retry_num = args[-1]
         if retry_num == 0 and write_type != WriteType.CAS and _idempotent(query):
             return self.RETRY_NEXT_HOST, None
         return self.RETHROW, None
 
-    def on_unavailable(self, query: Any, consistency: Any, *args: Any) -> tuple[Any, Any]:
-        retry_num = args[-1]
+    def on_unavailable(
+        self,
+        query: Any,
+        consistency: Any,
+        required_replicas: int,
+        alive_replicas: int,
+        retry_num: int,
+    ) -> tuple[Any, Any]:
         return (self.RETRY_NEXT_HOST, None) if retry_num == 0 else (self.RETHROW, None)
 
     def on_request_error(

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from cassandra import ConsistencyLevel, OperationTimedOut, WriteType
+from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteType
+from cassandra.cluster import NoHostAvailable
 from cassandra.protocol import ErrorMessage
 from cassandra.query import BatchStatement, SimpleStatement, Statement
 from click.testing import CliRunner
 
-from notifier.errors import ConfigError
+from notifier.errors import ConfigError, is_outage
 from notifier.storage.base import Counts, Marks
 from notifier.storage.cassandra import QUERIES, CassandraStorage, connect
 from notifier.storage.cassandra_aggregated import CAS_WRITE_UNKNOWN
@@ -428,18 +429,48 @@ async def test_statements_are_prepared_and_marked_idempotent_where_they_are(
 
 
 def test_the_driver_retries_only_what_is_safe_to_repeat() -> None:
+    # Called as the driver calls it: the query, then retry_num and the error's fields as
+    # keywords (positional calls passed here while every real timeout raised TypeError).
     policy = IdempotentRetryPolicy()
     safe, unsafe = SimpleStatement("x", is_idempotent=True), SimpleStatement("x")
     one = ConsistencyLevel.ONE
     retry, rethrow = policy.RETRY_NEXT_HOST, policy.RETHROW
-    assert policy.on_write_timeout(safe, one, WriteType.SIMPLE, 2, 1, 0)[0] == retry
-    assert policy.on_write_timeout(safe, one, WriteType.SIMPLE, 2, 1, 1)[0] == rethrow
-    assert policy.on_write_timeout(unsafe, one, WriteType.SIMPLE, 2, 1, 0)[0] == rethrow
-    assert policy.on_write_timeout(safe, one, WriteType.CAS, 2, 1, 0)[0] == rethrow
-    assert policy.on_request_error(unsafe, one, OSError(), 0)[0] == rethrow
-    assert policy.on_request_error(safe, one, OSError(), 0)[0] == retry
-    assert policy.on_unavailable(unsafe, one, 2, 1, 0)[0] == retry  # nothing was written
-    assert policy.on_read_timeout(safe, one, 2, 1, False, 0)[0] == retry
+
+    def write_timeout(query: Statement, write_type: int, retry_num: int) -> Any:
+        info = {"consistency": one, "required_responses": 2, "received_responses": 1}
+        return policy.on_write_timeout(query, retry_num=retry_num, write_type=write_type, **info)[0]
+
+    assert write_timeout(safe, WriteType.SIMPLE, 0) == retry
+    assert write_timeout(safe, WriteType.SIMPLE, 1) == rethrow
+    assert write_timeout(unsafe, WriteType.SIMPLE, 0) == rethrow
+    assert write_timeout(safe, WriteType.CAS, 0) == rethrow
+    assert policy.on_request_error(unsafe, one, error=OSError(), retry_num=0)[0] == rethrow
+    assert policy.on_request_error(safe, one, error=OSError(), retry_num=0)[0] == retry
+    unavailable = {"consistency": one, "required_replicas": 2, "alive_replicas": 1}
+    assert policy.on_unavailable(unsafe, retry_num=0, **unavailable)[0] == retry  # not written
+    read = {"consistency": one, "required_responses": 2, "received_responses": 1}
+    assert policy.on_read_timeout(safe, retry_num=0, data_retrieved=False, **read)[0] == retry
+
+
+def test_a_real_unavailable_reaches_the_caller_as_an_outage(cassandra_hosts: str) -> None:
+    """A node's Unavailable answer (more replicas asked for than there are nodes) goes through
+    the retry policy, once more on the next host, and reaches the caller as an error notifier
+    treats as an outage (503, jobs wait it out), not as a TypeError."""
+    keyspace = f"notifier_rf4_{uuid.uuid4().hex[:8]}"
+    conn = connect(f"cassandra://{cassandra_hosts}/{keyspace}?consistency=ALL")
+    session = conn.session_sync()
+    replication = "{'class': 'SimpleStrategy', 'replication_factor': 4}"
+    try:
+        session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {replication}")
+        session.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v int)")
+        insert = SimpleStatement(f"INSERT INTO {keyspace}.t (k, v) VALUES (1, 1)")
+        # On one node the retry finds no next host: the answer comes wrapped in NoHostAvailable.
+        with pytest.raises((Unavailable, NoHostAvailable)) as raised:
+            session.execute(insert)
+        assert is_outage(raised.value)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        conn.close_sync()
 
 
 async def test_a_removal_whose_group_changes_after_its_snapshot_re_reads(

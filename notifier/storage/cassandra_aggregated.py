@@ -140,12 +140,23 @@ class AggregatedFeeds:
 
     # -- reads ---------------------------------------------------------------------------------
     async def _snapshot(self, feed: str, serial: bool) -> Snapshot:
+        """The slots and the version they are at: every slot the commit of that version left
+        (a commit checked against it fails if the feed changed since)."""
         rows = await self.conn.run("agg_slots", self.ns, feed, serial=serial)
         if rows:
             return Snapshot(rows[0][0], [_slot(row) for row in rows])
-        # No slot rows: the statics alone say whether the partition was ever written.
+        # No slot rows: the statics alone say whether the partition was ever written. They
+        # are read after the slots, so a first commit landing in between shows as a version
+        # without its slots; planning on that would overwrite the slots it wrote. So when
+        # there is a version, the slots are read again, now after it.
         statics = await self.conn.run("agg_statics", self.ns, feed, serial=serial)
-        return Snapshot(statics[0][0] if statics else None, [])
+        version = statics[0][0] if statics else None
+        if version is None:
+            return Snapshot(None, [])
+        rows = await self.conn.run("agg_slots", self.ns, feed, serial=serial)
+        if rows:
+            return Snapshot(rows[0][0], [_slot(row) for row in rows])
+        return Snapshot(version, [])
 
     async def _members(self, feed: str, ids: Sequence[str], serial: bool) -> dict[str, Pair]:
         if not ids:

@@ -502,3 +502,33 @@ async def test_a_removal_whose_group_changes_after_its_snapshot_re_reads(
     assert interleaved and interleaved[0]  # the rival's removal did commit in between
     assert await store.read_groups(group, "bo", limit=10) == []
     assert await store.counts(group, "bo") == Counts(0, 0)
+
+
+async def test_a_first_commit_between_the_slot_read_and_the_version_read_is_kept(
+    cassandra_hosts: str, store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A writer finds no slots in a new feed and reads the version next; a rival's first
+    # commit lands in between. The writer must not plan on "that version, no slots": its
+    # commit would pass the version check and overwrite the rival's group (seen when a node
+    # of the three-node cluster was killed mid-fanout: a digest lost an activity for good).
+    group = notification()
+    other_conn = connect(f"cassandra://{cassandra_hosts}/{cassandra_node.KEYSPACE}")
+    other = CassandraStorage(other_conn, store.prefix, owns_connection=True)
+    real = store.conn.execute
+    interleaved = []
+
+    async def rival_before_the_version_read(statement: Statement) -> list[Any]:
+        version_read = getattr(statement, "prepared_statement", None)
+        if not interleaved and version_read is store.conn.prepared["agg_statics"]:
+            interleaved.append(await other.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")]))
+        return await real(statement)
+
+    monkeypatch.setattr(store.conn, "execute", rival_before_the_version_read)
+    try:
+        await store.add_to_feeds(group, ["bo"], [entry(1, "ana", key="a")])
+    finally:
+        await other.close()
+    assert interleaved and interleaved[0]  # the rival's add did commit in between
+    (only,) = await store.read_groups(group, "bo", limit=10)
+    assert (only.activity_ids, only.activity_count, only.actor_count) == ([aid(2), aid(1)], 2, 2)
+    assert await store.counts(group, "bo") == Counts(1, 1)

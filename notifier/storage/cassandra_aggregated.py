@@ -6,10 +6,11 @@ needs (always *after* the version, so those rows are at least that new), then co
 changed row in one single-partition batch ``IF version = <read version>``. Cassandra applies
 such a batch through Paxos, atomically and isolated, or not at all; when it does not apply,
 someone else wrote first, and the write starts over reading at SERIAL consistency (which also
-sees writes still in flight from other data centres). A commit that timed out, or that only
-some replicas accepted (``CAS_WRITE_UNKNOWN``), has an unknown outcome: the re-read decides
-(a serial read completes a half-accepted proposal first), and since a plan only ever does
-what is still missing, a retried job, or a retried attempt, never applies anything twice.
+sees writes still in flight from other data centres). A commit that timed out, that only some
+replicas accepted (``CAS_WRITE_UNKNOWN``) or whose coordinator died has an unknown outcome:
+the re-read decides (a serial read completes a half-accepted proposal first), and since a
+plan only ever does what is still missing, a retried job, or a retried attempt, never
+applies anything twice.
 
 The counts are plain ints re-derived from the slots at every commit, never counters, so they
 cannot drift: what is counted and the count change in the same batch.
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from cassandra import OperationTimedOut, WriteTimeout
+from cassandra.connection import ConnectionException
 from cassandra.protocol import ErrorMessage
 
 from notifier.errors import Conflict
@@ -54,10 +56,12 @@ reads (which complete a proposal in flight first); cassandra-driver 3.x raises i
 
 
 def _outcome_unknown(exc: Exception) -> bool:
-    """Whether a failed commit may have been applied (or may be applied later)."""
+    """Whether a failed commit may have been applied (or may be applied later): it timed
+    out, half a quorum accepted it, or the connection to its coordinator closed under it (a
+    node that died; the driver retries no conditional write on another node)."""
     if isinstance(exc, ErrorMessage):
         return bool(exc.code == CAS_WRITE_UNKNOWN)
-    return isinstance(exc, (WriteTimeout, OperationTimedOut))
+    return isinstance(exc, (WriteTimeout, OperationTimedOut, ConnectionException))
 
 
 _TABLE = "{ks}.aggregated_feeds"
@@ -214,7 +218,7 @@ class AggregatedFeeds:
                 )
                 if rows and rows[0][0]:
                     return result
-            except (WriteTimeout, OperationTimedOut, ErrorMessage) as exc:
+            except (WriteTimeout, OperationTimedOut, ConnectionException, ErrorMessage) as exc:
                 if not _outcome_unknown(exc):
                     raise
                 log.warning("commit outcome unknown, re-reading feed=%s error=%s", feed, exc)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteType
 from cassandra.cluster import NoHostAvailable
+from cassandra.connection import ConnectionShutdown
 from cassandra.protocol import ErrorMessage
 from cassandra.query import BatchStatement, SimpleStatement, Statement
 from click.testing import CliRunner
@@ -158,8 +159,12 @@ async def test_a_job_retried_after_crashing_half_way_ends_as_one_clean_run(
 
 @pytest.mark.parametrize(
     "lost",
-    [lambda: OperationTimedOut("answer lost"), cas_write_unknown],
-    ids=["client-timeout", "cas-write-unknown"],
+    [
+        lambda: OperationTimedOut("answer lost"),
+        cas_write_unknown,
+        lambda: ConnectionShutdown("[Errno 104] Connection reset by peer"),
+    ],
+    ids=["client-timeout", "cas-write-unknown", "coordinator-died"],
 )
 async def test_a_commit_whose_answer_was_lost_is_not_applied_twice(
     store: CassandraStorage, monkeypatch: pytest.MonkeyPatch, lost: Callable[[], Exception]

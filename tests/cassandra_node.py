@@ -155,6 +155,13 @@ def connection(hosts: str) -> CassandraConnection:
     return found
 
 
+def close_connection(hosts: str) -> None:
+    """Close the session's connection to ``hosts`` (before their Cassandra stops)."""
+    found = _connections.pop(hosts, None)
+    if found is not None:
+        found.close_sync()
+
+
 def storage_factory(hosts: str) -> Callable[[], CassandraStorage]:
     """Makes storages on the session's node or cluster, each with a fresh prefix."""
     shared = connection(hosts)

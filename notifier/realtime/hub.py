@@ -101,6 +101,14 @@ class Listeners:
             ]
         _call_each(calls)
 
+    def resync(self, user: str) -> None:
+        """Ask ``user``'s listeners to re-read storage."""
+        with self._lock:
+            calls = [
+                (loop, _resync, listener) for listener, loop in self._by_user.get(user, {}).items()
+            ]
+        _call_each(calls)
+
 
 def _resync(listener: Listener) -> None:
     listener.resync()

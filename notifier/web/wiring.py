@@ -11,6 +11,7 @@ from notifier.config import Config
 from notifier.fanout.manager import Manager
 from notifier.fanout.runtime import open_manager
 from notifier.realtime.bus import Bus
+from notifier.realtime.cluster_hub import ClusterHub
 from notifier.realtime.hub import LocalBus
 from notifier.realtime.redis_bus import RedisHub
 from notifier.realtime.server import RealtimeServer
@@ -59,7 +60,7 @@ def build_services(
         on_connect=active.seen,
         cap=limits.connections,
     )
-    if isinstance(hub, RedisHub):
+    if isinstance(hub, RedisHub | ClusterHub):
         hub.prepare = realtime.prepare
     return Services(
         notifier=notifier,

@@ -1,0 +1,107 @@
+"""The realtime bus on a Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE).
+
+A shard channel lives on the primary owning its slot (and that primary's replicas), so a
+web process listens with one connection per primary, subscribed there to the channels of
+its own users only. Channels:
+
+- **User channels** ``{prefix}:rt:u:{<user>}``: the user id is the hash tag.
+- **Fanout channels** ``{prefix}:rt:f:{<tag>}``, ``FANOUT_CHANNELS`` of them, the tags
+  chosen so that channel *i* falls in the *i*-th equal range of slots: whatever the slot
+  layout, each primary owns some of them. Every web process subscribes to all of them.
+
+An event shared by many users (a fanout chunk's) is split by the primary owning each user's
+channel, and each part travels once, on a fanout channel that primary owns. So a web
+process parses a chunk's event once per primary holding some of its users (a handful), not
+once per user; and all of a user's events, shared or not, pass through the primary that
+owns the user's slot, on one connection, so they arrive in the order they were published
+(as on one server). One fanout channel per chunk would be parsed exactly once, but its
+events would race the user's own channel on another node. A primary that owns no fanout
+channel (fewer than 16384 / ``FANOUT_CHANNELS`` slots, or scattered ones) gets its users'
+events one per user.
+
+Pub/sub is fire-and-forget, and topology changes drop subscriptions: a primary that loses a
+slot (resharding, or its replica taking over) tells its subscribers with ``sunsubscribe``;
+a node that dies drops its connections. ``ClusterHub`` runs its own connections (no client
+retries, no silent re-subscription, unlike redis-py's ``ClusterPubSub``): whenever a
+subscription is lost it refreshes the slot map, subscribes again on the slot's owner, and
+once that is acknowledged asks the listeners concerned to re-read storage, as ``RedisHub``
+does after a reconnect. That, not pub/sub, is what makes delivery lossless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+
+from redis.exceptions import AskError, ClusterError, RedisClusterException, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from notifier.realtime.bus import EventKind, Shared, UserEvent, encode_event, encode_wire
+from notifier.realtime.cluster_hub import ClusterHub
+from notifier.realtime.shard_channels import ShardChannels, cluster_client, messages_for, owners
+
+__all__ = ["ClusterBus", "ClusterHub"]
+
+log = logging.getLogger(__name__)
+
+#: What a publish retries (after a fresh look at the slot map): a node down or failing over.
+_PUBLISH_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError,
+                   RedisClusterException, AskError, TryAgainError)  # fmt: skip
+#: Publish attempts, and the delays between them, seconds: doubling from the first to the last.
+_PUBLISH_ATTEMPTS = 6
+_PUBLISH_BACKOFF = (0.05, 1.0)
+
+
+class ClusterBus:
+    """Publishes events with SPUBLISH: one cluster pipeline, so one round trip per primary
+    (in parallel); a publish refused because a slot moved follows the redirection."""
+
+    def __init__(self, url: str, key_prefix: str) -> None:
+        self._client = cluster_client(url)
+        self._channels = ShardChannels(key_prefix)
+
+    async def publish(self, events: Sequence[UserEvent]) -> None:
+        """All of ``events``; an event shared by many users travels once per primary."""
+        if not events:
+            return
+        by_message: dict[bytes, list[str]] = {}
+        for event in events:
+            by_message.setdefault(encode_event(event), []).append(event.user)
+        await self._send(by_message)
+
+    async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
+        """``publish`` for changes already grouped by what they did (``publish_changes``)."""
+        by_message: dict[bytes, list[str]] = {}
+        for change in shared:
+            message = encode_wire(feed, kind, change.activity_ids, change.counts)
+            by_message.setdefault(message, []).extend(change.users)
+        await self._send(by_message)
+
+    async def _send(self, by_message: dict[bytes, list[str]]) -> None:
+        """Every message, retried on a fresh slot map while a node is down or failing over
+        (a retry may repeat what reached other nodes: clients merge by id). A publish that
+        still fails is covered by the listeners' resync: their subscriptions on that node
+        were lost too, and are re-established (then resynced) on the slot's new owner."""
+        delay = _PUBLISH_BACKOFF[0]
+        for attempt in range(_PUBLISH_ATTEMPTS):
+            try:
+                await self._client.initialize()  # the slot map (a no-op once known)
+                pipe = self._client.pipeline(transaction=False)
+                for channel, message in messages_for(
+                    by_message, self._channels, owners(self._client)
+                ):
+                    pipe.execute_command("SPUBLISH", channel, message)
+                await pipe.execute()
+                return
+            except _PUBLISH_ERRORS as exc:
+                if attempt + 1 == _PUBLISH_ATTEMPTS:
+                    raise
+                log.info("realtime: publish failed (%r); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, _PUBLISH_BACKOFF[1])
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -16,6 +16,8 @@ two ids never tie (Stream Framework's float scores skipped items sharing a milli
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -25,30 +27,40 @@ from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
-    ClusterCrossSlotError,
     ClusterDownError,
     MovedError,
     NoScriptError,
-    RedisClusterException,
     TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, redis_client
 
-#: The first line of a script that writes many feeds in one call. On a Redis Cluster a call's
-#: keys must otherwise share one slot; with it (Redis >= 7.0) they need only share one node,
-#: so a fanout chunk is one call per node, not one per slot (nearly one per feed).
+#: The first line of every feed script. On a Redis Cluster the feeds of a call may then be
+#: keys of many slots of one node (Redis >= 7.0), given undeclared: see feeds.lua.
 CROSS_SLOT = "#!lua flags=allow-cross-slot-keys\n"
+#: The keys of a feed, after its base key, that feeds.lua checks are served by the node before
+#: a call writes anything (an aggregated feed's fixed keys; see common.lua).
+_FLAT_KEYS = ("",)
+_AGGREGATED_KEYS = ("o", "m", "k", "v", "s", "c", "x")
 
 
-def _script(name: str, *, common: bool, cross_slot: bool = False) -> str:
+def _script(name: str, *, aggregated: bool) -> str:
+    """A feed script: the flag line, the feeds prelude, the shared helpers of aggregated
+    feeds, then the script's own body."""
     folder = resources.files("notifier.storage").joinpath("redis_scripts")
-    body = folder.joinpath(f"{name}.lua").read_text()
-    text = folder.joinpath("common.lua").read_text() + "\n" + body if common else body
-    return CROSS_SLOT + text if cross_slot else text
+    suffixes = _AGGREGATED_KEYS if aggregated else _FLAT_KEYS
+    parts = [
+        CROSS_SLOT + "local SUFFIXES = {" + ", ".join(f"'{x}'" for x in suffixes) + "}",
+        folder.joinpath("feeds.lua").read_text(),
+        folder.joinpath("common.lua").read_text() if aggregated else "",
+        folder.joinpath(f"{name}.lua").read_text(),
+    ]
+    return "\n".join(parts)
 
 
 #: Feeds one flat-add script call writes. Batched keys make one call do a whole fanout chunk
@@ -57,10 +69,20 @@ _FEEDS_PER_CALL = 500
 _AGGREGATED_PER_CALL = 100
 
 
-#: A node's refusals that a call per slot resolves: the slot moved or is moving, the node lost
-#: its scripts (a promoted replica), or redis-py could not route a call of many slots.
-_REDO = (AskError, MovedError, TryAgainError, NoScriptError, ClusterCrossSlotError,
-         ClusterDownError, RedisClusterException)  # fmt: skip
+#: Seconds a cluster call refused by its node (its slot moving, a failover) is retried.
+_REDO_FOR = 30.0
+_REDIRECTED = (AskError, MovedError, TryAgainError, NoScriptError, ClusterDownError,
+               RedisConnectionError, RedisTimeoutError)  # fmt: skip
+
+
+def _refused(error: Exception) -> bool:
+    """Whether a cluster node refused a call before running it (or while checking its
+    feeds, before any write): the slot is elsewhere or moving, the node lost its scripts or
+    is down. Anything else is a real error."""
+    if isinstance(error, _REDIRECTED):
+        return True
+    text = str(error)
+    return "non local key" in text or "TRYAGAIN" in text or "CLUSTERDOWN" in text
 
 
 def _text(value: Any) -> str:
@@ -86,12 +108,12 @@ class RedisStorage:
         """Cluster: scripts loaded on every primary (see ``_cluster_batched``)."""
         self.redone = 0
         """Cluster: batched calls a node refused and that were redone one slot at a time."""
-        self._flat_add = self._register("flat_add", common=False, cross_slot=True)
-        self._flat_remove = self._register("flat_remove", common=False)
-        self._agg_add = self._register("aggregated_add", common=True, cross_slot=True)
-        self._agg_remove = self._register("aggregated_remove", common=True)
-        self._agg_mark = self._register("aggregated_mark", common=True)
-        self._agg_read = self._register("aggregated_read", common=True)
+        self._flat_add = self._register("flat_add", aggregated=False)
+        self._flat_remove = self._register("flat_remove", aggregated=False)
+        self._agg_add = self._register("aggregated_add", aggregated=True)
+        self._agg_remove = self._register("aggregated_remove", aggregated=True)
+        self._agg_mark = self._register("aggregated_mark", aggregated=True)
+        self._agg_read = self._register("aggregated_read", aggregated=True)
 
     @classmethod
     def from_url(
@@ -107,8 +129,14 @@ class RedisStorage:
         client = redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout)
         return cls(client, prefix, url)
 
-    def _register(self, name: str, *, common: bool, cross_slot: bool = False) -> AsyncScript:
-        return self.client.register_script(_script(name, common=common, cross_slot=cross_slot))
+    def _register(self, name: str, *, aggregated: bool) -> AsyncScript:
+        return self.client.register_script(_script(name, aggregated=aggregated))
+
+    async def _one(self, script: AsyncScript, key: str, args: Sequence[Any]) -> Any:
+        """``script`` on one feed."""
+        if not self.cluster:
+            return await script(keys=[key], args=[0, *args])
+        return (await self._cluster_batched(script, [""], [key], args, 1))[0][1]
 
     # -- script calls over many feeds ------------------------------------------------------
     async def _batched(
@@ -137,7 +165,7 @@ class RedisStorage:
             ]
             async with self.client.pipeline(transaction=False) as pipe:
                 for _, batch_keys in batches:
-                    await script(keys=batch_keys, args=args, client=pipe)  # type: ignore[arg-type]
+                    await script(keys=batch_keys, args=[0, *args], client=pipe)  # type: ignore[arg-type]
                 replies = await pipe.execute()
             return [(u, r) for (u, _), r in zip(batches, replies, strict=True)]
         return await self._cluster_batched(script, users, keys, args, per_call)
@@ -150,58 +178,66 @@ class RedisStorage:
         args: Sequence[Any],
         per_call: int,
     ) -> list[tuple[list[str], Any]]:
+        """``_batched`` on a Redis Cluster: the feeds grouped by the node serving each one's
+        slot, each node's calls in one round trip (all nodes at once), the feeds undeclared
+        (feeds.lua). A call a node refuses (a feed's slot moved or is moving; a node that
+        lost the script or is failing over) changed nothing; its feeds are grouped again on
+        a fresh slot map and sent again, until ``_REDO_FOR`` seconds have passed."""
         client = self.client
         assert isinstance(client, RedisCluster)
         await client.initialize()  # the slot map (a no-op once known)
-        if script.sha not in self._loaded:
-            # A node asked to EVALSHA a script it lacks cannot see the script's flags, and
-            # refuses keys of many slots (CROSSSLOT) before it would say NOSCRIPT.
-            await client.script_load(script.script)  # on every primary
-            self._loaded.add(script.sha)
-        by_node: dict[str, tuple[Any, list[str], list[str]]] = {}
-        for user, key in zip(users, keys, strict=True):
-            node = client.get_node_from_key(key)
-            if node is None:  # a slot nobody serves right now: the slow path waits for it
-                node = client.get_default_node()
-            entry = by_node.setdefault(node.name, (node, [], []))
-            entry[1].append(user)
-            entry[2].append(key)
-        calls: list[tuple[Any, list[str], list[str]]] = []
-        for node, node_users, node_keys in by_node.values():
-            for i in range(0, len(node_users), per_call):
-                calls.append((node, node_users[i : i + per_call], node_keys[i : i + per_call]))
-        pipe = client.pipeline(transaction=False)
-        for node, _, call_keys in calls:
-            pipe.execute_command(
-                "EVALSHA", script.sha, len(call_keys), *call_keys, *args, target_nodes=node
-            )
-        replies = await pipe.execute(raise_on_error=False)
         done: list[tuple[list[str], Any]] = []
-        for (_, call_users, call_keys), reply in zip(calls, replies, strict=True):
-            if not isinstance(reply, Exception):
-                done.append((call_users, reply))
-                continue
-            if not isinstance(reply, _REDO):
-                raise reply
+        todo = list(zip(users, keys, strict=True))
+        deadline = time.monotonic() + _REDO_FOR
+        delay = 0.01
+        while True:
+            if script.sha not in self._loaded:
+                await client.script_load(script.script)  # on every primary
+                self._loaded.add(script.sha)
+            calls = self._node_calls(client, todo, per_call)
+            pipe = client.pipeline(transaction=False)
+            for node, call in calls:
+                call_keys = [key for _, key in call]
+                pipe.execute_command("EVALSHA", script.sha, 0, len(call_keys), *call_keys, *args,
+                                     target_nodes=node)  # fmt: skip
+            # Not redis-py's redirection: it would resend a call of undeclared keys anywhere.
+            replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
+            todo = []
+            failure: Exception | None = None
+            for (_, call), reply in zip(calls, replies, strict=True):
+                if not isinstance(reply, Exception):
+                    done.append(([user for user, _ in call], reply))
+                elif _refused(reply):
+                    todo += call
+                    failure = reply
+                else:
+                    raise reply
+            if not todo:
+                return done
+            assert failure is not None
             self.redone += 1
-            if isinstance(reply, (NoScriptError, ClusterCrossSlotError)):
-                self._loaded.discard(script.sha)  # a node that lost it: load it again next time
-            done += await self._by_slot(script, call_users, call_keys, args)
-        return done
+            if isinstance(failure, NoScriptError):
+                self._loaded.discard(script.sha)
+            if time.monotonic() > deadline:
+                raise failure
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            await client.nodes_manager.initialize()  # a fresh slot map
 
-    async def _by_slot(
-        self, script: AsyncScript, users: list[str], keys: list[str], args: Sequence[Any]
-    ) -> list[tuple[list[str], Any]]:
-        """One call per slot, each routed (and redirected) by redis-py: the slow path."""
-        by_slot: dict[int, tuple[list[str], list[str]]] = {}
-        for user, key in zip(users, keys, strict=True):
-            entry = by_slot.setdefault(key_slot(key.encode()), ([], []))
-            entry[0].append(user)
-            entry[1].append(key)
-        done = []
-        for slot_users, slot_keys in by_slot.values():
-            done.append((slot_users, await script(keys=slot_keys, args=args)))
-        return done
+    @staticmethod
+    def _node_calls(
+        client: RedisCluster, feeds: list[tuple[str, str]], per_call: int
+    ) -> list[tuple[Any, list[tuple[str, str]]]]:
+        """``feeds`` (user, key) grouped by the node serving each key, ``per_call`` a call."""
+        by_node: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+        for user, key in feeds:
+            node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+            by_node.setdefault(node.name, (node, []))[1].append((user, key))
+        return [
+            (node, node_feeds[i : i + per_call])
+            for node, node_feeds in by_node.values()
+            for i in range(0, len(node_feeds), per_call)
+        ]
 
     # -- keys ------------------------------------------------------------------------------
     def _activity_key(self, activity_id: str) -> str:
@@ -379,9 +415,10 @@ class RedisStorage:
         # Members are position..gid: "(id_lt" excludes every member at that position, and
         # "(id_gt" + "g" (above any hex digit) excludes every member at id_gt. The script
         # returns the counts first, read in the same atomic step.
-        result = await self._agg_read(
-            keys=[self._agg_key(group, user)],
-            args=[
+        result = await self._one(
+            self._agg_read,
+            self._agg_key(group, user),
+            [
                 f"({id_lt}" if id_lt else "+",
                 f"({id_gt}g" if id_gt else "-",
                 limit,
@@ -429,13 +466,13 @@ class RedisStorage:
         flags = [_flag(marks.seen), _flag(marks.read), _flag(marks.archived)]
         key = self._agg_key(group, user)
         if all:
-            result = await self._agg_mark(keys=[key], args=[*flags, "all", up_to or ""])
+            result = await self._one(self._agg_mark, key, [*flags, "all", up_to or ""])
             return Counts(int(result[0]), int(result[1]))
         result = None
         for mode, targets in (("group", group_ids), ("activity", activity_ids)):
             if targets:
                 args = [*flags, mode, "", *dict.fromkeys(targets)]
-                result = await self._agg_mark(keys=[key], args=args)
+                result = await self._one(self._agg_mark, key, args)
         if result is None:
             return await self.counts(group, user)
         return Counts(int(result[0]), int(result[1]))

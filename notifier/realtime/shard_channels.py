@@ -70,35 +70,38 @@ class ShardChannels:
         return None
 
 
+#: What goes where: by primary (None: no owner known), the (channel, message) pairs to SPUBLISH.
+Sends = dict[str | None, list[tuple[str, bytes]]]
+
+
 def messages_for(
     by_message: dict[bytes, list[str]],
     channels: ShardChannels,
     node_of: Callable[[str], str | None],
-) -> list[tuple[str, bytes]]:
-    """What to SPUBLISH where, for each message to its users: one ``SharedEvent`` per primary
-    on a fanout channel it owns when at least ``SHARED_MIN`` of the users live there, else
-    the message on each user's channel. ``node_of`` names the primary owning a channel's slot
-    (None: unknown)."""
+) -> Sends:
+    """What to SPUBLISH where, for each message to its users, by primary: one
+    ``SharedEvent`` per primary on a fanout channel it owns when at least ``SHARED_MIN`` of
+    the users live there, else the message on each user's channel. ``node_of`` names the
+    primary owning a channel's slot (None: unknown)."""
     fanout_of: dict[str, str] = {}
     for channel in reversed(channels.fanout):  # the first a node owns wins
         node = node_of(channel)
         if node is not None:
             fanout_of[node] = channel
-    sends: list[tuple[str, bytes]] = []
+    sends: Sends = {}
     for message, users in by_message.items():
-        by_node: dict[str | None, list[str]] = {}
-        if len(users) < SHARED_MIN:
-            by_node[None] = users
-        else:
-            for user in users:
-                by_node.setdefault(node_of(channels.user(user)), []).append(user)
-        for node, node_users in by_node.items():
+        by_node: dict[str | None, list[tuple[str, str]]] = {}
+        for user in users:
+            channel = channels.user(user)
+            by_node.setdefault(node_of(channel), []).append((user, channel))
+        for node, here in by_node.items():
             fanout = fanout_of.get(node) if node is not None else None
-            if fanout is not None and len(node_users) >= SHARED_MIN:
-                shared = SharedEvent(node_users, msgspec.Raw(message))
-                sends.append((fanout, _shared_encoder.encode(shared)))
+            node_sends = sends.setdefault(node, [])
+            if fanout is not None and len(here) >= SHARED_MIN:
+                shared = SharedEvent([user for user, _ in here], msgspec.Raw(message))
+                node_sends.append((fanout, _shared_encoder.encode(shared)))
             else:
-                sends += [(channels.user(user), message) for user in node_users]
+                node_sends += [(channel, message) for _, channel in here]
     return sends
 
 

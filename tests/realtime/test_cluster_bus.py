@@ -26,7 +26,7 @@ from redis.crc import key_slot
 from notifier.realtime.bus import UserEvent, WireEvent, publish_changes
 from notifier.realtime.cluster_bus import ClusterBus, ClusterHub
 from notifier.realtime.redis_bus import SHARED_MIN
-from notifier.realtime.shard_channels import ShardChannels, messages_for
+from notifier.realtime.shard_channels import ShardChannels, messages_for, shared_decoder
 from notifier.storage.base import FeedChange
 from tests.services import RedisClusterServers, RedisServer, free_port, unavailable
 
@@ -242,6 +242,9 @@ def event(user: str, n: int = 1) -> UserEvent:
 
 
 # -- deciding what to send (no Redis) --------------------------------------------------------
+MESSAGE = b'{"feed":"timeline","kind":"added","activity_ids":["a1"]}'
+
+
 def test_a_shared_message_goes_once_per_node_and_each_user_once() -> None:
     channels = ShardChannels("p")
     nodes = ["n0", "n1", "n2"]
@@ -250,21 +253,20 @@ def test_a_shared_message_goes_once_per_node_and_each_user_once() -> None:
         return nodes[key_slot(channel.encode()) * 3 // 16384]
 
     users = [f"u{i}" for i in range(60)]
-    sends = messages_for({b"m": users, b"alone": ["solo"]}, channels, node_of)
+    sends = messages_for({MESSAGE: users, b"alone": ["solo"]}, channels, node_of)
 
-    shared = [(c, m) for c, m in sends if c in channels.fanout_names]
-    assert sorted(str(node_of(c)) for c, _ in shared) == nodes  # one per node, on a channel it owns
-    reached = []
-    for channel, message in sends:
-        if channel in channels.fanout_names:
-            assert message.endswith(b',"event":m}')
-            users_here = message.split(b'"users":[')[1].split(b"]")[0].decode()
-            names = [u.strip('"') for u in users_here.split(",")]
-            assert {node_of(channels.user(u)) for u in names} == {node_of(channel)}
-            reached += names
-        else:
-            assert (channel, message) == (channels.user("solo"), b"alone")
-    assert sorted(reached) == sorted(users)
+    assert all(node_of(c) == node for node, pairs in sends.items() for c, _ in pairs)
+    shared = [(node, shared_decoder.decode(m)) for node, pairs in sends.items()
+              for c, m in pairs if c in channels.fanout_names]  # fmt: skip
+    assert sorted(str(node) for node, _ in shared) == nodes  # one per node, on a fanout it owns
+    for node, event in shared:
+        assert bytes(event.event) == MESSAGE
+        assert {node_of(channels.user(u)) for u in event.users} == {node}
+    assert sorted(u for _, event in shared for u in event.users) == sorted(users)
+    singles = [
+        (c, m) for pairs in sends.values() for c, m in pairs if c not in channels.fanout_names
+    ]
+    assert singles == [(channels.user("solo"), b"alone")]
 
 
 def test_a_node_owning_no_fanout_channel_gets_its_users_events_one_by_one() -> None:
@@ -276,13 +278,13 @@ def test_a_node_owning_no_fanout_channel_gets_its_users_events_one_by_one() -> N
         return "big" if slot in fanout_slots or slot % 2 else "tiny"
 
     users = [f"u{i}" for i in range(40)]
-    sends = messages_for({b"m": users}, channels, node_of)
+    sends = messages_for({MESSAGE: users}, channels, node_of)
     tiny = [u for u in users if node_of(channels.user(u)) == "tiny"]
     assert len(tiny) >= SHARED_MIN
-    assert sorted(c for c, _ in sends if c not in channels.fanout_names) == sorted(
-        channels.user(u) for u in tiny
-    )
-    assert len([c for c, _ in sends if c in channels.fanout_names]) == 1  # "big"'s users
+    assert sorted(sends["tiny"]) == sorted((channels.user(u), MESSAGE) for u in tiny)
+    [(channel, message)] = sends["big"]  # "big"'s users: one message on its fanout channel
+    assert channel in channels.fanout_names
+    assert len(shared_decoder.decode(message).users) == len(users) - len(tiny)
 
 
 # -- on the cluster ----------------------------------------------------------------------------
@@ -371,6 +373,30 @@ async def test_a_user_who_leaves_and_comes_back_is_not_resynced(cluster: Cluster
         await bus.close()
 
 
+async def test_a_node_that_lost_the_publish_script_gets_it_again(cluster: Cluster) -> None:
+    key_prefix = prefix()
+    channels = ShardChannels(key_prefix)
+    bus, hub = ClusterBus(cluster.url, key_prefix), hub_of(cluster, key_prefix)
+    users = [u for s in cluster.primaries() for u in users_on(cluster, channels, s, 2)]
+    inboxes = {u: Inbox() for u in users}
+    try:
+        for user, inbox in inboxes.items():
+            await hub.subscribe(user, inbox)
+        await bus.publish([event(u, 0) for u in users])
+        assert bus.redone == 0
+        for server in cluster.primaries():  # as a replica promoted without it would be
+            cluster.cli(server, "script", "flush")
+        await bus.publish([event(u, 1) for u in users])  # NOSCRIPT: sent one by one
+        assert bus.redone == 3
+        await bus.publish([event(u, 2) for u in users])  # loaded again: one call per node
+        assert bus.redone == 3
+        expected = {u: [event(u, n) for n in range(3)] for u in users}
+        await until(lambda: {u: inbox.events for u, inbox in inboxes.items()} == expected)
+    finally:
+        await hub.close()
+        await bus.close()
+
+
 async def test_a_slot_migration_moves_the_subscription_and_resyncs_its_listeners(
     cluster: Cluster,
 ) -> None:
@@ -397,8 +423,11 @@ async def test_a_slot_migration_moves_the_subscription_and_resyncs_its_listeners
         assert await shard_subscribers(source, channels.user(moved)) == 0
         assert inboxes[stays].resyncs == inboxes[elsewhere].resyncs == 0  # only those moved
 
-        # The publisher's slot map is stale: the source answers MOVED, it follows.
+        # The publisher's slot map is stale: the source refuses the script call that names
+        # the moved channel, and its messages go again one by one, following MOVED.
+        redone = bus.redone
         await bus.publish([event(u, 1) for u in inboxes])
+        assert bus.redone == redone + 1
         await until(lambda: all(event(u, 1) in inbox.events for u, inbox in inboxes.items()))
 
         # A fanout channel's slot moves: a publisher may have sent anyone's event on it, so

@@ -49,11 +49,12 @@ _FLAT_KEYS = ("",)
 _AGGREGATED_KEYS = ("o", "m", "k", "v", "s", "c", "x")
 
 
-def _script(name: str, *, aggregated: bool) -> str:
+def _script(name: str, *, aggregated: bool, probe: bool = True) -> str:
     """A feed script: the flag line, the feeds prelude, the shared helpers of aggregated
-    feeds, then the script's own body."""
+    feeds, then the script's own body. ``probe=False``: the script checks its feeds itself
+    (flat_add, the hot path, whose first write to a feed is its probe)."""
     folder = resources.files("notifier.storage").joinpath("redis_scripts")
-    suffixes = _AGGREGATED_KEYS if aggregated else _FLAT_KEYS
+    suffixes = () if not probe else _AGGREGATED_KEYS if aggregated else _FLAT_KEYS
     parts = [
         CROSS_SLOT + "local SUFFIXES = {" + ", ".join(f"'{x}'" for x in suffixes) + "}",
         folder.joinpath("feeds.lua").read_text(),
@@ -108,7 +109,7 @@ class RedisStorage:
         """Cluster: scripts loaded on every primary (see ``_cluster_batched``)."""
         self.redone = 0
         """Cluster: batched calls a node refused and that were redone one slot at a time."""
-        self._flat_add = self._register("flat_add", aggregated=False)
+        self._flat_add = self._register("flat_add", aggregated=False, probe=False)
         self._flat_remove = self._register("flat_remove", aggregated=False)
         self._agg_add = self._register("aggregated_add", aggregated=True)
         self._agg_remove = self._register("aggregated_remove", aggregated=True)
@@ -129,8 +130,8 @@ class RedisStorage:
         client = redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout)
         return cls(client, prefix, url)
 
-    def _register(self, name: str, *, aggregated: bool) -> AsyncScript:
-        return self.client.register_script(_script(name, aggregated=aggregated))
+    def _register(self, name: str, *, aggregated: bool, probe: bool = True) -> AsyncScript:
+        return self.client.register_script(_script(name, aggregated=aggregated, probe=probe))
 
     async def _one(self, script: AsyncScript, key: str, args: Sequence[Any]) -> Any:
         """``script`` on one feed."""
@@ -323,18 +324,43 @@ class RedisStorage:
         script names only the feeds that did not take every id (none, on a first run), so a
         chunk's reply is tiny and every other feed shares one ``ids`` list."""
         args: list[Any] = [group.max_length, *ids]
-        keys = [self._flat_key(group, u) for u in users]
-        calls = await self._batched(self._flat_add, users, keys, args, _FEEDS_PER_CALL)
-        changes = []
-        for call_users, (odd_feeds, odd_ids) in calls:
+        changes: list[FeedChange] = []
+        deadline = time.monotonic() + _REDO_FOR
+        delay = 0.01
+        while True:
+            keys = [self._flat_key(group, u) for u in users]
+            calls = await self._batched(self._flat_add, users, keys, args, _FEEDS_PER_CALL)
+            users = self._flat_changes(calls, ids, changes)
+            if not users:
+                return changes
+            # Feeds a node no longer serves (cluster only): to their slot's new owner.
+            self.redone += 1
+            if time.monotonic() > deadline:
+                raise TryAgainError(f"{len(users)} feeds' slots still moving after {_REDO_FOR}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            assert isinstance(self.client, RedisCluster)
+            await self.client.nodes_manager.initialize()
+
+    @staticmethod
+    def _flat_changes(
+        calls: list[tuple[list[str], Any]], ids: list[str], changes: list[FeedChange]
+    ) -> list[str]:
+        """Add each call's changes to ``changes``; the users whose feeds a node refused."""
+        elsewhere = []
+        for call_users, (odd_feeds, odd_ids, refused) in calls:
+            elsewhere += [call_users[k - 1] for k in refused]
+            skip = set(refused)
             odd = dict(zip(odd_feeds, odd_ids, strict=True))
             for k, user in enumerate(call_users, 1):
+                if k in skip:
+                    continue
                 got = odd.get(k)
                 if got is None:
                     changes.append(FeedChange(user=user, added=ids))
                 elif got:
                     changes.append(FeedChange(user=user, added=[_text(i) for i in got]))
-        return changes
+        return elsewhere
 
     async def remove_from_feeds(
         self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]

@@ -14,7 +14,7 @@ do
   for i = 1, #KEYS do feeds[#feeds + 1] = KEYS[i] end
   for i = 2, n + 1 do feeds[#feeds + 1] = ARGV[i] end
   for i = n + 2, #ARGV do rest[#rest + 1] = ARGV[i] end
-  if n > 0 then
+  if n > 0 and #SUFFIXES > 0 then
     for _, feed in ipairs(feeds) do
       local probe = {}
       for j, suffix in ipairs(SUFFIXES) do probe[j] = feed .. suffix end

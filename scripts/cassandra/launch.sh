@@ -147,7 +147,8 @@ EOF
 }
 
 # launch_node DATA HEAP [JVM_OPTION...]: start a node on DATA (configured by write_config) in
-# the background, its output in DATA/cassandra.log; sets LAUNCHED_PID.
+# the background, its output in DATA/cassandra.log; sets LAUNCHED_PID. NO_FSYNC (below) makes
+# it faster where nothing needs to survive the node's process.
 launch_node() {
     local data=$1 heap=$2
     shift 2
@@ -174,9 +175,6 @@ launch_node() {
         "-Dlogback.configurationFile=file://$data/logback.xml"
         -Dcassandra.skip_wait_for_gossip_to_settle=0
         -Dcassandra.ring_delay_ms=1000
-        # A throw-away test node: no fsync at all.
-        -Dcassandra.unsafesystem=true
-        -Dcassandra.skip_sync=true
         # Quick shutdown: no gossip shutdown announcement / messaging drain.
         -Dcassandra.shutdown_announce_in_ms=0
         -Dcassandra.test.messagingService.nonGracefulShutdown=true
@@ -219,6 +217,10 @@ wait_for_cql() {
         sleep 0.5
     done
 }
+
+# JVM options for a node whose data need not survive its process: no fsync at all, and no
+# flush of the system tables at schema changes (a killed node restarts without its schema).
+NO_FSYNC=(-Dcassandra.unsafesystem=true -Dcassandra.skip_sync=true)
 
 # elapsed T0: seconds since T0 (a `date +%s.%N`), one decimal.
 elapsed() { awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $1}"; }

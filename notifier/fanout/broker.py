@@ -205,7 +205,7 @@ class PriorityRedisBroker(RedisBroker):
     def _async_client(self) -> tuple[aioredis.Redis, AsyncScript]:
         loop = asyncio.get_running_loop()
         if loop not in self._async:
-            client = redis_client(self.url)
+            client = redis_client(self.url, replicated=True)  # an enqueue outlives a failover
             assert isinstance(client, aioredis.Redis)  # never a cluster: see __init__
             self._async[loop] = (client, client.register_script(self.scripts["dispatch"].script))
         return self._async[loop]

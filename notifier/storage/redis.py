@@ -127,7 +127,7 @@ class RedisStorage:
     ) -> RedisStorage:
         """Connect lazily to ``redis://host:port/db`` (``rediss://`` for TLS), through a pool
         of ``pool_size`` connections that a command waits ``pool_timeout`` seconds for."""
-        client = redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout)
+        client = redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout, replicated=True)
         return cls(client, prefix, url)
 
     def _register(self, name: str, *, aggregated: bool, probe: bool = True) -> AsyncScript:

@@ -139,18 +139,23 @@ def redis_client(
     *,
     pool_size: int = POOL_SIZE,
     pool_timeout: float = POOL_TIMEOUT,
+    replicated: bool = False,
     **options: Any,
 ) -> AnyRedis:
     """A client of ``url`` (any form ``redis_urls`` accepts): connections packed with hiredis,
     at most ``pool_size`` of them (a command waits ``pool_timeout`` seconds for one, then
     fails with ``Busy``), a command retried once on a dead connection unless ``options``
-    give another ``retry``."""
+    give another ``retry``. ``replicated``: what must outlive a failover (storage, the
+    broker) waits for replicas as ``NOTIFIER_REDIS_MIN_REPLICAS`` says (Sentinel-managed
+    primaries only: redis_replicas.py)."""
     target = parse_redis_url(url)
     if target.cluster:
         from notifier.storage.redis_cluster import cluster_client
 
         return cluster_client(target, pool_size=pool_size, pool_timeout=pool_timeout, **options)
-    return server_client(url, pool_size=pool_size, pool_timeout=pool_timeout, **options)
+    return server_client(
+        url, pool_size=pool_size, pool_timeout=pool_timeout, replicated=replicated, **options
+    )
 
 
 def server_client(
@@ -158,6 +163,7 @@ def server_client(
     *,
     pool_size: int = POOL_SIZE,
     pool_timeout: float = POOL_TIMEOUT,
+    replicated: bool = False,
     **options: Any,
 ) -> aioredis.Redis:
     """``redis_client`` for what must be one server (or a Sentinel-managed primary), such as
@@ -170,7 +176,11 @@ def server_client(
 
         options.setdefault("retry", once_more())
         return sentinel_client(
-            target, pool_size=pool_size, pool_timeout=pool_timeout, **{**_DRIVER, **options}
+            target,
+            pool_size=pool_size,
+            pool_timeout=pool_timeout,
+            replicated=replicated,
+            **{**_DRIVER, **options},
         )
     return single_client(url, pool_size=pool_size, pool_timeout=pool_timeout, **options)
 

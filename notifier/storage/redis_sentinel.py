@@ -1,5 +1,5 @@
 """Clients of a Sentinel-managed Redis primary (``redis+sentinel://``): redis-py's Sentinel
-support, with the properties of notifier's single-server client and three additions.
+support, with the properties of notifier's single-server client and two additions.
 
 Kept from ``redis_client.single_client``: a bounded pool whose callers wait (up to
 ``pool_timeout``) for a free connection, then get ``Busy``; commands packed by hiredis; a
@@ -12,38 +12,25 @@ runs on a fresh connection, to the primary the Sentinels name then.
 Added:
 
 - **Following the primary.** A manual failover (``SENTINEL FAILOVER``) leaves the old primary
-  up and writable until the Sentinels reconfigure it, 10-20 s later; until then redis-py
-  would go on using the connections it holds to it (stale reads, and writes that vanish when
-  the node is demoted). Here a pool asks the Sentinels which node is the primary at most once
-  a second (``FOLLOW_S``), when a connection is taken, and never hands out a connection to
-  another node: the window where writes can land on a former primary is about a second.
-- **Waiting for replicas** (``ReplicaWait``; ``NOTIFIER_REDIS_MIN_REPLICAS``, off by
-  default). Replication is asynchronous: a write the primary acknowledged can be missing from
-  the replica that the Sentinels promote. With ``min_replicas = N`` every write (a pipeline
-  holding one, or a single command that is not a known read) is followed, on the same
-  connection and in the same round trip, by ``WAIT N timeout``; fewer than N confirmations
-  raise ``NotReplicated``, a transient error (HTTP 503; a fanout job waits and runs again).
-  So what notifier acknowledges (an accepted activity, its fanout job, the feed writes a job
-  makes before it is acked, a mark) is on N replicas. ``WAIT`` does not make Redis strongly
-  consistent: a write that timed out may still be on the replica (writes are idempotent, so
-  the caller's retry is harmless), and a promoted replica that lacked it would still lose it
-  (the Sentinels promote the replica with the most data).
-- **Refusals as outages.** ``NOREPLICAS`` (the server's own ``min-replicas-to-write``) is
-  raised as ``NotReplicated``, not as a response error (which would be an HTTP 500).
-
-A script call counts as a write unless its script declares ``#!lua flags=no-writes`` (Redis
-7's own declaration, which Redis enforces); a command outside ``READS`` counts as a write.
-Waiting after a read costs nothing while the replicas keep up (``WAIT`` returns at once for
-a connection whose writes they have), but with fewer than N replicas online it fails too.
+  up and writable until the Sentinels reconfigure it, ~10 s later. Meanwhile redis-py goes on
+  using the connections it holds to it (stale reads, and writes that vanish when it is
+  demoted), and believes the first Sentinel to answer, whose reply names the old primary for
+  a while. Here a pool asks every Sentinel and believes the newest configuration
+  (``NewestSentinel``), at most once a second (``FOLLOW_S``) when a connection is taken, and
+  never hands out a connection to another node. Writes can still reach the old primary until
+  the Sentinels agree and the pool asks again (1-2 s here); only waiting for replicas makes
+  that window harmless.
+- **Waiting for replicas** and **refusals as outages**: the client is a ``ReplicatedRedis``
+  (redis_replicas.py), which ``WAIT``s after writes when ``NOTIFIER_REDIS_MIN_REPLICAS`` asks.
 
 dramatiq's synchronous client follows the primary the same way; it does not wait for
-replicas (see docs/deployment-sentinel.md for what that leaves).
+replicas (docs/deployment.md says what that leaves).
 
 The Sentinels' own password, when they have one, comes from
 ``NOTIFIER_REDIS_SENTINEL_PASSWORD`` (the URL's is the data nodes').
 
-Coupling (checked with redis-py 8.1.0): ``SentinelRedis.execute_command`` and
-``SentinelPipeline.execute`` wrap the public methods; the pools extend redis-py's
+Coupling (checked with redis-py 8.1.0): ``NewestSentinel`` replaces ``discover_master``,
+which the pools call; the pools extend redis-py's
 ``SentinelConnectionPool`` and read its ``master_address``, and the asyncio one mixes in
 ``WaitingPool`` (``BlockingConnectionPool``).
 """
@@ -56,33 +43,29 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 import redis.retry
 import redis.sentinel
-from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
+    MasterNotFoundError,
     Sentinel,
     SentinelConnectionPool,
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import ResponseError
 
-from notifier.errors import ConfigError
 from notifier.storage.redis_client import WaitingPool, _HiredisPacking
+from notifier.storage.redis_replicas import ReplicatedRedis, ReplicaWait
 from notifier.storage.redis_urls import RedisTarget
 
 log = logging.getLogger(__name__)
 
 SENTINEL_PASSWORD = "NOTIFIER_REDIS_SENTINEL_PASSWORD"
-MIN_REPLICAS = "NOTIFIER_REDIS_MIN_REPLICAS"
-REPLICA_TIMEOUT_MS = "NOTIFIER_REDIS_REPLICA_TIMEOUT_MS"
 
 #: Seconds between two questions to the Sentinels about which node is the primary (per pool).
 FOLLOW_S = 1.0
@@ -90,96 +73,62 @@ FOLLOW_S = 1.0
 #: machine vanished answers nothing, and the Sentinels promote another meanwhile.
 CONNECT_TIMEOUT_S = 2.0
 
-#: Commands that never write, among those notifier's clients send: no ``WAIT`` after them.
-READS = frozenset({
-    "GET", "MGET", "EXISTS", "TYPE", "TTL", "PTTL", "STRLEN", "HGET", "HMGET", "HGETALL",
-    "HLEN", "HEXISTS", "SMEMBERS", "SISMEMBER", "SCARD", "ZRANGE", "ZRANGEBYLEX",
-    "ZREVRANGEBYLEX", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE", "ZREVRANGE", "ZSCORE", "ZMSCORE",
-    "ZCARD", "ZCOUNT", "ZLEXCOUNT", "ZRANK", "ZREVRANK", "LLEN", "LRANGE", "LINDEX", "SCAN",
-    "SSCAN", "HSCAN", "ZSCAN", "KEYS", "DBSIZE", "PING", "ECHO", "TIME", "INFO", "ROLE",
-    "CONFIG", "CLIENT", "COMMAND", "SCRIPT", "MEMORY", "OBJECT", "SLOWLOG", "XLEN", "XRANGE",
-    "EVALSHA_RO", "EVAL_RO", "FCALL_RO", "WAIT", "HELLO", "AUTH", "SELECT",
-})  # fmt: skip
 
+def _newest(service: str, answers: Sequence[Any], missing: type[Exception]) -> tuple[str, int]:
+    """The primary of the newest configuration (highest epoch) among the Sentinels' answers:
+    each the ``SENTINEL MASTER`` state and the ``GET-MASTER-ADDR-BY-NAME`` address one
+    Sentinel gave, or the error asking it. ``missing`` when none names a primary that is up.
 
-class NotReplicated(redis.TimeoutError):
-    """A write was not confirmed by as many replicas as ``NOTIFIER_REDIS_MIN_REPLICAS`` asks
-    (``WAIT`` timed out), or the server refused it for want of replicas (``NOREPLICAS``). It
-    may or may not survive a failover: the caller must not acknowledge it, and may retry
-    (writes are idempotent). A timeout, so redis-py's one retry on a dead connection does not
-    repeat it; an outage to the web layer (503) and the fanout jobs (wait, run again)."""
-
-
-@dataclass(frozen=True)
-class ReplicaWait:
-    """How many replicas must confirm each write, and for how long to wait for them."""
-
-    replicas: int = 0
-    timeout_ms: int = 1000
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ReplicaWait:
-        """``NOTIFIER_REDIS_MIN_REPLICAS`` (0-100, default 0: no waiting) and
-        ``NOTIFIER_REDIS_REPLICA_TIMEOUT_MS`` (1-60000, default 1000); ConfigError if bad."""
-        env = os.environ if env is None else env
-        return cls(
-            _number(env, MIN_REPLICAS, cls.replicas, 0, 100),
-            _number(env, REPLICA_TIMEOUT_MS, cls.timeout_ms, 1, 60_000),
-        )
-
-    def after(self, commands: Sequence[Sequence[Any]], reading_scripts: set[str]) -> bool:
-        """Whether ``commands`` (each a command's arguments) need a ``WAIT`` after them."""
-        return self.replicas > 0 and any(_writes(c, reading_scripts) for c in commands)
-
-    def command(self) -> tuple[str, int, int]:
-        return ("WAIT", self.replicas, self.timeout_ms)
-
-
-def _number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = env.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be {low}-{high}, got {value}")
-    return value
-
-
-def _name(word: Any) -> str:
-    text = word.decode() if isinstance(word, bytes) else str(word)
-    return text.split(" ", 1)[0].upper()  # "SCRIPT LOAD" is one argument in redis-py
-
-
-def _writes(args: Sequence[Any], reading_scripts: set[str]) -> bool:
-    name = _name(args[0])
-    if name == "EVALSHA" and len(args) > 1:
-        sha = args[1].decode() if isinstance(args[1], bytes) else str(args[1])
-        return sha not in reading_scripts
-    return name == "EVAL" or name not in READS
-
-
-def declares_no_writes(script: str | bytes) -> bool:
-    """Whether a Lua script's first line is a shebang with the ``no-writes`` flag (Redis >=
-    7.0 then refuses any write in it)."""
-    text = script.decode() if isinstance(script, bytes) else script
-    words = text.split("\n", 1)[0].split()
-    if not words or not words[0].startswith("#!"):
-        return False
-    flags = [w.removeprefix("flags=") for w in words[1:] if w.startswith("flags=")]
-    return any("no-writes" in f.split(",") for f in flags)
-
-
-def _refusal(error: ResponseError) -> NotReplicated | None:
-    """``NOREPLICAS`` (the server's ``min-replicas-to-write``) as ``NotReplicated``."""
-    if str(error).startswith("NOREPLICAS"):
-        return NotReplicated(f"the primary refused a write: {error}")
-    return None
+    The address, not the state's: during a failover the Sentinel running it names the
+    promoted replica there (once it took the primary's role, with the new epoch), while its
+    state still describes the old primary until the failover ends, seconds later."""
+    newest: tuple[int, tuple[str, int]] | None = None
+    errors = []
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, redis.RedisError):
+                raise answer
+            errors.append(repr(answer))
+            continue
+        state, address = answer
+        if not address:
+            continue
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        named = (host, int(address[1]))
+        promoted = named != (state["ip"], state["port"])
+        if not promoted and (not state["is_master"] or state["is_sdown"] or state["is_odown"]):
+            continue  # a primary this Sentinel sees down
+        if newest is None or state["config-epoch"] > newest[0]:
+            newest = (state["config-epoch"], named)
+    if newest is None:
+        raise missing(f"No master found for {service!r}: {', '.join(errors) or 'none up'}")
+    return newest[1]
 
 
 # -- asyncio ---------------------------------------------------------------------------------
+class NewestSentinel(Sentinel):
+    """redis-py's Sentinel manager, asking every Sentinel which node is the primary and
+    believing the newest configuration (``_newest``), not the first Sentinel to answer: for
+    seconds after a failover the Sentinels name the old primary (which a manual failover
+    leaves up and writable) in the reply redis-py reads, and the ones that did not run the
+    failover name it everywhere."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers = await asyncio.gather(
+            *(_ask(sentinel, service_name) for sentinel in self.sentinels),
+            return_exceptions=True,
+        )
+        return _newest(service_name, answers, MasterNotFoundError)
+
+
+async def _ask(sentinel: aioredis.Redis, service: str) -> tuple[Any, Any]:
+    async with sentinel.pipeline(transaction=False) as pipe:
+        pipe.sentinel_master(service)
+        pipe.sentinel_get_master_addr_by_name(service)
+        state, address = await pipe.execute()
+    return state, address
+
+
 class HiredisSentinelConnection(_HiredisPacking, SentinelManagedConnection):
     """A Sentinel-managed TCP connection, packed by hiredis."""
 
@@ -237,44 +186,9 @@ class WaitingSentinelPool(SentinelConnectionPool, WaitingPool):
             log.warning("sentinel: %s's primary is now %s", self.service_name, self.master_address)
 
 
-class SentinelRedis(aioredis.Redis):
-    """The client of a Sentinel-managed primary: ``WAIT`` after writes when
-    ``replica_wait`` asks for replicas, ``NOREPLICAS`` raised as ``NotReplicated``, and its
-    Sentinel connections closed with it."""
-
-    replica_wait: ReplicaWait = ReplicaWait()
-    reading_scripts: set[str]
-    """SHA1s of the scripts registered here that declare ``no-writes``."""
-
-    def register_script(self, script: Any) -> Any:
-        registered = super().register_script(script)
-        if declares_no_writes(script):
-            self.reading_scripts.add(registered.sha)
-        return registered
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
-        if transaction and self.replica_wait.replicas:
-            # Inside MULTI, WAIT does not wait: it would have to follow the EXEC.
-            raise ValueError("a Sentinel client that waits for replicas takes no transactions")
-        pipe = SentinelPipeline(self.connection_pool, self.response_callbacks, transaction,
-                                shard_hint)  # fmt: skip
-        pipe.owner = self
-        return pipe
-
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self.replica_wait.after([args], self.reading_scripts):
-            # Through a pipeline: the command and its WAIT on one connection, one round trip.
-            async with self.pipeline(transaction=False) as pipe:
-                pipe.execute_command(*args, **options)
-                (reply,) = await pipe.execute()
-            return reply
-        try:
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except ResponseError as exc:
-            refused = _refusal(exc)
-            if refused is None:
-                raise
-            raise refused from exc
+class SentinelRedis(ReplicatedRedis):
+    """The client of a Sentinel-managed primary (``ReplicatedRedis``), closing its Sentinel
+    connections with itself."""
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await super().aclose(close_connection_pool)
@@ -283,42 +197,6 @@ class SentinelRedis(aioredis.Redis):
         pool = self.connection_pool
         if close_connection_pool and isinstance(pool, SentinelConnectionPool):
             await pool.sentinel_manager.aclose()
-
-
-class SentinelPipeline(Pipeline):
-    """A pipeline of a ``SentinelRedis``: one holding a write ends with ``WAIT``."""
-
-    owner: SentinelRedis
-
-    async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        stack = list(self.command_stack)
-        wait = self.owner.replica_wait
-        waits = wait.after([args for args, _ in stack], self.owner.reading_scripts)
-        if waits:
-            self.execute_command(*wait.command())
-        replies: list[Any] = await super().execute(raise_on_error=False)
-        acked = replies.pop() if waits else None
-        for reply in replies:
-            refused = _refusal(reply) if isinstance(reply, ResponseError) else None
-            if refused is not None:
-                raise refused from reply
-        if raise_on_error:
-            self.raise_first_error(stack, replies)  # as redis-py's own pipeline does
-        if waits:
-            self._check(acked, wait)
-        return replies
-
-    def _check(self, acked: Any, wait: ReplicaWait) -> None:
-        if isinstance(acked, int) and acked >= wait.replicas:
-            return
-        pool = self.connection_pool
-        if isinstance(pool, WaitingSentinelPool):
-            pool.follow_soon()
-        if isinstance(acked, ResponseError):  # "WAIT cannot be used with replica instances"
-            raise redis.ConnectionError(f"the primary became a replica: {acked}")
-        raise NotReplicated(
-            f"{acked} of {wait.replicas} replicas confirmed a write within {wait.timeout_ms} ms"
-        )
 
 
 def _sentinels(target: RedisTarget, env: Mapping[str, str]) -> dict[str, Any]:
@@ -350,18 +228,21 @@ def sentinel_client(
     *,
     pool_size: int,
     pool_timeout: float,
+    replicated: bool = False,
     env: Mapping[str, str] | None = None,
     **options: Any,
 ) -> SentinelRedis:
     """A client of the primary the Sentinels of ``target`` name for ``target.service``: at
     most ``pool_size`` connections (a command waits ``pool_timeout`` seconds for one, then
-    fails with ``Busy``), hiredis packing, ``options`` as for one server (``retry``…), and
-    ``WAIT`` after writes as ``env`` (the environment) says (``ReplicaWait.from_env``)."""
+    fails with ``Busy``), hiredis packing, ``options`` as for one server (``retry``…). A
+    ``replicated`` client (storage's, the broker's) ``WAIT``s after writes as ``env`` (the
+    environment) says (``ReplicaWait.from_env``); the others (the realtime bus, the shared
+    limits: nothing there outlives a failover) never wait."""
     env = os.environ if env is None else env
-    wait = ReplicaWait.from_env(env)
+    wait = ReplicaWait.from_env(env) if replicated else ReplicaWait()
     sentinel_options = _sentinels(target, env)
     sentinel_options["retry"] = Retry(NoBackoff(), 0)  # the next Sentinel is the retry
-    manager = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    manager = NewestSentinel(list(target.hosts), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     connection = HiredisSentinelSSLConnection if target.tls else HiredisSentinelConnection
     client = manager.master_for(
         target.service,
@@ -374,11 +255,26 @@ def sentinel_client(
     )
     assert isinstance(client, SentinelRedis)
     client.replica_wait = wait
-    client.reading_scripts = set()
     return client
 
 
 # -- synchronous (dramatiq's broker) -----------------------------------------------------------
+class NewestSyncSentinel(redis.sentinel.Sentinel):
+    """``NewestSentinel``, synchronous: the Sentinels asked one after the other."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers: list[Any] = []
+        for sentinel in self.sentinels:
+            try:
+                with sentinel.pipeline(transaction=False) as pipe:
+                    pipe.sentinel_master(service_name)
+                    pipe.sentinel_get_master_addr_by_name(service_name)
+                    answers.append(tuple(pipe.execute()))
+            except redis.RedisError as exc:
+                answers.append(exc)
+        return _newest(service_name, answers, redis.sentinel.MasterNotFoundError)
+
+
 class FollowingSentinelPool(redis.sentinel.SentinelConnectionPool):
     """redis-py's synchronous Sentinel pool, following the primary as ``WaitingSentinelPool``
     does (threads arriving while one asks the Sentinels wait for its answer)."""
@@ -419,7 +315,7 @@ def sync_sentinel_client(
     env = os.environ if env is None else env
     sentinel_options = _sentinels(target, env)
     sentinel_options["retry"] = redis.retry.Retry(NoBackoff(), 0)
-    manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    manager = NewestSyncSentinel(  # type: ignore[no-untyped-call]
         list(target.hosts), sentinel_kwargs=sentinel_options
     )
     options.setdefault(

@@ -19,16 +19,14 @@ from notifier.errors import Busy, ConfigError, is_outage, is_transient
 from notifier.storage.base import Marks, Storage
 from notifier.storage.redis import RedisStorage
 from notifier.storage.redis_client import redis_client, server_client, sync_redis_client
-from notifier.storage.redis_sentinel import (
-    FOLLOW_S,
+from notifier.storage.redis_replicas import (
     MIN_REPLICAS,
     REPLICA_TIMEOUT_MS,
-    HiredisSentinelConnection,
     NotReplicated,
     ReplicaWait,
-    SentinelRedis,
     declares_no_writes,
 )
+from notifier.storage.redis_sentinel import FOLLOW_S, HiredisSentinelConnection, SentinelRedis
 from notifier.storage.redis_urls import parse_redis_url
 from tests import sentinel as sentinels
 from tests.storage import test_contract
@@ -97,7 +95,9 @@ def test_sentinel_url_mistakes_are_refused_at_start() -> None:
     with pytest.raises(ConfigError, match="query"):
         redis_client("redis+sentinel://127.0.0.1:26379/mymaster?min_replicas=1")
     with pytest.raises(ConfigError, match=MIN_REPLICAS):
-        redis_client("redis+sentinel://127.0.0.1:26379/mymaster", env={MIN_REPLICAS: "one"})
+        redis_client(
+            "redis+sentinel://127.0.0.1:26379/mymaster", replicated=True, env={MIN_REPLICAS: "x"}
+        )
     with pytest.raises(ConfigError, match=REPLICA_TIMEOUT_MS):
         ReplicaWait.from_env({REPLICA_TIMEOUT_MS: "0"})
     target = parse_redis_url("rediss+sentinel://a:1,b/svc/2")
@@ -182,7 +182,8 @@ async def test_writes_wait_for_the_replica_and_reads_do_not(
     servers: sentinels.SentinelSet,
 ) -> None:
     env = {**os.environ, MIN_REPLICAS: "1", REPLICA_TIMEOUT_MS: "300"}
-    client = redis_client(servers.url(), env=env)
+    client = redis_client(servers.url(), replicated=True, env=env)
+    bus = redis_client(servers.url(), env=env)  # not replicated: pub/sub, limits
     primary = servers.primary().port
     try:
         reader = client.register_script("#!lua flags=no-writes\nreturn redis.call('GET', 'k')")
@@ -200,15 +201,19 @@ async def test_writes_wait_for_the_replica_and_reads_do_not(
         assert wait_calls(primary) - before == 2  # a script call counts as a write
         with on_node(servers.replica().port) as replica:
             assert replica.get("sentinel:s") == b"1"  # confirmed, so there already
+        await bus.eval("return redis.call('PUBLISH', 'sentinel:c', 'm')", 0)
+        await bus.set("sentinel:b", "1")
+        assert wait_calls(primary) - before == 2  # the bus and the limits never wait
     finally:
         await client.aclose()
+        await bus.aclose()
 
 
 async def test_an_unconfirmed_write_is_refused_as_transient(
     servers: sentinels.SentinelSet, stopped_replica: None
 ) -> None:
     env = {**os.environ, MIN_REPLICAS: "1", REPLICA_TIMEOUT_MS: "200"}
-    client = redis_client(servers.url(), env=env)
+    client = redis_client(servers.url(), replicated=True, env=env)
     storage = RedisStorage(client, prefix=f"t{uuid.uuid4().hex[:8]}")
     try:
         with pytest.raises(NotReplicated) as caught:
@@ -254,7 +259,7 @@ async def test_the_servers_own_noreplicas_is_transient_too(
 
 
 async def test_a_client_that_waits_takes_no_transactions(servers: sentinels.SentinelSet) -> None:
-    client = redis_client(servers.url(), env={MIN_REPLICAS: "1"})
+    client = redis_client(servers.url(), replicated=True, env={MIN_REPLICAS: "1"})
     try:
         with pytest.raises(ValueError, match="transactions"):
             client.pipeline()

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis
+from redis.asyncio.cluster import RedisCluster
 
 from notifier.errors import Busy
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 TIMEOUT = 0.5
 #: Seconds after a failure during which checks pass without asking Redis.
 COOLDOWN = 1.0
+#: Seconds a check waits for a Redis Cluster client to learn the slot map (see
+#: ``FailOpen._warm_enough``): once per process, and after a failover.
+WARM_WAIT = 2.0
 #: Seconds between two warnings about checks that passed without Redis.
 WARN_EVERY = 60.0
 
@@ -58,6 +62,9 @@ class FailOpen:
         self._warned_at: float | None = None
         self.passed = 0
         """Checks let through without Redis since the last warning."""
+        self.client: object = None
+        """The client the calls use, if known: a Redis Cluster client is warmed up first."""
+        self._warming: asyncio.Task[None] | None = None
 
     async def __call__(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         """``await call()`` within the deadline, or ``fallback`` (and a warning) if Redis
@@ -65,6 +72,8 @@ class FailOpen:
         now = self._clock()
         if now < self._down_until:
             self._failed(None, now)
+            return fallback
+        if not await self._warm_enough():
             return fallback
         try:
             async with asyncio.timeout(self.timeout):
@@ -74,6 +83,27 @@ class FailOpen:
             self._down_until = now + self.cooldown
             self._failed(exc, now)
             return fallback
+
+    async def _warm_enough(self) -> bool:
+        """False while the client is a Redis Cluster client still learning the slot map (and
+        redis-py its command table): on first use, and after a failover. That can take
+        longer than a check may wait on a busy machine, and a deadline cutting it short
+        would leave it unlearnt for the next check too; so it runs in a task of its own, not
+        under the deadline. A check waits for it up to ``WARM_WAIT`` seconds, then passes
+        (without a warning: nothing failed yet)."""
+        client = self.client
+        if not isinstance(client, RedisCluster) or not client._initialize:
+            return True
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.get_running_loop().create_task(self._warm(client))
+        await asyncio.wait({self._warming}, timeout=WARM_WAIT)
+        return not client._initialize
+
+    async def _warm(self, client: RedisCluster) -> None:
+        try:
+            await client.initialize()
+        except FAILURES as exc:  # the next check tries again
+            self._failed(exc, self._clock())
 
     def _failed(self, exc: BaseException | None, now: float) -> None:
         self.passed += 1

@@ -129,6 +129,7 @@ class SharedCap:
         self.max_per_user = max_per_user
         self.slot_ttl = slot_ttl
         self.guard = guard or FailOpen("connection cap")
+        self.guard.client = client
         self._client = client
         self._prefix = prefix
         self._admit = client.register_script(ADMIT)

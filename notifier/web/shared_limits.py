@@ -63,6 +63,7 @@ class SharedRateLimiter:
         self.limit = limit
         self.name = name
         self.guard = guard or FailOpen(f"rate limit {name}")
+        self.guard.client = client
         self._prefix = prefix
         self._script = client.register_script(BUCKET)
 

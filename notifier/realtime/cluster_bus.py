@@ -1,13 +1,11 @@
-"""The realtime bus on a Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE).
+"""The realtime bus on a Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE). This module
+publishes (``ClusterBus``); ``ClusterHub`` (notifier/realtime/cluster_hub.py) listens; the
+channels are named in notifier/realtime/shard_channels.py.
 
 A shard channel lives on the primary owning its slot (and that primary's replicas), so a
 web process listens with one connection per primary, subscribed there to the channels of
-its own users only. Channels:
-
-- **User channels** ``{prefix}:rt:u:{<user>}``: the user id is the hash tag.
-- **Fanout channels** ``{prefix}:rt:f:{<tag>}``, ``FANOUT_CHANNELS`` of them, the tags
-  chosen so that channel *i* falls in the *i*-th equal range of slots: whatever the slot
-  layout, each primary owns some of them. Every web process subscribes to all of them.
+its own users only (``{prefix}:rt:u:{<user>}``, the user id as hash tag), and to the 64
+fanout channels, spread so that every primary owns some.
 
 An event shared by many users (a fanout chunk's) is split by the primary owning each user's
 channel, and each part travels once, on a fanout channel that primary owns. So a web
@@ -15,9 +13,7 @@ process parses a chunk's event once per primary holding some of its users (a han
 once per user; and all of a user's events, shared or not, pass through the primary that
 owns the user's slot, on one connection, so they arrive in the order they were published
 (as on one server). One fanout channel per chunk would be parsed exactly once, but its
-events would race the user's own channel on another node. A primary that owns no fanout
-channel (fewer than 16384 / ``FANOUT_CHANNELS`` slots, or scattered ones) gets its users'
-events one per user.
+events would race the user's own channel on another node.
 
 Pub/sub is fire-and-forget, and topology changes drop subscriptions: a primary that loses a
 slot (resharding, or its replica taking over) tells its subscribers with ``sunsubscribe``;
@@ -25,7 +21,8 @@ a node that dies drops its connections. ``ClusterHub`` runs its own connections 
 retries, no silent re-subscription, unlike redis-py's ``ClusterPubSub``): whenever a
 subscription is lost it refreshes the slot map, subscribes again on the slot's owner, and
 once that is acknowledged asks the listeners concerned to re-read storage, as ``RedisHub``
-does after a reconnect. That, not pub/sub, is what makes delivery lossless.
+does after a reconnect. That, not pub/sub, is what makes delivery lossless; it also covers
+a publish lost while a primary fails over.
 """
 
 from __future__ import annotations

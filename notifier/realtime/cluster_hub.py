@@ -1,6 +1,16 @@
 """The listening side of the realtime bus on a Redis Cluster: one pub/sub connection per
 primary, whose subscriptions follow the slot map (notifier/realtime/cluster_bus.py has the
-design; notifier/realtime/shard_channels.py the channels)."""
+design; notifier/realtime/shard_channels.py the channels).
+
+The connections are redis-py's plain ``Connection``, driven here (SSUBSCRIBE sent, replies
+and pushes read in one loop per connection), rather than its ``ClusterPubSub``, which
+re-subscribes on its own after a slot move or a reconnect and would never say that events
+fell in between. What this leans on, checked against redis-py 8.1 and Redis 7.0: a
+``ClusterNode``'s ``connection_class`` and ``connection_kwargs`` (a connection with the
+cluster's credentials and TLS), ``NodesManager.initialize`` (the slot map again, without
+the command table), ``read_response(push_request=True)`` (pub/sub messages are RESP3
+pushes), and Redis sending ``sunsubscribe`` for the channels of a slot a node stops serving
+(tests/realtime/test_cluster_bus.py fails without it)."""
 
 from __future__ import annotations
 
@@ -349,7 +359,9 @@ class ClusterHub:
             with contextlib.suppress(Exception):
                 await link.connection.disconnect(nowait=True)
 
-    async def _handle(self, link: _Link, reply: list[Any]) -> None:
+    async def _handle(self, link: _Link, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return  # not a pub/sub message (another kind of push)
         kind, channel = reply[0], reply[1]
         if kind == b"smessage":
             if channel in self._channels.fanout_bytes:
@@ -370,6 +382,8 @@ class ClusterHub:
             name = channel.decode()
             if link.leaving[name] > 0:
                 link.leaving[name] -= 1
+                if not link.leaving[name]:
+                    del link.leaving[name]
             elif self._placed.get(name) is link:
                 self._lose(name)  # the node no longer serves its slot
 

@@ -3,9 +3,10 @@
 - **User channels** ``{prefix}:rt:u:{<user>}``: the user id is the hash tag, so a user's
   channel lives on the primary owning that slot.
 - **Fanout channels** ``{prefix}:rt:f:{<tag>}``, ``FANOUT_CHANNELS`` of them, the tags chosen
-  so that channel *i* falls in the *i*-th equal range of slots: whatever the slot layout,
-  each primary owns some of them (one owning fewer than 16384 / ``FANOUT_CHANNELS`` slots,
-  or scattered ones, may own none). Every web process subscribes to all of them.
+  so that channel *i* falls in the *i*-th equal range of slots: a primary serving a whole
+  range (256 slots) owns at least one, whatever the layout; one with fewer or scattered
+  slots may own none, and its users' events then go one by one. Every web process
+  subscribes to all of them.
 
 ``messages_for`` decides what a batch of events becomes (no I/O; the bus sends it).
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import shutil
 import socket
 import subprocess
@@ -528,5 +529,75 @@ async def test_a_node_restart_resyncs_its_listeners_and_later_events_arrive(
         await bus.publish([event(u, 1) for u in users])
         await until(lambda: all(event(u, 1) in inbox.events for u, inbox in inboxes.items()))
     finally:
+        await hub.close()
+        await bus.close()
+
+
+async def test_churn_through_a_migration_and_a_restart_leaves_exactly_the_live_users(
+    cluster: Cluster,
+) -> None:
+    """Eight tasks open and close listeners of 60 users at random (several tabs of a user on
+    different tasks) while a user's slot migrates and a primary restarts: afterwards each
+    user with a listener is subscribed once, on the node owning its slot, no other user is,
+    and an event reaches every listener."""
+    key_prefix = prefix()
+    channels = ShardChannels(key_prefix)
+    bus, hub = ClusterBus(cluster.url, key_prefix), hub_of(cluster, key_prefix)
+    users = [u for s in cluster.primaries() for u in users_on(cluster, channels, s, 20)]
+    held: list[dict[str, Inbox]] = [{} for _ in range(8)]
+    rng = random.Random(15)
+    stop = asyncio.Event()
+
+    async def churn(mine: dict[str, Inbox], seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            user = rng.choice(users)
+            if user in mine:
+                await hub.unsubscribe(user, mine.pop(user))
+            else:
+                mine[user] = Inbox()
+                await hub.subscribe(user, mine[user])
+            await asyncio.sleep(rng.uniform(0, 0.01))
+
+    async def settled() -> bool:
+        owners = await asyncio.to_thread(cluster.slot_owners)
+        live = {user for mine in held for user in mine}
+        for user in users:
+            owner = owners[key_slot(channels.user(user).encode())]
+            counts = [await shard_subscribers(s, channels.user(user)) for s in cluster.primaries()]
+            expected = [int(user in live and s is owner) for s in cluster.primaries()]
+            if counts != expected:
+                return False
+        return True
+
+    tasks = [asyncio.create_task(churn(mine, rng.randrange(1 << 30))) for mine in held]
+    try:
+        await asyncio.sleep(0.5)
+        source, target, _ = cluster.primaries()
+        slot = key_slot(channels.user(users_on(cluster, channels, source, 1)[0]).encode())
+        await asyncio.to_thread(cluster.migrate, slot, target)
+        await asyncio.sleep(0.5)
+        node = cluster.unreplicated_primary()
+        await asyncio.to_thread(node.stop)
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(node.start)
+        await asyncio.to_thread(cluster.wait_ok)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await settled():
+            assert loop.time() < deadline, "subscriptions never matched the connected users"
+            await asyncio.sleep(0.1)
+        live = [(user, inbox) for mine in held for user, inbox in mine.items()]
+        assert live
+        await bus.publish([event(user, 7) for user in {user for user, _ in live}])
+        await until(lambda: all(event(user, 7) in inbox.events for user, inbox in live))
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
         await hub.close()
         await bus.close()

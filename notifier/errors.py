@@ -56,6 +56,7 @@ class Busy(NotifierError):
 _OUTAGES = frozenset({
     "OSError", "ConnectionError", "TimeoutError", "BusyLoadingError", "NoHostAvailable",
     "OperationTimedOut", "Unavailable", "ReadTimeout", "WriteTimeout",
+    "ConnectionException",  # cassandra-driver: a node's connection closed under a request
 })  # fmt: skip
 
 

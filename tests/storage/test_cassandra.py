@@ -457,6 +457,14 @@ def test_the_driver_retries_only_what_is_safe_to_repeat() -> None:
     assert policy.on_read_timeout(safe, retry_num=0, data_retrieved=False, **read)[0] == retry
 
 
+def test_a_connection_closed_under_a_request_is_an_outage() -> None:
+    """A node killed mid-request closes the driver's connection to it (ConnectionShutdown,
+    a ConnectionException): a 503 and a fanout job that waits, not a 500."""
+    from cassandra.connection import ConnectionShutdown
+
+    assert is_outage(ConnectionShutdown("Connection to 127.0.0.2:19043 was closed"))
+
+
 def test_a_real_unavailable_reaches_the_caller_as_an_outage(cassandra_hosts: str) -> None:
     """A node's Unavailable answer (more replicas asked for than there are nodes) goes through
     the retry policy, once more on the next host, and reaches the caller as an error notifier

@@ -43,10 +43,14 @@ from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, red
 #: The first line of every feed script. On a Redis Cluster the feeds of a call may then be
 #: keys of many slots of one node (Redis >= 7.0), given undeclared: see feeds.lua.
 CROSS_SLOT = "#!lua flags=allow-cross-slot-keys\n"
-#: The keys of a feed, after its base key, that feeds.lua checks are served by the node before
-#: a call writes anything (an aggregated feed's fixed keys; see common.lua).
+#: The key of a feed, after its base key, that feeds.lua asks about before a call writes
+#: anything. A flat feed is one key: if the node has it, the call may change it. An aggregated
+#: feed is many keys, and a write may create new ones (a new group's): the probe is a key that
+#: never exists, which a node answers for only when it serves the slot and the slot is not
+#: moving away (absent keys of a migrating slot are redirected), so no write lands on a feed
+#: whose keys are split between two nodes, or creates one there.
 _FLAT_KEYS = ("",)
-_AGGREGATED_KEYS = ("o", "m", "k", "v", "s", "c", "x")
+_AGGREGATED_KEYS = ("~",)
 
 
 def _script(name: str, *, aggregated: bool, probe: bool = True) -> str:

@@ -3,10 +3,10 @@
 -- undeclared, in ARGV: ARGV[1] is their number n, ARGV[2..n+1] the feeds, then the script's
 -- own arguments. A cluster node refuses declared keys of different slots; undeclared ones
 -- may span every slot it serves (allow-cross-slot-keys), which makes a fanout chunk one call
--- per node instead of one per slot. Each feed's keys (base .. each of SUFFIXES) are touched
--- first, before anything is written: a key this node does not serve (its slot moved, or is
--- moving and the key already left) fails the call there, with nothing changed, and the
--- caller retries it on the slot's owner.
+-- per node instead of one per slot. Each feed's probe keys (base .. each of SUFFIXES, see
+-- redis.py) are asked about first, before anything is written: a key this node does not
+-- serve (its slot moved, or is moving and the key is not here) fails the call there, with
+-- nothing changed, and the caller retries it on the slot's owner.
 local KEYS, ARGV = KEYS, ARGV
 do
   local n = tonumber(ARGV[1])

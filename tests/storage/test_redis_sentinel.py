@@ -11,6 +11,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -26,7 +27,12 @@ from notifier.storage.redis_replicas import (
     ReplicaWait,
     declares_no_writes,
 )
-from notifier.storage.redis_sentinel import FOLLOW_S, HiredisSentinelConnection, SentinelRedis
+from notifier.storage.redis_sentinel import (
+    FOLLOW_S,
+    SENTINEL_PASSWORD,
+    HiredisSentinelConnection,
+    SentinelRedis,
+)
 from notifier.storage.redis_urls import parse_redis_url
 from tests import sentinel as sentinels
 from tests.storage import test_contract
@@ -151,6 +157,12 @@ async def test_a_full_pool_makes_callers_wait_then_busy(servers: sentinels.Senti
 
 
 # -- waiting for replicas ---------------------------------------------------------------------
+def test_the_settings_are_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [n for n in (MIN_REPLICAS, REPLICA_TIMEOUT_MS, SENTINEL_PASSWORD) if n not in doc]
+    assert not missing
+
+
 def test_no_writes_declarations_are_read_from_the_shebang() -> None:
     assert declares_no_writes("#!lua flags=no-writes\nreturn 1")
     assert declares_no_writes(b"#!lua flags=allow-oom,no-writes\nreturn 1")

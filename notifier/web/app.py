@@ -23,6 +23,7 @@ from notifier.web.api import server_endpoints
 from notifier.web.auth import ApiKeys
 from notifier.web.client_api import client_endpoints
 from notifier.web.errors import (
+    OutageResponses,
     handle_http_exception,
     handle_notifier_error,
     handle_unexpected,
@@ -153,6 +154,7 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         ),
+        Middleware(OutageResponses),
     ]
     app = _App(
         services.realtime.endpoint,

@@ -12,6 +12,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notifier import metrics
 from notifier.errors import Busy, Conflict, InvalidInput, NotFound, NotifierError, is_outage
@@ -134,3 +135,36 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
         return response
     log.exception("unhandled error method=%s path=%s", request.method, request.url.path)
     return error_response(500, "internal", "internal server error")
+
+
+class OutageResponses:
+    """ASGI middleware: a backend outage raised by a request becomes its ``503`` right here.
+
+    Starlette sends exceptions without a handler of their own class (an outage is any of
+    several redis-py, cassandra-driver and OS errors, told apart by ``is_outage``) to its
+    error middleware, which answers with the ``Exception`` handler and then re-raises: uvicorn
+    logs each as "Exception in ASGI application", an ERROR with a traceback, for every request
+    while Redis fails over or restarts. Innermost, so access logs and metrics still see the
+    503. Anything that is not an outage, or comes after the response started, goes on up."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started or not is_outage(exc):
+                raise
+            response = await handle_unexpected(Request(scope, receive), exc)
+            await response(scope, receive, send)

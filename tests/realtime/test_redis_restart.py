@@ -5,6 +5,7 @@ while the pub/sub link was down reaches every client."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -109,3 +110,31 @@ async def test_a_redis_restart_resyncs_every_connection_in_place(
         reader.cancel()
     for client in clients:
         await client.close()
+
+
+async def test_requests_while_redis_is_down_get_503_and_log_no_error(
+    live_factory: LiveFactory, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under uvicorn, as served: a 503 with a JSON body and Retry-After, logged as one
+    WARNING line, not as an ERROR with a traceback ("Exception in ASGI application") per
+    request for as long as Redis is away."""
+    live: Live = await live_factory()
+    uvicorn_log = logging.getLogger("uvicorn.error")  # does not propagate to caplog's root
+    uvicorn_log.addHandler(caplog.handler)
+    await asyncio.to_thread(own_redis.stop)
+    body = {"actor": "ana", "verb": "like", "object": "like:1", "target": "photo:1"}
+    try:
+        for _ in range(3):
+            response = await live.http.post("/v1/activities", json=body,
+                                            headers=live.server_headers())  # fmt: skip
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "unavailable"
+            assert response.headers["Retry-After"] == "1"
+            page = await live.http.get("/v1/me/feeds/notification", headers=live.user_headers("bo"))
+            assert page.status_code == 503, page.text
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+        await asyncio.to_thread(own_redis.start)
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
+    assert any("backend unavailable" in r.getMessage() for r in caplog.records)

@@ -53,14 +53,19 @@ _FLAT_KEYS = ("",)
 _AGGREGATED_KEYS = ("~",)
 
 
-def _script(name: str, *, aggregated: bool, probe: bool = True) -> str:
+def _script(name: str, *, aggregated: bool, probe: bool = True, reads: bool = False) -> str:
     """A feed script: the flag line, the feeds prelude, the shared helpers of aggregated
     feeds, then the script's own body. ``probe=False``: the script checks its feeds itself
-    (flat_add, the hot path, whose first write to a feed is its probe)."""
+    (flat_add, the hot path, whose first write to a feed is its probe). ``reads``: declared
+    ``no-writes``, so Redis refuses it any write, and a client that waits for replicas after
+    writes (``NOTIFIER_REDIS_MIN_REPLICAS``) knows it need not wait after it."""
     folder = resources.files("notifier.storage").joinpath("redis_scripts")
     suffixes = () if not probe else _AGGREGATED_KEYS if aggregated else _FLAT_KEYS
     parts = [
-        CROSS_SLOT + "local SUFFIXES = {" + ", ".join(f"'{x}'" for x in suffixes) + "}",
+        (CROSS_SLOT.replace("\n", ",no-writes\n") if reads else CROSS_SLOT)
+        + "local SUFFIXES = {"
+        + ", ".join(f"'{x}'" for x in suffixes)
+        + "}",
         folder.joinpath("feeds.lua").read_text(),
         folder.joinpath("common.lua").read_text() if aggregated else "",
         folder.joinpath(f"{name}.lua").read_text(),
@@ -118,7 +123,7 @@ class RedisStorage:
         self._agg_add = self._register("aggregated_add", aggregated=True)
         self._agg_remove = self._register("aggregated_remove", aggregated=True)
         self._agg_mark = self._register("aggregated_mark", aggregated=True)
-        self._agg_read = self._register("aggregated_read", aggregated=True)
+        self._agg_read = self._register("aggregated_read", aggregated=True, reads=True)
 
     @classmethod
     def from_url(
@@ -134,8 +139,11 @@ class RedisStorage:
         client = redis_client(url, pool_size=pool_size, pool_timeout=pool_timeout, replicated=True)
         return cls(client, prefix, url)
 
-    def _register(self, name: str, *, aggregated: bool, probe: bool = True) -> AsyncScript:
-        return self.client.register_script(_script(name, aggregated=aggregated, probe=probe))
+    def _register(
+        self, name: str, *, aggregated: bool, probe: bool = True, reads: bool = False
+    ) -> AsyncScript:
+        script = _script(name, aggregated=aggregated, probe=probe, reads=reads)
+        return self.client.register_script(script)
 
     async def _one(self, script: AsyncScript, key: str, args: Sequence[Any]) -> Any:
         """``script`` on one feed."""

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from notifier.errors import Busy, ConfigError, is_outage, is_transient
-from notifier.storage.base import Marks, Storage
+from notifier.storage.base import Counts, Marks, Storage
 from notifier.storage.redis import RedisStorage
 from notifier.storage.redis_client import redis_client, server_client, sync_redis_client
 from notifier.storage.redis_replicas import (
@@ -235,8 +235,9 @@ async def test_an_unconfirmed_write_is_refused_as_transient(
             await storage.add_to_feeds(flat(), ["bo"], [entry(1)])
         with pytest.raises(NotReplicated):  # a mark: one script call
             await storage.mark(notification(), "bo", Marks(seen=True), all=True)
-        # Reads still work without the replica.
+        # Reads still work without the replica, an aggregated page (a no-writes script) too.
         assert await storage.read_flat(flat(), "bo", limit=5) == [aid(1)]
+        assert await storage.read_page(notification(), "bo", limit=5) == ([], Counts(0, 0))
         assert await storage.get_activities([aid(1)]) != {}
     finally:
         await storage.close()

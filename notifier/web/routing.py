@@ -32,6 +32,7 @@ from notifier.web.errors import (
 )
 from notifier.web.nesting import check_nesting
 from notifier.web.ratelimit import Limiter
+from notifier.web.shared_limits import check_and_hit
 
 Auth = Literal["api_key", "user", "none"]
 _encoder = msgspec.json.Encoder()
@@ -186,7 +187,8 @@ def _runner(endpoint: Endpoint, guards: Guards) -> Handler_:
             if endpoint.auth != "none":
                 address = request.client.host if request.client else "-"
                 credential = bearer(request.headers.get("authorization"))
-                await guards.auth_failures.check(address)
+                # The credential is checked first (no I/O), but an address past its budget
+                # of failures gets 429 whether the credential was right or not.
                 try:
                     if endpoint.auth == "api_key":
                         if looks_like_token(credential):
@@ -195,12 +197,20 @@ def _runner(endpoint: Endpoint, guards: Guards) -> Handler_:
                     else:
                         call.user = guards.tokens.verify(credential)
                 except Unauthorized:
+                    await guards.auth_failures.check(address)
                     await guards.auth_failures.spend(address)
                     raise
+                except Forbidden:
+                    await guards.auth_failures.check(address)
+                    raise
                 if call.api_key is not None:
-                    await guards.key_limiter.hit(call.api_key)
+                    await check_and_hit(
+                        guards.auth_failures, address, guards.key_limiter, call.api_key
+                    )
                 elif call.user is not None:
-                    await guards.user_limiter.hit(call.user.user)
+                    await check_and_hit(
+                        guards.auth_failures, address, guards.user_limiter, call.user.user
+                    )
             call.query = decode_query(request, endpoint.query)
             if endpoint.body is not None:
                 media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

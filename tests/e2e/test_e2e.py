@@ -70,8 +70,13 @@ async def run_world(cluster: Cluster, options: Options) -> None:
 
 @pytest.mark.timeout(300)
 async def test_e2e_redis(redis_cluster: Cluster) -> None:
-    label = "redis-cluster" if services.REDIS_TOPOLOGY == "cluster" else "redis"
-    options = Options(seed(), Size(), label=label, restart_during=RESTART_DURING)
+    label, replay = "redis", ""
+    world = seed()
+    if services.REDIS_TOPOLOGY == "cluster":
+        label = "redis-cluster"
+        replay = (f"NOTIFIER_TEST_REDIS_TOPOLOGY=cluster NOTIFIER_E2E_SEED={world} "
+                  ".venv/bin/pytest tests/e2e -k redis")  # fmt: skip
+    options = Options(world, Size(), label=label, restart_during=RESTART_DURING, replay=replay)
     await run_world(redis_cluster, options)
 
 

@@ -58,12 +58,44 @@ def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
 @click.option("--feeds", type=click.Choice(["flat", "notification"]), default="flat")
 @click.option("--workers", default=2, show_default=True, help="notifier worker processes.")
 @click.option("--repeats", default=3, show_default=True)
-@click.option("--burst", type=int, help="Activities per repetition [default: 50,000 writes].")
+@click.option("--burst", type=int, help="Activities per repetition [default: 50,000 writes; "
+              "10 with --cluster].")  # fmt: skip
+@click.option("--cluster", "primaries", type=int, default=0, metavar="PRIMARIES",
+              help="On a Redis Cluster of that many primaries, next to one Redis: Redis CPU "
+              "per feed-write and the spread of keys and CPU across primaries.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 def fanout(
-    followers: int, feeds: str, workers: int, repeats: int, burst: int | None, as_json: bool
+    followers: int,
+    feeds: str,
+    workers: int,
+    repeats: int,
+    burst: int | None,
+    primaries: int,
+    as_json: bool,
 ) -> None:
-    """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes."""
+    """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes (or, with
+    --cluster, what a Redis Cluster spends per write, vs one Redis)."""
+    progress = lambda line: click.echo(f"… {line}", err=True)  # noqa: E731
+    if primaries:
+        from notifier.bench import cluster
+
+        on_cluster = asyncio.run(
+            cluster.run(
+                followers=followers,
+                feeds=feeds,
+                primaries=primaries,
+                burst=burst or 10,
+                repeats=repeats,
+                workers=workers,
+                progress=progress,
+            )
+        )
+        if as_json:
+            click.echo(json.dumps({**asdict(on_cluster), "cpu_ratio": on_cluster.cpu_ratio},
+                                  indent=2))  # fmt: skip
+        else:
+            click.echo(cluster.table(on_cluster))
+        return
     from notifier.bench import fanout as scenario
 
     result = asyncio.run(
@@ -73,46 +105,13 @@ def fanout(
             workers=workers,
             repeats=repeats,
             burst=burst,
-            progress=lambda line: click.echo(f"… {line}", err=True),
+            progress=progress,
         )
     )
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2))
     else:
         click.echo(scenario.table([result]))
-
-
-@bench.command("cluster")
-@click.option("--followers", default=10_000, show_default=True)
-@click.option("--feeds", type=click.Choice(["flat", "notification"]), default="flat")
-@click.option("--primaries", default=3, show_default=True)
-@click.option("--burst", default=10, show_default=True, help="Activities per repetition.")
-@click.option("--repeats", default=3, show_default=True)
-@click.option("--workers", default=2, show_default=True, help="notifier worker processes.")
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-def cluster_fanout(
-    followers: int, feeds: str, primaries: int, burst: int, repeats: int, workers: int,
-    as_json: bool,
-) -> None:  # fmt: skip
-    """Fanout on a Redis Cluster: Redis CPU per feed-write vs one Redis, and the spread of
-    keys and CPU across primaries."""
-    from notifier.bench import cluster as scenario
-
-    result = asyncio.run(
-        scenario.run(
-            followers=followers,
-            feeds=feeds,
-            primaries=primaries,
-            burst=burst,
-            repeats=repeats,
-            workers=workers,
-            progress=lambda line: click.echo(f"… {line}", err=True),
-        )
-    )
-    if as_json:
-        click.echo(json.dumps({**asdict(result), "cpu_ratio": result.cpu_ratio}, indent=2))
-    else:
-        click.echo(scenario.table(result))
 
 
 @bench.command()

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from notifier.bench.fanout import NOTIFICATION_FEEDS
 from notifier.bench.procs import (
     StackRunner,
     _folder,
@@ -45,17 +46,6 @@ from notifier.fanout.settings import FanoutSettings
 from notifier.storage.redis import RedisStorage
 
 Progress = Callable[[str], None]
-
-NOTIFICATION_FEEDS = """
-[feeds.user]
-kind = "flat"
-max_length = 1000
-
-[feeds.inbox]
-kind = "notification"
-max_length = 100
-fanout = true
-"""
 
 
 @dataclass

@@ -127,6 +127,26 @@ def encode_wire(
     )
 
 
+def by_message(events: Sequence[UserEvent]) -> dict[bytes, list[str]]:
+    """Each distinct encoded event and the users it goes to: what a Redis publisher sends
+    once (to a channel many share) instead of once per user."""
+    grouped: dict[bytes, list[str]] = {}
+    for event in events:
+        grouped.setdefault(encode_event(event), []).append(event.user)
+    return grouped
+
+
+def shared_by_message(
+    feed: str, kind: EventKind, shared: Sequence[Shared]
+) -> dict[bytes, list[str]]:
+    """``by_message`` for changes already grouped by what they did (``publish_changes``)."""
+    grouped: dict[bytes, list[str]] = {}
+    for change in shared:
+        message = encode_wire(feed, kind, change.activity_ids, change.counts)
+        grouped.setdefault(message, []).extend(change.users)
+    return grouped
+
+
 def decode_event(data: bytes | msgspec.Raw) -> WireEvent:
     """An event from its wire form (``.to(user)`` makes it that user's); msgspec.DecodeError
     when it is not one."""

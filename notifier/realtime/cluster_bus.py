@@ -43,7 +43,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier.realtime.bus import EventKind, Shared, UserEvent, encode_event, encode_wire
+from notifier.realtime.bus import EventKind, Shared, UserEvent, by_message, shared_by_message
 from notifier.realtime.cluster_hub import ClusterHub
 from notifier.realtime.shard_channels import (
     Sends,
@@ -96,18 +96,11 @@ class ClusterBus:
         """All of ``events``; an event shared by many users travels once per primary."""
         if not events:
             return
-        by_message: dict[bytes, list[str]] = {}
-        for event in events:
-            by_message.setdefault(encode_event(event), []).append(event.user)
-        await self._send(by_message)
+        await self._send(by_message(events))
 
     async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
         """``publish`` for changes already grouped by what they did (``publish_changes``)."""
-        by_message: dict[bytes, list[str]] = {}
-        for change in shared:
-            message = encode_wire(feed, kind, change.activity_ids, change.counts)
-            by_message.setdefault(message, []).extend(change.users)
-        await self._send(by_message)
+        await self._send(shared_by_message(feed, kind, shared))
 
     async def _send(self, by_message: dict[bytes, list[str]]) -> None:
         """Every message, retried on a fresh slot map while a node is down or failing over

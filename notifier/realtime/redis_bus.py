@@ -28,9 +28,9 @@ from notifier.realtime.bus import (
     Shared,
     UserEvent,
     WireEvent,
+    by_message,
     decode_event,
-    encode_event,
-    encode_wire,
+    shared_by_message,
 )
 from notifier.realtime.hub import Listener, Listeners
 from notifier.storage.redis_client import server_client
@@ -101,18 +101,11 @@ class RedisBus:
         web process parses it once instead of once per follower."""
         if not events:
             return
-        by_message: dict[bytes, list[str]] = {}
-        for event in events:
-            by_message.setdefault(encode_event(event), []).append(event.user)
-        await self._send(by_message)
+        await self._send(by_message(events))
 
     async def publish_shared(self, feed: str, kind: EventKind, shared: Sequence[Shared]) -> None:
         """``publish`` for changes already grouped by what they did (``publish_changes``)."""
-        by_message: dict[bytes, list[str]] = {}
-        for change in shared:
-            message = encode_wire(feed, kind, change.activity_ids, change.counts)
-            by_message.setdefault(message, []).extend(change.users)
-        await self._send(by_message)
+        await self._send(shared_by_message(feed, kind, shared))
 
     async def _send(self, by_message: dict[bytes, list[str]]) -> None:
         """Each message to its users, in one script call: on the fanout channel once when

@@ -163,13 +163,8 @@ class RedisStorage:
         """``script`` over the feeds ``keys`` (of ``users``), ``per_call`` feeds a call, in
         one pipelined round trip: each call's users and reply.
 
-        On one server the calls take the feeds in order. On a Redis Cluster they are grouped
-        by the node owning each feed's slot (the scripts are flagged to take keys of many
-        slots of one node) and each node's calls go to it in one round trip. A call the
-        node refuses (its slot moved or is moving: MOVED, ASK, TRYAGAIN; a node that lost
-        the script: NOSCRIPT) is redone one slot at a time through redis-py's routing,
-        which follows the redirections. Nothing has run when a node refuses a call (keys
-        are checked before a script starts), and a redone call is idempotent anyway.
+        On one server the calls take the feeds in order, declared as keys. On a Redis
+        Cluster: ``_cluster_batched``.
         """
         if not self.cluster:
             batches = [

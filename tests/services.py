@@ -223,6 +223,24 @@ class RedisClusterServers:
                     raise TimeoutError(f"cluster not ok on {server.port}: {info}")
                 time.sleep(0.1)
 
+    def node_id(self, index: int) -> str:
+        return subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "-p", str(self.servers[index].port),
+             "cluster", "myid"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    def reshard(self, source: int, target: int, slots: int) -> None:
+        """Move ``slots`` slots (with their keys) from one primary to another, as an
+        operator does with redis-cli."""
+        subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "--cluster", "reshard",
+             self.addresses[0],
+             "--cluster-from", self.node_id(source), "--cluster-to", self.node_id(target),
+             "--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline", "20"],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()

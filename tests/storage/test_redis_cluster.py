@@ -13,8 +13,6 @@ three reported an aggregated add twice or not at all).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -38,26 +36,6 @@ def cluster() -> Iterator[services.RedisClusterServers]:
         yield found
 
 
-def node_id(port: int) -> str:
-    return subprocess.run(
-        ["redis-cli", "-p", str(port), "cluster", "myid"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-
-
-def reshard(cluster: services.RedisClusterServers, source: int, target: int, slots: int) -> None:
-    """Move ``slots`` slots (with their keys) from one primary to another, as an operator
-    does with redis-cli."""
-    subprocess.run(
-        [shutil.which("redis-cli") or "redis-cli", "--cluster", "reshard",
-         cluster.addresses[0],
-         "--cluster-from", node_id(cluster.servers[source].port),
-         "--cluster-to", node_id(cluster.servers[target].port),
-         "--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline", "20"],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-
-
 @pytest.mark.timeout(300)
 async def test_fanout_writes_during_resharding_lose_and_double_nothing(
     cluster: services.RedisClusterServers,
@@ -66,7 +44,7 @@ async def test_fanout_writes_during_resharding_lose_and_double_nothing(
     timeline, bell = flat(max_length=1000), notification(max_length=1000, window=3)
     added: dict[str, Counter[str]] = {"flat": Counter(), "aggregated": Counter()}
     written: list[str] = []
-    moving = asyncio.create_task(asyncio.to_thread(reshard, cluster, 0, 1, 2500))
+    moving = asyncio.create_task(asyncio.to_thread(cluster.reshard, 0, 1, 2500))
     try:
         n = 0
         # Write until the resharding is over (and at least a few rounds).

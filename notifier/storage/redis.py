@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -117,7 +117,7 @@ class RedisStorage:
         self._loaded: set[str] = set()
         """Cluster: scripts loaded on every primary (see ``_cluster_batched``)."""
         self.redone = 0
-        """Cluster: batched calls a node refused and that were redone one slot at a time."""
+        """Cluster: times some feeds of a call were refused by their node and sent again."""
         self._flat_add = self._register("flat_add", aggregated=False, probe=False)
         self._flat_remove = self._register("flat_remove", aggregated=False)
         self._agg_add = self._register("aggregated_add", aggregated=True)
@@ -148,7 +148,7 @@ class RedisStorage:
     async def _one(self, script: AsyncScript, key: str, args: Sequence[Any]) -> Any:
         """``script`` on one feed."""
         if not self.cluster:
-            return await script(keys=[key], args=[0, *args])
+            return await script(keys=[key], args=args)
         return (await self._cluster_batched(script, [""], [key], args, 1))[0][1]
 
     # -- script calls over many feeds ------------------------------------------------------
@@ -159,12 +159,16 @@ class RedisStorage:
         keys: Sequence[str],
         args: Sequence[Any],
         per_call: int,
+        refused: Callable[[Any], Sequence[int]] | None = None,
     ) -> list[tuple[list[str], Any]]:
         """``script`` over the feeds ``keys`` (of ``users``), ``per_call`` feeds a call, in
         one pipelined round trip: each call's users and reply.
 
         On one server the calls take the feeds in order, declared as keys. On a Redis
-        Cluster: ``_cluster_batched``.
+        Cluster: ``_cluster_batched``, where ``refused`` names the positions (1-based) of the
+        feeds a script left untouched because the node does not serve them (flat_add checks
+        its feeds itself); the caller skips those in the reply, and they come back in a call
+        of their own.
         """
         if not self.cluster:
             batches = [
@@ -173,10 +177,10 @@ class RedisStorage:
             ]
             async with self.client.pipeline(transaction=False) as pipe:
                 for _, batch_keys in batches:
-                    await script(keys=batch_keys, args=[0, *args], client=pipe)  # type: ignore[arg-type]
+                    await script(keys=batch_keys, args=args, client=pipe)  # type: ignore[arg-type]
                 replies = await pipe.execute()
             return [(u, r) for (u, _), r in zip(batches, replies, strict=True)]
-        return await self._cluster_batched(script, users, keys, args, per_call)
+        return await self._cluster_batched(script, users, keys, args, per_call, refused)
 
     async def _cluster_batched(
         self,
@@ -185,6 +189,7 @@ class RedisStorage:
         keys: Sequence[str],
         args: Sequence[Any],
         per_call: int,
+        refused: Callable[[Any], Sequence[int]] | None = None,
     ) -> list[tuple[list[str], Any]]:
         """``_batched`` on a Redis Cluster: the feeds grouped by the node serving each one's
         slot, each node's calls in one round trip (all nodes at once), the feeds undeclared
@@ -215,6 +220,10 @@ class RedisStorage:
             for (_, call), reply in zip(calls, replies, strict=True):
                 if not isinstance(reply, Exception):
                     done.append(([user for user, _ in call], reply))
+                    elsewhere = refused(reply) if refused is not None else ()
+                    if elsewhere:
+                        todo += [call[k - 1] for k in elsewhere]
+                        failure = TryAgainError(f"{len(elsewhere)} feeds' slots moving")
                 elif _refused(reply):
                     todo += call
                     failure = reply
@@ -331,33 +340,13 @@ class RedisStorage:
         script names only the feeds that did not take every id (none, on a first run), so a
         chunk's reply is tiny and every other feed shares one ``ids`` list."""
         args: list[Any] = [group.max_length, *ids]
-        changes: list[FeedChange] = []
-        deadline = time.monotonic() + _REDO_FOR
-        delay = 0.01
-        while True:
-            keys = [self._flat_key(group, u) for u in users]
-            calls = await self._batched(self._flat_add, users, keys, args, _FEEDS_PER_CALL)
-            users = self._flat_changes(calls, ids, changes)
-            if not users:
-                return changes
-            # Feeds a node no longer serves (cluster only): to their slot's new owner.
-            self.redone += 1
-            if time.monotonic() > deadline:
-                raise TryAgainError(f"{len(users)} feeds' slots still moving after {_REDO_FOR}s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-            assert isinstance(self.client, RedisCluster)
-            await self.client.nodes_manager.initialize()
-
-    @staticmethod
-    def _flat_changes(
-        calls: list[tuple[list[str], Any]], ids: list[str], changes: list[FeedChange]
-    ) -> list[str]:
-        """Add each call's changes to ``changes``; the users whose feeds a node refused."""
-        elsewhere = []
-        for call_users, (odd_feeds, odd_ids, refused) in calls:
-            elsewhere += [call_users[k - 1] for k in refused]
-            skip = set(refused)
+        keys = [self._flat_key(group, u) for u in users]
+        calls = await self._batched(
+            self._flat_add, users, keys, args, _FEEDS_PER_CALL, refused=lambda reply: reply[2]
+        )
+        changes = []
+        for call_users, (odd_feeds, odd_ids, elsewhere) in calls:
+            skip = set(elsewhere)  # sent again, in a call of their own
             odd = dict(zip(odd_feeds, odd_ids, strict=True))
             for k, user in enumerate(call_users, 1):
                 if k in skip:
@@ -367,7 +356,7 @@ class RedisStorage:
                     changes.append(FeedChange(user=user, added=ids))
                 elif got:
                     changes.append(FeedChange(user=user, added=[_text(i) for i in got]))
-        return elsewhere
+        return changes
 
     async def remove_from_feeds(
         self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]

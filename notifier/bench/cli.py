@@ -63,6 +63,11 @@ def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
 @click.option("--cluster", "primaries", type=int, default=0, metavar="PRIMARIES",
               help="On a Redis Cluster of that many primaries, next to one Redis: Redis CPU "
               "per feed-write and the spread of keys and CPU across primaries.")  # fmt: skip
+@click.option("--storage", type=click.Choice(["redis", "cassandra"]), default="redis",
+              show_default=True, help="cassandra: flat timelines on a Cassandra node, vs the "
+              "raw cassandra-driver inserting the same rows.")  # fmt: skip
+@click.option("--cassandra", metavar="HOST:PORT", help="With --storage cassandra: a running "
+              "node to use (a fresh keyspace, dropped after) [default: start one].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 def fanout(
     followers: int,
@@ -71,11 +76,35 @@ def fanout(
     repeats: int,
     burst: int | None,
     primaries: int,
+    storage: str,
+    cassandra: str | None,
     as_json: bool,
 ) -> None:
     """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes (or, with
-    --cluster, what a Redis Cluster spends per write, vs one Redis)."""
+    --cluster, what a Redis Cluster spends per write, vs one Redis; or, with --storage
+    cassandra, vs the raw cassandra-driver)."""
     progress = lambda line: click.echo(f"… {line}", err=True)  # noqa: E731
+    if storage == "cassandra":
+        if feeds != "flat" or primaries:
+            raise click.UsageError("--storage cassandra measures flat feeds on one node")
+        from notifier.bench import cassandra_fanout
+
+        on_cassandra = asyncio.run(
+            cassandra_fanout.run(
+                followers=followers,
+                workers=workers,
+                repeats=repeats,
+                burst=burst,
+                cassandra=cassandra,
+                progress=progress,
+            )
+        )
+        if as_json:
+            click.echo(json.dumps({**asdict(on_cassandra), "ratio": on_cassandra.ratio},
+                                  indent=2))  # fmt: skip
+        else:
+            click.echo(cassandra_fanout.table([on_cassandra]))
+        return
     if primaries:
         from notifier.bench import cluster
 

@@ -54,6 +54,55 @@ end
 return #KEYS
 """
 
+#: The least Redis work an aggregated write can be: the raw baseline of notification fanout,
+#: written for speed, not as notifier's code (no idempotency, no actor tally, no group record
+#: beyond its state and key, scores as the group order). Per feed: ``o`` the groups (score: a
+#: sequence, so a merge moves a group with one ZADD), ``e`` every group's ids (gid..id), ``h``
+#: the newest group of each key ('k'..key), each group's state..key, the counts and the
+#: sequence. Finds the newest group with the key among the merge window, adds the id (merged:
+#: the group unseen and unread again), keeps exact unseen / unread counts, trims the oldest
+#: group of a full feed. ARGV: window, max_length, id, key.
+_AGGREGATED_LUA = """
+local window, max_length, id, key = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+for _, feed in ipairs(KEYS) do
+  local o, e, h = feed .. 'o', feed .. 'e', feed .. 'h'
+  local got = redis.call('HMGET', h, 'k' .. key, 'u', 'r', 'q', 'n')
+  local gid = got[1]
+  local u, r = tonumber(got[2]) or 0, tonumber(got[3]) or 0
+  local seq, n = (tonumber(got[4]) or 0) + 1, tonumber(got[5]) or 0
+  local rank = gid and redis.call('ZREVRANK', o, gid)
+  if rank and rank < window then
+    local state = redis.call('HGET', h, gid)
+    if string.sub(state, 1, 1) == '1' then u = u + 1 end
+    if string.sub(state, 2, 2) == '1' then r = r + 1 end
+    redis.call('ZADD', o, seq, gid)
+    redis.call('HSET', h, gid, '00' .. key, 'u', u, 'r', r, 'q', seq)
+  else
+    gid = id
+    redis.call('ZADD', o, seq, gid)
+    n = n + 1
+    if n > max_length then
+      local old = redis.call('ZPOPMIN', o)[1]
+      local state = redis.call('HGET', h, old)
+      local old_key = 'k' .. string.sub(state, 3)
+      if string.sub(state, 1, 1) == '0' then u = u - 1 end
+      if string.sub(state, 2, 2) == '0' then r = r - 1 end
+      if redis.call('HGET', h, old_key) == old then
+        redis.call('HDEL', h, old, old_key)
+      else
+        redis.call('HDEL', h, old)
+      end
+      redis.call('ZREMRANGEBYLEX', e, '(' .. old, '(' .. old .. '~')
+      n = n - 1
+    end
+    redis.call('HSET', h, 'k' .. key, gid, gid, '00' .. key, 'u', u + 1, 'r', r + 1,
+               'q', seq, 'n', n)
+  end
+  redis.call('ZADD', e, 0, gid .. id)
+end
+return #KEYS
+"""
+
 Progress = Callable[[str], None]
 
 
@@ -71,6 +120,8 @@ class FanoutResult:
     pipelined: float
     lua: float
     runs: list[float] = field(default_factory=list)
+    aggregated: float | None = None
+    """Notification feeds: the minimal aggregated Lua script over the same feeds (median)."""
 
     @property
     def best_baseline(self) -> float:
@@ -117,6 +168,41 @@ def raw_lua(
     _drop(client, prefix)
     client.close()
     return feeds * times / elapsed
+
+
+def raw_aggregated(
+    url: str,
+    feeds: int,
+    times: int = 1,
+    batch: int = 100,
+    max_length: int = 100,
+    window: int = 20,
+    prefix: str | None = None,
+) -> float:
+    """Feed-writes/s of the minimal aggregated script (``_AGGREGATED_LUA``) over ``feeds``
+    feeds, ``batch`` a call, each written ``times`` times with a new group key, as the
+    bench's activities each open a group. ``prefix``: the run's feeds, kept between calls so
+    that they fill (and trim) as notifier's do; dropped by ``drop_raw``."""
+    client = redis.Redis.from_url(url)
+    script = client.register_script(_AGGREGATED_LUA)
+    prefix = prefix or f"agg{uuid.uuid4().hex[:8]}"
+    script(keys=[f"{prefix}:warm:"], args=[window, max_length, "0" * 26, "warm"])
+    started = time.perf_counter()
+    for _ in range(times):
+        member = f"{time.time_ns():026x}"
+        for start in range(0, feeds, batch):
+            keys = [f"{prefix}:{n}:" for n in range(start, min(start + batch, feeds))]
+            script(keys=keys, args=[window, max_length, member, f"t{member}"])
+    elapsed = time.perf_counter() - started
+    client.close()
+    return feeds * times / elapsed
+
+
+def drop_raw(url: str, prefix: str) -> None:
+    """Delete the keys a baseline left under ``prefix``."""
+    client = redis.Redis.from_url(url)
+    _drop(client, prefix)
+    client.close()
 
 
 def _drop(client: redis.Redis, prefix: str) -> None:
@@ -233,14 +319,28 @@ async def run(
                 mine: list[float] = []
                 piped: list[float] = []
                 lua: list[float] = []
+                agg: list[float] = []
+                # The aggregated baseline's feeds live through the run and fill as the
+                # followers' notification feeds do (the same warm-up write, then each burst).
+                agg_feeds = f"agg{uuid.uuid4().hex[:8]}"
+                if feeds == "notification":
+                    await asyncio.to_thread(raw_aggregated, stack.redis_url, followers, 1,
+                                            prefix=agg_feeds)  # fmt: skip
                 for n in range(repeats):
                     mine.append(await fan_out(burst))
                     piped.append(
                         await asyncio.to_thread(raw_pipelined, stack.redis_url, followers, burst)
                     )
                     lua.append(await asyncio.to_thread(raw_lua, stack.redis_url, followers, burst))
-                    say(f"fanout/{feeds} {n + 1}/{repeats}: notifier {mine[-1]:,.0f}/s, "
-                        f"pipelined {piped[-1]:,.0f}/s, lua {lua[-1]:,.0f}/s")  # fmt: skip
+                    line = (f"fanout/{feeds} {n + 1}/{repeats}: notifier {mine[-1]:,.0f}/s, "
+                            f"pipelined {piped[-1]:,.0f}/s, lua {lua[-1]:,.0f}/s")  # fmt: skip
+                    if feeds == "notification":
+                        agg.append(await asyncio.to_thread(
+                            raw_aggregated, stack.redis_url, followers, burst, prefix=agg_feeds
+                        ))  # fmt: skip
+                        line += f", aggregated lua {agg[-1]:,.0f}/s"
+                    say(line)
+                await asyncio.to_thread(drop_raw, stack.redis_url, agg_feeds)
         finally:
             actors.broker.close()
             await storage.close()
@@ -253,6 +353,7 @@ async def run(
         pipelined=statistics.median(piped),
         lua=statistics.median(lua),
         runs=mine,
+        aggregated=statistics.median(agg) if agg else None,
     )
 
 
@@ -260,19 +361,24 @@ def table(results: list[FanoutResult]) -> str:
     """One row per run configuration: medians over repetitions, and the ratios."""
     rows = [
         f"{'fanout':<22} {'burst':>5} {'notifier/s':>11} {'runs (min-max)':>17} "
-        f"{'pipelined/s':>12} {'lua/s':>10} {'vs pipelined':>13} {'vs lua':>7}"
+        f"{'pipelined/s':>12} {'lua/s':>10} {'agg lua/s':>10} {'vs pipelined':>13} "
+        f"{'vs lua':>7} {'vs agg':>7}"
     ]
     for r in results:
         spread = f"{min(r.runs):,.0f}-{max(r.runs):,.0f}" if r.runs else "-"
+        agg, vs_agg = "-", "-"
+        if r.aggregated:
+            agg, vs_agg = f"{r.aggregated:,.0f}", f"{r.notifier / r.aggregated:.2f}"
         rows.append(
             f"{r.feeds + ' ' + format(r.followers, ','):<22} {r.burst:>5} {r.notifier:>11,.0f} "
-            f"{spread:>17} {r.pipelined:>12,.0f} {r.lua:>10,.0f} "
-            f"{r.notifier / r.pipelined:>13.2f} {r.notifier / r.lua:>7.2f}"
+            f"{spread:>17} {r.pipelined:>12,.0f} {r.lua:>10,.0f} {agg:>10} "
+            f"{r.notifier / r.pipelined:>13.2f} {r.notifier / r.lua:>7.2f} {vs_agg:>7}"
         )
     rows.append(
         f"follower-feed writes per second, {results[0].workers} worker processes; a burst is "
         f"that many activities POSTed at once; medians of {len(results[0].runs)} repetitions "
-        "alternating with both raw baselines"
+        "alternating with the raw baselines (agg lua: the minimal aggregated "
+        "script, notification feeds only)"
         if results
         else "no fanout runs"
     )

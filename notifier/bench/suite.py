@@ -164,6 +164,14 @@ def targets(report: Report) -> list[Target]:
                 bound,
             )
         )
+        if f.aggregated:
+            found.append(
+                Target(
+                    f"fanout {f.feeds} {f.followers:,}: notifier / aggregated Lua",
+                    f.notifier / f.aggregated,
+                    0.5,
+                )
+            )
     sf = report.peer
     if sf is not None and sf.available:
         for f in report.fanout:

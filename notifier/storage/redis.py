@@ -124,6 +124,7 @@ class RedisStorage:
         self._agg_remove = self._register("aggregated_remove", aggregated=True)
         self._agg_mark = self._register("aggregated_mark", aggregated=True)
         self._agg_read = self._register("aggregated_read", aggregated=True, reads=True)
+        self._agg_migrate = self._register("aggregated_migrate", aggregated=True)
 
     @classmethod
     def from_url(
@@ -437,16 +438,17 @@ class RedisStorage:
         # Members are position..gid: "(id_lt" excludes every member at that position, and
         # "(id_gt" + "g" (above any hex digit) excludes every member at id_gt. The script
         # returns the counts first, read in the same atomic step.
-        result = await self._one(
-            self._agg_read,
-            self._agg_key(group, user),
-            [
-                f"({id_lt}" if id_lt else "+",
-                f"({id_gt}g" if id_gt else "-",
-                limit,
-                group.max_activities,
-            ],
-        )
+        key = self._agg_key(group, user)
+        args = [
+            f"({id_lt}" if id_lt else "+",
+            f"({id_gt}g" if id_gt else "-",
+            limit,
+            group.max_activities,
+        ]
+        result = await self._one(self._agg_read, key, args)
+        if result == [b"migrate"]:  # a feed of the previous layout: brought up to date once
+            await self._one(self._agg_migrate, key, [])
+            result = await self._one(self._agg_read, key, args)
         counts = Counts(int(result[0]), int(result[1]))
         return [_stored_group(row) for row in result[2:]], counts
 
@@ -469,9 +471,10 @@ class RedisStorage:
 
     # -- notification state ----------------------------------------------------------------
     async def counts(self, group: FeedGroup, user: str) -> Counts:
-        unseen, unread = await self.client.hmget(
-            self._agg_key(group, user) + "c", ["unseen", "unread"]
-        )
+        key = self._agg_key(group, user)
+        layout, unseen, unread = await self.client.hmget(key + "h", ["v", "u", "r"])
+        if layout is None:  # an empty feed, or one of the previous layout: its counts hash
+            unseen, unread = await self.client.hmget(key + "c", ["unseen", "unread"])
         return Counts(int(unseen or 0), int(unread or 0))
 
     async def mark(
@@ -570,18 +573,22 @@ class RedisStorage:
 
 
 def _stored_group(row: list[Any]) -> StoredGroup:
-    gid, key, verb, position, oldest, count, actors, state, ids = row
-    state = _text(state)
+    """A group from the read script: its id, its record (``pack`` in common.lua) and its
+    newest activities' members of ``e`` (gid..id)."""
+    gid, raw, members = row
+    # Lengths are in bytes (a verb or key may be any UTF-8): decode after slicing.
+    verb_end = 75 + int(raw[71:75], 16)
+    head = raw[:75].decode()
     return StoredGroup(
         id=_text(gid),
-        key=_text(key),
-        verb=_text(verb),
-        activity_ids=[_text(i) for i in ids],
-        activity_count=int(count),
-        actor_count=int(actors),
-        position=_text(position),
-        oldest=_text(oldest),
-        is_seen=state[0] == "1",
-        is_read=state[1] == "1",
-        is_archived=state[2] == "1",
+        key=raw[verb_end:].decode(),
+        verb=raw[75:verb_end].decode(),
+        activity_ids=[m[26:].decode() for m in members],
+        activity_count=int(head[55:63], 16),
+        actor_count=int(head[63:71], 16),
+        position=head[3:29],
+        oldest=head[29:55],
+        is_seen=head[0] == "1",
+        is_read=head[1] == "1",
+        is_archived=head[2] == "1",
     )

@@ -4,6 +4,7 @@ what the naive reference model gives, and counts always equal a recount of the g
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -26,8 +27,10 @@ ops = st.one_of(
     st.tuples(st.just("mark_activities"), marks, st.lists(st.integers(0, POOL - 1), max_size=3)),
     st.tuples(st.just("mark_all"), marks, st.one_of(st.none(), st.integers(0, POOL - 1))),
 )
+#: NOTIFIER_PROPERTY_EXAMPLES=5000 for a long run (a storage layout change deserves one).
+EXAMPLES = int(os.environ.get("NOTIFIER_PROPERTY_EXAMPLES", "200"))
 PROFILE = settings(
-    max_examples=200,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -2,6 +2,7 @@
 -- ARGV: seen, read, archived (each '1', '0' or '-' for unchanged), mode ('group', 'activity',
 -- 'all'), up_to (an activity id, or '' for no bound), then group or activity ids.
 -- Returns {unseen, unread}.
+begin(KEYS[1], {})
 local want = {ARGV[1], ARGV[2], ARGV[3]}
 local mode, up_to = ARGV[4], ARGV[5]
 local gids = {}
@@ -14,8 +15,9 @@ if mode == 'all' then
 elseif #ARGV > 5 then
   local ids = {unpack(ARGV, 6)}
   if mode == 'activity' then
-    local seen = {}
-    for _, member in ipairs(redis.call('HMGET', members, unpack(ids))) do
+    local names, seen = {}, {}
+    for j, aid in ipairs(ids) do names[j] = 'a' .. aid end
+    for _, member in ipairs(get(names)) do
       if member then
         local gid = string.sub(member, 1, ID)
         if not seen[gid] then seen[gid] = true; gids[#gids + 1] = gid end
@@ -25,14 +27,20 @@ elseif #ARGV > 5 then
     gids = ids
   end
 end
-for _, gid in ipairs(gids) do
-  local old = redis.call('HGET', gstate, gid)
-  if old then
+local names = {}
+for j, gid in ipairs(gids) do names[j] = 'g' .. gid end
+for j, record in ipairs(get(names)) do
+  if record then
+    local old = string.sub(record, 1, 3)
     local new = ''
     for f = 1, 3 do
       if want[f] == '-' then new = new .. string.sub(old, f, f) else new = new .. want[f] end
     end
-    set_state(gid, new)
+    if new ~= old then
+      recount(old, new)
+      put(names[j], new .. string.sub(record, 4))
+    end
   end
 end
-return current_counts()
+flush()
+return {unseen, unread}

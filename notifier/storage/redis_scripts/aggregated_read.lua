@@ -1,22 +1,24 @@
 -- One page of groups of one aggregated feed, newest position first, in one round trip.
 -- ARGV: max bound, min bound (ZREVRANGEBYLEX syntax), limit, max_activities.
--- Returns {unseen, unread, {gid, key, verb, position, oldest, count, actors, state, ids}...}.
+-- Returns {unseen, unread, {gid, record, members...}...}, members (gid..id) newest first; or
+-- {'migrate'} for a feed of layout 1, which this read-only script cannot change (the caller
+-- migrates it and reads again).
+local head = redis.call('HMGET', fields, 'v', 'u', 'r')
+if not head[1] and has_layout_1() then return {'migrate'} end
 local picked = redis.call('ZREVRANGEBYLEX', order, ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local result = current_counts()
+local result = {tonumber(head[2]) or 0, tonumber(head[3]) or 0}
+if #picked == 0 then return result end
+local names = {}
+for j, m in ipairs(picked) do names[j] = 'g' .. string.sub(m, ID + 1) end
+local records = redis.call('HMGET', fields, unpack(names))
 local shown = tonumber(ARGV[4])
-for _, m in ipairs(picked) do
+for j, m in ipairs(picked) do
   local gid = string.sub(m, ID + 1)
-  local ids_key = base .. 'i:' .. gid
+  local low, high = group_range(gid)
   result[#result + 1] = {
     gid,
-    redis.call('HGET', gkeys, gid),
-    redis.call('HGET', gverbs, gid),
-    string.sub(m, 1, ID),
-    redis.call('ZRANGE', ids_key, 0, 0)[1],
-    redis.call('ZCARD', ids_key),
-    redis.call('HLEN', base .. 'u:' .. gid),
-    redis.call('HGET', gstate, gid),
-    redis.call('ZREVRANGE', ids_key, 0, shown - 1),
+    records[j],
+    redis.call('ZREVRANGEBYLEX', acts, high, low, 'LIMIT', 0, shown),
   }
 end
 return result

@@ -1,34 +1,46 @@
 -- Remove activities from one aggregated feed. ARGV: activity ids.
 -- Returns {unseen, unread, removed id...}.
+begin(KEYS[1], {})
 local removed = {}
 for _, aid in ipairs(ARGV) do
-  local member = redis.call('HGET', members, aid)
+  local member = get({'a' .. aid})[1]
   if member then
     local gid, actor = string.sub(member, 1, ID), string.sub(member, ID + 1)
-    local ids_key, actors_key = base .. 'i:' .. gid, base .. 'u:' .. gid
-    local old = newest(gid)
-    redis.call('ZREM', ids_key, aid)
-    redis.call('HDEL', members, aid)
-    if redis.call('HINCRBY', actors_key, actor, -1) <= 0 then
-      redis.call('HDEL', actors_key, actor)
+    local got = get({'g' .. gid, 't' .. gid .. actor})
+    local g, tally = unpack_group(got[1]), tonumber(got[2]) or 0
+    redis.call('ZREM', acts, gid .. aid)
+    put('a' .. aid, false)
+    if tally <= 1 then
+      put('t' .. gid .. actor, false)
+      g.actors = g.actors - 1
+    else
+      put('t' .. gid .. actor, tostring(tally - 1))
     end
+    g.count = g.count - 1
+    local old = g.position .. gid
+    local indexed = get({'k' .. g.key})[1] == old
     -- When the newest group with its key goes, or moves back (it lost its newest activity),
     -- another group with that key may now be the newest: the index is recomputed for it.
-    if redis.call('ZCARD', ids_key) == 0 then
-      local key = drop_group(gid, old)
-      if key then reindex(key) end
+    if g.count <= 0 then
+      redis.call('ZREM', order, old)
+      put('g' .. gid, false)
+      recount(g.state, nil)
+      ngroups = ngroups - 1
+      if indexed then reindex(g.key) end
     else
-      local new = newest(gid)
-      if new ~= old then
-        redis.call('ZREM', order, old .. gid)
-        redis.call('ZADD', order, 0, new .. gid)
-        local key = indexed_key(gid)
-        if key then reindex(key) end
+      if aid == g.oldest then g.oldest = edge(gid, false) end
+      if aid == g.position then
+        g.position = edge(gid, true)
+        redis.call('ZREM', order, old)
+        redis.call('ZADD', order, 0, g.position .. gid)
       end
+      put('g' .. gid, pack(g))
+      if indexed and aid == string.sub(old, 1, ID) then reindex(g.key) end
     end
     removed[#removed + 1] = aid
   end
 end
-local result = current_counts()
+flush()
+local result = {unseen, unread}
 for _, aid in ipairs(removed) do result[#result + 1] = aid end
 return result

@@ -1,134 +1,238 @@
 -- Shared helpers, prepended to each aggregated-feed script.
 -- An aggregated feed lives under one base key "<prefix>:g:{<group>:<user>}:" so that, in Redis
 -- Cluster, every key of a feed hashes to one slot and a script can touch them all atomically.
---   o       ZSET (all scores 0, lexical) of position..gid: group order, newest last
---   m       HASH activity id -> gid..actor       (membership: idempotency, removal)
---   k / v   HASH gid -> group key / verb
---   s       HASH gid -> state "SRA" ('0'/'1' for seen, read, archived)
---   c       HASH unseen, unread                  (exact, changed with the state they count)
---   i:<gid> ZSET (lexical) of the group's activity ids
---   u:<gid> HASH actor -> number of the group's activities by that actor
---   x       HASH 'k'..group key -> gid of the newest group with that key, and 'built' once
---           it covers every group (an add builds it for feeds written before it existed):
---           finding the group a new activity joins is one lookup, not a scan of the window
--- The feed being worked on: KEYS[1], or each of KEYS in turn through use() (batched adds).
-local base, order, members, gkeys, gverbs, gstate, counts, gindex
+-- Layout 2 is dense: three keys per feed, whatever its number of groups, so that a write is a
+-- few calls (a new group: one HMGET, two ZADDs and one HSET; layout 1 made 13 calls):
+--   o  ZSET (all scores 0, lexical) of position..gid: group order, newest last
+--   e  ZSET (lexical) of gid..activity id: every group's activities
+--   h  HASH, everything else, read in one HMGET and written in one HSET per feed and call:
+--        v              the layout, '2' (a feed without it is of layout 1: migrated first)
+--        u, r, n        unseen, unread (exact, changed with the state they count), groups
+--        g<gid>         the group: see pack()
+--        k<key>         position..gid of the newest group with that key (its member of o):
+--                       finding the group a new activity joins is one lookup, not a scan
+--        a<aid>         gid..actor of each activity (membership: idempotency, removal)
+--        t<gid><actor>  the group's number of activities by that actor
+local base, order, acts, fields
+local view, changed = {}, {}
+local unseen, unread, ngroups = 0, 0, 0
 local function use(feed)
   base = feed
-  order, members, gkeys, gverbs, gstate, counts, gindex =
-    feed .. 'o', feed .. 'm', feed .. 'k', feed .. 'v', feed .. 's', feed .. 'c', feed .. 'x'
+  order, acts, fields = feed .. 'o', feed .. 'e', feed .. 'h'
 end
 use(KEYS[1])
 local ID = 26
+local LAYOUT = '2'
+
+-- Lua's unpack() has a stack limit: long argument lists go in pieces.
+local function call_in_pieces(command, key, args, step)
+  for first = 1, #args, step do
+    redis.call(command, key, unpack(args, first, math.min(first + step - 1, #args)))
+  end
+end
+
+-- The feed's hash as this call sees it: fields read once, writes kept here and sent in one
+-- HSET / HDEL by flush(). `false` stands for an absent (or deleted) field.
+local function get(names)
+  local missing = {}
+  for _, name in ipairs(names) do
+    if view[name] == nil then missing[#missing + 1] = name end
+  end
+  for first = 1, #missing, 1000 do
+    local part = {unpack(missing, first, math.min(first + 999, #missing))}
+    local got = redis.call('HMGET', fields, unpack(part))
+    for j, name in ipairs(part) do view[name] = got[j] end
+  end
+  local out = {}
+  for j, name in ipairs(names) do out[j] = view[name] end
+  return out
+end
+
+local function put(name, value)
+  if view[name] ~= value then
+    view[name] = value
+    changed[name] = true
+  end
+end
+
+-- A group record: state (3 chars, '0'/'1' for seen, read, archived), position (its newest
+-- activity id), oldest activity id, activity count and actor count (8 hex digits each), the
+-- verb's length (4 hex digits), the verb, the key.
+local function pack(g)
+  return g.state .. g.position .. g.oldest
+    .. string.format('%08x%08x%04x', g.count, g.actors, #g.verb) .. g.verb .. g.key
+end
+
+local function unpack_group(record)
+  local verb_length = tonumber(string.sub(record, 72, 75), 16)
+  return {
+    state = string.sub(record, 1, 3),
+    position = string.sub(record, 4, 29),
+    oldest = string.sub(record, 30, 55),
+    count = tonumber(string.sub(record, 56, 63), 16),
+    actors = tonumber(string.sub(record, 64, 71), 16),
+    verb = string.sub(record, 76, 75 + verb_length),
+    key = string.sub(record, 76 + verb_length),
+  }
+end
+
+local function key_of(record)
+  return string.sub(record, 76 + tonumber(string.sub(record, 72, 75), 16))
+end
 
 local function contribution(state)
   if not state or string.sub(state, 3, 3) == '1' then return 0, 0 end
-  local unseen, unread = 0, 0
-  if string.sub(state, 1, 1) == '0' then unseen = 1 end
-  if string.sub(state, 2, 2) == '0' then unread = 1 end
-  return unseen, unread
+  local u, r = 0, 0
+  if string.sub(state, 1, 1) == '0' then u = 1 end
+  if string.sub(state, 2, 2) == '0' then r = 1 end
+  return u, r
 end
 
--- Set a group's state (nil deletes it) and move the counts by the difference, in one step.
-local function set_state(gid, new)
-  local old = redis.call('HGET', gstate, gid)
-  if old == false then old = nil end
-  if old == new then return end
+-- Move the counts from a group's `old` state to its `new` one (nil: no group).
+local function recount(old, new)
   local ou, orr = contribution(old)
   local nu, nr = contribution(new)
-  if new then redis.call('HSET', gstate, gid, new) else redis.call('HDEL', gstate, gid) end
-  if nu ~= ou then redis.call('HINCRBY', counts, 'unseen', nu - ou) end
-  if nr ~= orr then redis.call('HINCRBY', counts, 'unread', nr - orr) end
+  unseen, unread = unseen + nu - ou, unread + nr - orr
 end
 
-local function newest(gid)
-  return redis.call('ZRANGE', base .. 'i:' .. gid, -1, -1)[1]
+-- Layout 1 → 2 (a feed written before this layout): one pass over its groups, in the first
+-- call that touches the feed. Layout 1 kept each group's ids and actor tally in keys of their
+-- own (i:<gid>, u:<gid>) and its key, verb and state in hashes k, v, s; members m; counts c.
+local OLD = {'m', 'k', 'v', 's', 'c', 'x'}
+local function migrate()
+  local all = redis.call('ZRANGE', order, 0, -1)  -- oldest first: newer groups win the index
+  for _, member in ipairs(all) do
+    local position, gid = string.sub(member, 1, ID), string.sub(member, ID + 1)
+    local ids_key, actors_key = base .. 'i:' .. gid, base .. 'u:' .. gid
+    local ids = redis.call('ZRANGE', ids_key, 0, -1)
+    local tally = redis.call('HGETALL', actors_key)
+    local entries = {}
+    for _, aid in ipairs(ids) do
+      entries[#entries + 1] = 0
+      entries[#entries + 1] = gid .. aid
+    end
+    call_in_pieces('ZADD', acts, entries, 1000)
+    for j = 1, #tally, 2 do put('t' .. gid .. tally[j], tally[j + 1]) end
+    local key = redis.call('HGET', base .. 'k', gid) or ''
+    put('g' .. gid, pack({
+      state = redis.call('HGET', base .. 's', gid) or '000',
+      position = position,
+      oldest = ids[1] or position,
+      count = #ids,
+      actors = #tally / 2,
+      verb = redis.call('HGET', base .. 'v', gid) or '',
+      key = key,
+    }))
+    put('k' .. key, member)
+    redis.call('DEL', ids_key, actors_key)
+  end
+  local members = redis.call('HGETALL', base .. 'm')
+  for j = 1, #members, 2 do put('a' .. members[j], members[j + 1]) end
+  local c = redis.call('HMGET', base .. 'c', 'unseen', 'unread')
+  unseen, unread, ngroups = tonumber(c[1]) or 0, tonumber(c[2]) or 0, #all
+  local old = {}
+  for j, suffix in ipairs(OLD) do old[j] = base .. suffix end
+  redis.call('DEL', unpack(old))
 end
 
--- Point the index at the newest group with `key` (or at none): a full scan, for the rare
--- changes that can make another group the newest with its key (removals).
+local function has_layout_1()
+  local old = {}
+  for j, suffix in ipairs(OLD) do old[j] = base .. suffix end
+  return redis.call('EXISTS', unpack(old)) > 0
+end
+
+-- Start work on feed `feed`: its layout, counts and group count, and `more` fields, in one
+-- read (a new group's write then needs no other read).
+local function begin(feed, more)
+  use(feed)
+  view, changed = {}, {}
+  local names = {'v', 'u', 'r', 'n'}
+  for _, name in ipairs(more) do names[#names + 1] = name end
+  local got = get(names)
+  if got[1] then
+    unseen, unread, ngroups = tonumber(got[2]) or 0, tonumber(got[3]) or 0, tonumber(got[4]) or 0
+    return
+  end
+  unseen, unread, ngroups = 0, 0, 0
+  if has_layout_1() then migrate() end  -- its puts replace what `more` read
+  put('v', LAYOUT)
+end
+
+-- Send the call's changes to the feed's hash (counts included): one HSET, one HDEL at most.
+local function flush()
+  put('u', tostring(unseen))
+  put('r', tostring(unread))
+  put('n', tostring(ngroups))
+  local sets, dels = {}, {}
+  for name in pairs(changed) do
+    local value = view[name]
+    if value then
+      sets[#sets + 1] = name
+      sets[#sets + 1] = value
+    else
+      dels[#dels + 1] = name
+    end
+  end
+  call_in_pieces('HSET', fields, sets, 1000)
+  call_in_pieces('HDEL', fields, dels, 1000)
+  changed = {}
+end
+
+local function group_range(gid)
+  return '(' .. gid, '(' .. gid .. '~'
+end
+
+-- The newest (last = true) or oldest activity id of a group, from e.
+local function edge(gid, last)
+  local low, high = group_range(gid)
+  local got
+  if last then
+    got = redis.call('ZREVRANGEBYLEX', acts, high, low, 'LIMIT', 0, 1)
+  else
+    got = redis.call('ZRANGEBYLEX', acts, low, high, 'LIMIT', 0, 1)
+  end
+  if got[1] then return string.sub(got[1], ID + 1) end
+  return nil
+end
+
+-- Point the index at the newest group with `key` (or at none): a scan of the groups, for the
+-- rare changes that can make another group the newest with its key (removals).
 local function reindex(key)
-  local field = 'k' .. key
   local all = redis.call('ZREVRANGE', order, 0, -1)
   for first = 1, #all, 500 do
-    local gids = {}
-    for j = first, math.min(first + 499, #all) do gids[#gids + 1] = string.sub(all[j], ID + 1) end
-    for j, k in ipairs(redis.call('HMGET', gkeys, unpack(gids))) do
-      if k == key then
-        redis.call('HSET', gindex, field, gids[j])
+    local names, members = {}, {}
+    for j = first, math.min(first + 499, #all) do
+      members[#members + 1] = all[j]
+      names[#names + 1] = 'g' .. string.sub(all[j], ID + 1)
+    end
+    for j, record in ipairs(get(names)) do
+      if record and key_of(record) == key then
+        put('k' .. key, members[j])
         return
       end
     end
   end
-  redis.call('HDEL', gindex, field)
+  put('k' .. key, false)
 end
 
--- Build the index of a feed written before it existed (oldest first: newer groups win).
-local function build_index()
-  local all = redis.call('ZRANGE', order, 0, -1)
-  for first = 1, #all, 500 do
-    local gids, pairs_ = {}, {}
-    for j = first, math.min(first + 499, #all) do gids[#gids + 1] = string.sub(all[j], ID + 1) end
-    for j, k in ipairs(redis.call('HMGET', gkeys, unpack(gids))) do
-      if k then
-        pairs_[#pairs_ + 1] = 'k' .. k
-        pairs_[#pairs_ + 1] = gids[j]
-      end
-    end
-    if #pairs_ > 0 then redis.call('HSET', gindex, unpack(pairs_)) end
+-- Delete a group with all its activities (a trim); its member of o is removed by the caller.
+local function drop_group(gid)
+  local record = get({'g' .. gid})[1]
+  if not record then return end
+  local g = unpack_group(record)
+  local low, high = group_range(gid)
+  local names = {'k' .. g.key}
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', acts, low, high)) do
+    names[#names + 1] = 'a' .. string.sub(m, ID + 1)
   end
-  redis.call('HSET', gindex, 'built', '1')
-end
-
--- The newest group with `key`: gid, position (its newest activity id) and whether it is among
--- the `window` most recent groups; nil when the feed has none. `checked`: the index is known
--- to be built (the feed's first lookup of a call checks, and builds it if needed).
-local function find_group(key, window, checked)
-  local gid
-  if checked then
-    gid = redis.call('HGET', gindex, 'k' .. key)
-  else
-    local got = redis.call('HMGET', gindex, 'built', 'k' .. key)
-    if got[1] then
-      gid = got[2]
-    else
-      build_index()
-      gid = redis.call('HGET', gindex, 'k' .. key)
-    end
+  local got = get(names)
+  if got[1] == g.position .. gid then put('k' .. g.key, false) end
+  for j = 2, #names do
+    if got[j] then put('t' .. gid .. string.sub(got[j], ID + 1), false) end
+    put(names[j], false)
   end
-  if not gid then return nil end
-  local position = newest(gid)
-  if not position then return nil end
-  local rank = redis.call('ZREVRANK', order, position .. gid)
-  return gid, position, rank ~= false and rank < window
-end
-
--- The group key of `gid` if the index names `gid` as the newest group with it, else nil.
-local function indexed_key(gid)
-  local key = redis.call('HGET', gkeys, gid)
-  if key and redis.call('HGET', gindex, 'k' .. key) == gid then return key end
-  return nil
-end
-
--- Delete a group; returns its key if it was the newest group with it (then the caller may
--- need to reindex that key: a trim need not, no group with it is left).
-local function drop_group(gid, position)
-  local key = indexed_key(gid)
-  if key then redis.call('HDEL', gindex, 'k' .. key) end
-  local ids_key = base .. 'i:' .. gid
-  local ids = redis.call('ZRANGE', ids_key, 0, -1)
-  for first = 1, #ids, 1000 do
-    redis.call('HDEL', members, unpack(ids, first, math.min(first + 999, #ids)))
-  end
-  redis.call('DEL', ids_key, base .. 'u:' .. gid)
-  redis.call('HDEL', gkeys, gid)
-  redis.call('HDEL', gverbs, gid)
-  redis.call('ZREM', order, position .. gid)
-  set_state(gid, nil)
-  return key
-end
-
-local function current_counts()
-  local c = redis.call('HMGET', counts, 'unseen', 'unread')
-  return {tonumber(c[1]) or 0, tonumber(c[2]) or 0}
+  redis.call('ZREMRANGEBYLEX', acts, low, high)
+  put('g' .. gid, false)
+  recount(g.state, nil)
+  ngroups = ngroups - 1
 end

@@ -25,6 +25,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
+from cassandra.query import Statement
+
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
@@ -78,6 +80,31 @@ QUERIES = {
 def connect(url: str) -> CassandraConnection:
     """A lazy connection for ``url`` with every statement of this backend."""
     return CassandraConnection(CassandraSettings.from_url(url), QUERIES)
+
+
+def _slices(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _flat_plan(head: list[str], ids: list[str], max_length: int) -> tuple[list[str], str | None]:
+    """What adding ``ids`` (distinct) to a flat feed whose newest ids are ``head`` (newest
+    first, at most ``max_length``) writes: the ids to insert, and the floor below which a
+    range tombstone trims (None: no trim).
+
+    A feed holding fewer than ``max_length`` ids was read whole, so ``head`` decides
+    membership; in a full one an id below the head is older than the floor and is not kept
+    either way."""
+    present = set(head)
+    new = [i for i in ids if i not in present]
+    if len(head) + len(new) <= max_length:  # nothing falls off: no sort needed
+        return new, None
+    kept = sorted([*head, *new], reverse=True)[:max_length]  # head is one sorted run
+    floor = kept[-1]
+    added = [i for i in new if i >= floor]
+    trimming = len(present) + len(added) > len(kept) or (
+        len(head) == max_length and any(i < floor for i in ids)
+    )
+    return added, floor if trimming else None
 
 
 def _chunks(items: Sequence[str]) -> list[list[str]]:
@@ -161,31 +188,39 @@ class CassandraStorage:
             )
         else:
             ids = list(dict.fromkeys(e.id for e in ordered))
-            changes = await self._each(
-                dict.fromkeys(users), lambda u: self._flat_add(group, u, ids)
-            )
+            parts = _slices(list(dict.fromkeys(users)), self.conn.settings.max_in_flight)
+            limit = asyncio.Semaphore(2)  # the next slice's heads load while one writes
+
+            async def one(part: list[str]) -> list[FeedChange]:
+                async with limit:
+                    return await self._flat_add(group, part, ids)
+
+            changes = [c for found in await asyncio.gather(*map(one, parts)) for c in found]
         return [c for c in changes if c is not None]
 
-    async def _flat_add(self, group: FeedGroup, user: str, ids: list[str]) -> FeedChange | None:
-        feed, ns = f"{group.name}:{user}", self.prefix
-        head = [row[0] for row in await self.conn.run("flat_head", ns, feed, group.max_length)]
-        # A feed holding fewer than max_length ids was read whole, so `head` decides
-        # membership; in a full one an id below the head is older than the floor and is
-        # not kept either way.
-        present = set(head)
-        kept = sorted(present.union(ids), reverse=True)[: group.max_length]
-        floor = kept[-1]
-        added = [i for i in ids if i not in present and i >= floor]
-        trimming = len(present) + len(added) > len(kept) or (
-            len(head) == group.max_length and any(i < floor for i in ids)
-        )
-        if not added and not trimming:
-            return None
-        calls: list[Call] = [("flat_insert", (ns, feed, activity_id)) for activity_id in added]
-        if trimming:
-            calls.append(("flat_trim", (ns, feed, floor)))
-        await self.conn.run_batch(calls)
-        return FeedChange(user=user, added=sorted(added)) if added else None
+    async def _flat_add(
+        self, group: FeedGroup, users: list[str], ids: list[str]
+    ) -> list[FeedChange]:
+        """Add ``ids`` to the flat feeds of ``users``: every head in one concurrent round,
+        then every write (one statement, or one single-partition batch, per feed)."""
+        ns, conn = self.prefix, self.conn
+        feeds = [f"{group.name}:{user}" for user in users]
+        heads = await conn.run_all(("flat_head", (ns, feed, group.max_length)) for feed in feeds)
+        writes: list[Statement] = []
+        changes: list[FeedChange] = []
+        for user, feed, rows in zip(users, feeds, heads, strict=True):
+            added, floor = _flat_plan([row[0] for row in rows], ids, group.max_length)
+            calls: list[Call] = [("flat_insert", (ns, feed, activity_id)) for activity_id in added]
+            if floor is not None:
+                calls.append(("flat_trim", (ns, feed, floor)))
+            if len(calls) == 1:
+                writes.append(conn.bind(*calls[0]))
+            elif calls:
+                writes.append(conn.batch(calls))
+            if added:
+                changes.append(FeedChange(user=user, added=sorted(added)))
+        await conn.execute_all(writes)
+        return changes
 
     async def remove_from_feeds(
         self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]

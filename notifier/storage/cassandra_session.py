@@ -38,6 +38,7 @@ from cassandra.query import (
 )
 
 from notifier.errors import ConfigError
+from notifier.storage.cassandra_concurrent import ConcurrentRun
 from notifier.storage.cassandra_schema import KEYSPACE, Replication, check_version
 
 Call = tuple[str, Sequence[Any]]
@@ -388,26 +389,39 @@ class CassandraConnection:
         """Run many prepared statements concurrently, at most ``max_in_flight`` at a time
         (one round trip each, in parallel, each routed to a replica of its partition)."""
         await self.connect()
-        limit = asyncio.Semaphore(self.settings.max_in_flight)
+        return await self.execute_all([self.bind(n, p, serial=serial) for n, p in calls])
 
-        async def one(statement: Statement) -> list[Any]:
-            async with limit:
-                return await self.execute(statement)
-
-        statements = [self.bind(name, params, serial=serial) for name, params in calls]
-        return list(await asyncio.gather(*(one(s) for s in statements)))
-
-    async def run_batch(
-        self, calls: Iterable[Call], *, logged: bool = False, idempotent: bool = True
-    ) -> list[Any]:
-        """Run prepared statements as one batch: unlogged for one partition (atomic and
-        isolated there), logged when it spans partitions (all of it lands eventually)."""
+    async def execute_all(self, statements: Sequence[Statement]) -> list[list[Any]]:
+        """Run statements concurrently, at most ``max_in_flight`` at a time, kept in flight by
+        the driver's own thread (``cassandra_concurrent``); each one's rows, in order, or the
+        first error."""
         await self.connect()
+        run = ConcurrentRun(
+            self.session, statements, self.settings.max_in_flight, asyncio.get_running_loop()
+        )
+        try:
+            return await run.start()
+        except asyncio.CancelledError:
+            run.stop()
+            raise
+
+    def batch(
+        self, calls: Iterable[Call], *, logged: bool = False, idempotent: bool = True
+    ) -> Statement:
+        """Prepared statements as one batch: unlogged for one partition (atomic and isolated
+        there), logged when it spans partitions (all of it lands eventually)."""
         batch = BatchStatement(batch_type=BatchType.LOGGED if logged else BatchType.UNLOGGED)
         batch.is_idempotent = idempotent
         for name, params in calls:
             batch.add(self.prepared[name], params)
-        return await self.execute(batch)
+        return batch
+
+    async def run_batch(
+        self, calls: Iterable[Call], *, logged: bool = False, idempotent: bool = True
+    ) -> list[Any]:
+        """Run prepared statements as one batch (see ``batch``)."""
+        await self.connect()
+        return await self.execute(self.batch(calls, logged=logged, idempotent=idempotent))
 
     def close_sync(self) -> None:
         with self._lock:

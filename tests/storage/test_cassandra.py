@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -73,7 +73,8 @@ def cas_write_unknown() -> ErrorMessage:
 
 
 class Recorder:
-    """Wraps ``execute`` to see what the backend sends (and optionally lose an answer)."""
+    """Wraps ``execute`` to see what the backend sends (and optionally lose an answer);
+    ``all`` wraps ``execute_all``, the concurrent path (``watch`` patches both)."""
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class Recorder:
         lost: Callable[[], Exception] = lambda: OperationTimedOut("answer lost"),
     ) -> None:
         self.real = store.conn.execute
+        self.real_all = store.conn.execute_all
         self.sent: list[Statement] = []
         self.lose = lose_first_commit
         self.lost = lost
@@ -93,6 +95,14 @@ class Recorder:
             self.lose = False
             raise self.lost()  # the commit landed but its answer was lost
         return rows
+
+    async def all(self, statements: Sequence[Statement]) -> list[list[Any]]:
+        self.sent.extend(statements)
+        return await self.real_all(statements)
+
+    def watch(self, store: CassandraStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(store.conn, "execute", self)
+        monkeypatch.setattr(store.conn, "execute_all", self.all)
 
 
 # -- retries ----------------------------------------------------------------------------------
@@ -273,14 +283,21 @@ async def test_flat_trim_writes_one_range_delete_and_keeps_exactly_max_length_ro
     store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = Recorder(store)
-    monkeypatch.setattr(store.conn, "execute", recorder)
+    recorder.watch(store, monkeypatch)
     for n in range(40):
         await store.add_to_feeds(flat(max_length=10), ["bo"], [entry(n)])
     assert len(await raw(store, "flat_feeds", "timeline:bo")) == 10
-    batches = [s for s in recorder.sent if isinstance(s, BatchStatement)]
-    assert len(batches) == 40
-    for batch in batches[10:]:  # every write to the full feed: one insert, one range delete
-        assert len(batch) == 2
+    writes = [
+        s
+        for s in recorder.sent
+        if isinstance(s, BatchStatement) or not s.prepared_statement.query_string.startswith("SEL")
+    ]
+    assert len(writes) == 40  # one statement per write
+    for insert in writes[:10]:  # nothing to trim yet: a plain insert, no batch
+        assert not isinstance(insert, BatchStatement)
+        assert insert.prepared_statement.query_string.startswith("INSERT")
+    for batch in writes[10:]:  # every write to the full feed: one insert, one range delete
+        assert isinstance(batch, BatchStatement) and len(batch) == 2
 
 
 async def test_aggregated_trim_rewrites_slots_in_place_and_forgets_dropped_activities(
@@ -315,7 +332,7 @@ async def test_a_page_is_one_query_and_its_bodies_one_more(
     await store.put_activities([activity(n) for n in range(60)])
     await store.add_to_feeds(group, ["bo"], [entry(n, key=str(n % 25)) for n in range(60)])
     recorder = Recorder(store)
-    monkeypatch.setattr(store.conn, "execute", recorder)
+    recorder.watch(store, monkeypatch)
     groups = await store.read_groups(group, "bo", limit=25)
     bodies = await store.get_activities([i for g in groups for i in g.activity_ids])
     assert len(groups) == 25 and len(bodies) == 60

@@ -48,6 +48,7 @@ from notifier.fanout.actors import FanoutActors
 from notifier.fanout.broker import make_broker
 from notifier.fanout.settings import FanoutSettings
 from notifier.storage.cassandra import CassandraStorage
+from notifier.storage.cassandra_session import CassandraSettings
 
 Progress = Callable[[str], None]
 PREFIX = "bench"  # the storage prefix StackRunner configures
@@ -87,8 +88,8 @@ def raw_inserts(hosts: str, keyspace: str, rows: list[tuple[str, str, str]]) -> 
     from cassandra.cluster import Cluster
     from cassandra.concurrent import execute_concurrent_with_args
 
-    host, _, port = hosts.rpartition(":")
-    cluster = Cluster([host], port=int(port), protocol_version=5)
+    where = CassandraSettings.from_url(f"cassandra://{hosts}")
+    cluster = Cluster(list(where.hosts), port=where.port, protocol_version=5)
     try:
         session = cluster.connect(keyspace)
         insert = session.prepare("INSERT INTO flat_feeds (ns, feed, id) VALUES (?, ?, ?)")

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from notifier.bench import cassandra_fanout, http_read
 from notifier.bench import fanout as fanout_bench
-from notifier.bench import http_read
 from notifier.bench import peer as peer_bench
 from notifier.bench import push as push_bench
 from notifier.bench.procs import free_port, processes, redis_command, spawn, wait_port
@@ -34,6 +34,8 @@ class Sizes:
     push_rounds: int
     connections: int
     peer_followers: int
+    cassandra_followers: tuple[int, ...] = ()
+    """Cassandra fanout sizes (a node is started for them); none in the quick suite."""
 
 
 FULL = Sizes(
@@ -45,6 +47,7 @@ FULL = Sizes(
     push_rounds=10,
     connections=10_000,
     peer_followers=10_000,
+    cassandra_followers=(1_000,),
 )
 QUICK = Sizes(
     fanout_followers=(1_000,),
@@ -82,6 +85,7 @@ class Report:
     push: list[list[push_bench.PushResult]] = field(default_factory=list)
     connections: list[push_bench.ConnectionsResult] = field(default_factory=list)
     peer: peer_bench.PeerResult | None = None
+    cassandra: list[cassandra_fanout.CassandraFanoutResult] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
 
@@ -148,6 +152,16 @@ def run(*, quick: bool = False, progress: Progress | None = None) -> Report:
     with _redis() as url:
         report.peer = peer_bench.run_peer(url, followers=sizes.peer_followers, progress=say)
     report.tables.append(peer_bench.table(report.peer))
+    for followers in sizes.cassandra_followers:
+        say(f"cassandra fanout: {followers:,} followers (starts a Cassandra node)")
+        try:
+            found = asyncio.run(cassandra_fanout.run(followers=followers, progress=say))
+        except RuntimeError as exc:  # no Java / Maven / jars here: the rest still counts
+            say(f"cassandra fanout skipped: {exc}")
+            continue
+        report.cassandra.append(found)
+    if report.cassandra:
+        report.tables.append(cassandra_fanout.table(report.cassandra))
     report.targets = targets(report)
     return report
 
@@ -218,6 +232,10 @@ def targets(report: Report) -> list[Target]:
                 mine.deliveries_per_s / raw.deliveries_per_s,
                 0.5,
             )
+        )
+    for c in report.cassandra:
+        found.append(
+            Target(f"cassandra fanout flat {c.followers:,}: notifier / raw driver", c.ratio, 0.5)
         )
     if len(report.connections) == 2:
         mine_c, raw_c = report.connections

@@ -31,6 +31,7 @@ from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware, Retries, TimeLimit
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from notifier.errors import ConfigError
 from notifier.fanout import deadletters
@@ -181,24 +182,50 @@ class PriorityRedisBroker(RedisBroker):
         dramatiq makes (its "dispatch" script, "enqueue" command) and the doorbells, in one
         pipelined round trip on the caller's event loop. The synchronous ``enqueue`` from a
         coroutine needs a thread hop per batch and a round trip per message: it was most of
-        what a POST of an activity cost the web process."""
+        what a POST of an activity cost the web process.
+
+        The script is called by its SHA1 alone: redis-py's pipeline would first ask the
+        server whether the script exists (``SCRIPT EXISTS``, a round trip of its own, for
+        every batch). A server that lost it (restarted, flushed) refuses those calls with
+        ``NOSCRIPT`` and enqueues nothing for them; they are sent again once it is loaded."""
         client, dispatch = self._async_client()
         unpack = type(self)._max_unpack_size_val
         if unpack is None:  # read once per process, with a (synchronous) script call
             unpack = await asyncio.to_thread(self._max_unpack_size)
+        todo = []
+        for original in messages:
+            message = original.copy(options={"redis_message_id": str(uuid.uuid4())})
+            self.emit_before("enqueue", message, None)
+            todo.append(message)
         sent = []
-        async with client.pipeline(transaction=False) as pipe:
-            for original in messages:
-                message = original.copy(options={"redis_message_id": str(uuid.uuid4())})
-                self.emit_before("enqueue", message, None)
-                args = ["enqueue", current_millis(), message.queue_name, self.broker_id,
-                        self.heartbeat_timeout, self.dead_message_ttl,
-                        self._should_do_maintenance("enqueue"), unpack,
-                        message.options["redis_message_id"], message.encode()]  # fmt: skip
-                await dispatch(keys=[self.namespace], args=args, client=pipe)
-                self._ring(pipe, message.queue_name)
-                sent.append(message)
-            await pipe.execute()
+        for attempt in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                for message in todo:
+                    pipe.evalsha(dispatch.sha, 1, self.namespace,
+                                 "enqueue", current_millis(), message.queue_name, self.broker_id,
+                                 self.heartbeat_timeout, self.dead_message_ttl,
+                                 self._should_do_maintenance("enqueue"), unpack,
+                                 message.options["redis_message_id"], message.encode())  # fmt: skip
+                    self._ring(pipe, message.queue_name)
+                # Each message's reply, then its doorbell's two (none on LOW).
+                replies = iter(await pipe.execute(raise_on_error=False))
+            lost = []
+            for message in todo:
+                reply = next(replies)
+                if message.queue_name != self.low_queue:
+                    for bell in (next(replies), next(replies)):
+                        if isinstance(bell, Exception):
+                            raise bell
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    lost.append(message)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    sent.append(message)
+            if not lost:
+                break
+            await client.script_load(dispatch.script)
+            todo = lost
         for message in sent:
             self.emit_after("enqueue", message, None)
 

@@ -342,9 +342,12 @@ class RedisStorage:
         chunk's reply is tiny and every other feed shares one ``ids`` list."""
         args: list[Any] = [group.max_length, *ids]
         keys = [self._flat_key(group, u) for u in users]
-        calls = await self._batched(
-            self._flat_add, users, keys, args, _FEEDS_PER_CALL, refused=lambda reply: reply[2]
-        )
+        if self.cluster:
+            calls = await self._batched(
+                self._flat_add, users, keys, args, _FEEDS_PER_CALL, refused=lambda reply: reply[2]
+            )
+        else:
+            calls = await self._flat_calls(users, keys, args)
         changes = []
         for call_users, (odd_feeds, odd_ids, elsewhere) in calls:
             skip = set(elsewhere)  # sent again, in a call of their own
@@ -539,6 +542,39 @@ class RedisStorage:
             for target in dict.fromkeys(targets):
                 pipe.zadd(self._keepers_key(target), {user: 0})
             await pipe.execute()
+
+    async def _flat_calls(
+        self, users: list[str], keys: list[str], args: list[Any]
+    ) -> list[tuple[list[str], Any]]:
+        """``_batched`` for flat_add on one server, its script called by SHA1 alone:
+        redis-py's pipeline first asks the server whether a script exists (``SCRIPT
+        EXISTS``), a round trip of its own for every fanout chunk. A server that lost the
+        script (restarted, flushed) refuses a call with ``NOSCRIPT`` and writes nothing: the
+        calls refused are sent again once it is loaded."""
+        script = self._flat_add
+        todo = [
+            (users[i : i + _FEEDS_PER_CALL], keys[i : i + _FEEDS_PER_CALL])
+            for i in range(0, len(users), _FEEDS_PER_CALL)
+        ]
+        done: list[tuple[list[str], Any]] = []
+        for attempt in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for _, batch_keys in todo:
+                    pipe.evalsha(script.sha, len(batch_keys), *batch_keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            lost = []
+            for (batch_users, batch_keys), reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    lost.append((batch_users, batch_keys))
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    done.append((batch_users, reply))
+            if not lost:
+                break
+            await self.client.script_load(script.script)
+            todo = lost
+        return done
 
     async def history_keepers(
         self, user: str, *, limit: int, after: str | None = None

@@ -43,6 +43,8 @@ _PAGE = 1_000
 #: HIGH chunks a fanout job writes itself (concurrently, as it pages on) instead of enqueueing:
 #: a small fanout to active users (up to twice chunk_size) never waits for a broker hop.
 _INLINE_CHUNKS = 2
+#: Chunks' worth of followers one page read brings (below the celebrity threshold).
+_PAGE_CHUNKS = 4
 
 
 class Manager:
@@ -166,23 +168,28 @@ class Manager:
         celebrity's slices.
         """
         size = self.settings.chunk_size
-        celebrity, count = job.celebrity, 0
+        threshold = self.settings.celebrity_threshold
+        # Below the celebrity threshold a page of followers spans several chunks: a fanout to
+        # up to that many followers is one read and one policy lookup, with no empty read
+        # after it. A celebrity's pages stay one chunk each (its slices are counted in chunks).
+        wide = size * max(1, min(_PAGE_CHUNKS, self.settings.celebrity_window))
+        celebrity = job.celebrity
         page: list[str] | None = None
+        limit = size if celebrity else wide
         if job.first_step:
             # Independent reads, in parallel: the latency before active users see an
             # activity is this job's round trips.
-            prepared, count, page = await asyncio.gather(
-                self._prepare(job),
-                self.followers_of.follower_count(job.actor),
-                self.followers_of.followers(job.actor, limit=size),
+            prepared, first = await asyncio.gather(
+                self._prepare(job), self.followers_of.followers(job.actor, limit=limit)
             )
             if prepared is None:
                 return
-            job = prepared
-        elif celebrity is None:
-            count = await self.followers_of.follower_count(job.actor)
+            job, page = prepared, first
+            if len(first) < limit:  # every follower is in this page: it is the count
+                celebrity = len(first) > threshold
         if celebrity is None:
-            celebrity = count > self.settings.celebrity_threshold
+            count = await self.followers_of.follower_count(job.actor)
+            celebrity = count > threshold
             if celebrity:
                 log.info("celebrity fanout: spreading on LOW followers=%d %s", count, describe(job))
         buffers: dict[Priority, list[str]] = {Priority.HIGH: [], Priority.LOW: []}
@@ -194,13 +201,14 @@ class Manager:
         try:
             while True:
                 if page is None:
-                    page = await self.followers_of.followers(job.actor, limit=size, after=after)
+                    limit = size if celebrity else wide
+                    page = await self.followers_of.followers(job.actor, limit=limit, after=after)
                 if page:
                     after = page[-1]
                 high, low = ([], page) if celebrity else await self.policy.split(job.actor, page)
                 buffers[Priority.HIGH] += high
                 buffers[Priority.LOW] += low
-                last = len(page) < size
+                last = len(page) < limit
                 page = None
                 out: list[tuple[Priority, Job]] = []
                 for priority, users in buffers.items():

@@ -68,6 +68,8 @@ def all_scenarios(quick: bool, as_json: bool, plot: str | None) -> None:
               "raw cassandra-driver inserting the same rows.")  # fmt: skip
 @click.option("--cassandra", metavar="HOST:PORT", help="With --storage cassandra: a running "
               "node to use (a fresh keyspace, dropped after) [default: start one].")  # fmt: skip
+@click.option("--breakdown", is_flag=True, help="Then one more burst, measured: CPU per "
+              "activity per process and step (py-spy for the steps, if installed).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 def fanout(
     followers: int,
@@ -78,6 +80,7 @@ def fanout(
     primaries: int,
     storage: str,
     cassandra: str | None,
+    breakdown: bool,
     as_json: bool,
 ) -> None:
     """Follower-feed writes/s through HTTP, broker and workers, vs raw Redis writes (or, with
@@ -135,12 +138,17 @@ def fanout(
             repeats=repeats,
             burst=burst,
             progress=progress,
+            breakdown=breakdown,
         )
     )
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2))
     else:
         click.echo(scenario.table([result]))
+        if result.breakdown is not None:
+            from notifier.bench.breakdown import table as breakdown_table
+
+            click.echo("\n" + breakdown_table(result.breakdown))
 
 
 @bench.command()

@@ -26,6 +26,8 @@ import msgspec
 import redis
 import redis.asyncio as aioredis
 
+from notifier.bench.breakdown import Breakdown
+from notifier.bench.breakdown import measure as measure_breakdown
 from notifier.bench.procs import StackRunner
 from notifier.fanout.actors import FanoutActors
 from notifier.fanout.broker import make_broker
@@ -122,6 +124,8 @@ class FanoutResult:
     runs: list[float] = field(default_factory=list)
     aggregated: float | None = None
     """Notification feeds: the minimal aggregated Lua script over the same feeds (median)."""
+    breakdown: Breakdown | None = None
+    """With ``breakdown=True``: CPU per activity, per process and step (bench/breakdown.py)."""
 
     @property
     def best_baseline(self) -> float:
@@ -272,11 +276,14 @@ async def run(
     repeats: int = 3,
     burst: int | None = None,
     progress: Progress | None = None,
+    breakdown: bool = False,
 ) -> FanoutResult:
     """``repeats`` bursts of ``burst`` activities (default: enough for 50,000 feed-writes,
     at least 10) fanned out to ``followers``, each followed by both baselines writing as many
-    feeds as often."""
+    feeds as often. ``breakdown``: then one more burst (4 times as long), measured per
+    process and step (notifier/bench/breakdown.py)."""
     say = progress or (lambda _: None)
+    cpu: Breakdown | None = None
     burst = burst or min(100, max(10, 50_000 // max(followers, 1)))
     toml = NOTIFICATION_FEEDS if feeds == "notification" else ""
     group = "inbox" if feeds == "notification" else "timeline"
@@ -341,6 +348,9 @@ async def run(
                         line += f", aggregated lua {agg[-1]:,.0f}/s"
                     say(line)
                 await asyncio.to_thread(drop_raw, stack.redis_url, agg_feeds)
+                if breakdown:  # after the measured bursts: sampling never slows them
+                    say(f"fanout/{feeds}: CPU breakdown over {burst * 4} activities")
+                    cpu = await measure_breakdown(stack, fan_out, burst * 4, followers)
         finally:
             actors.broker.close()
             await storage.close()
@@ -354,6 +364,7 @@ async def run(
         lua=statistics.median(lua),
         runs=mine,
         aggregated=statistics.median(agg) if agg else None,
+        breakdown=cpu,
     )
 
 

@@ -327,12 +327,7 @@ class RedisStorage:
         keys = [self._agg_key(group, u) for u in users]
         # Aggregation does more per feed: smaller batches keep each call short.
         calls = await self._batched(self._agg_add, users, keys, args, _AGGREGATED_PER_CALL)
-        return self._changes(
-            group,
-            [u for call_users, _ in calls for u in call_users],
-            [per_feed for _, reply in calls for per_feed in reply],
-            "added",
-        )
+        return _aggregated_changes(group, [e.id for e in ordered], calls)
 
     async def _add_flat(
         self, group: FeedGroup, users: list[str], ids: list[str]
@@ -606,6 +601,32 @@ class RedisStorage:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _aggregated_changes(
+    group: FeedGroup, ids: list[str], calls: list[tuple[list[str], Any]]
+) -> list[FeedChange]:
+    """The changes of an aggregated add from its replies (see aggregated_add.lua): feeds that
+    took every entry share one ``ids`` list, and feeds with equal counts one ``Counts``, so
+    that publishing groups a chunk's followers without an event per follower."""
+    with_counts = group.kind is FeedKind.NOTIFICATION
+    known: dict[tuple[int, int], Counts] = {}
+    changes = []
+    for call_users, (counts, odd_feeds, odd_ids) in calls:
+        odd = dict(zip(odd_feeds, odd_ids, strict=True))
+        for k, user in enumerate(call_users):
+            got = odd.get(k + 1)
+            added = ids if got is None else [_text(i) for i in got]
+            if not added:
+                continue
+            pair = (counts[2 * k], counts[2 * k + 1])
+            shared = known.get(pair)
+            if shared is None:
+                shared = known[pair] = Counts(*pair)
+            changes.append(
+                FeedChange(user=user, added=added, counts=shared if with_counts else None)
+            )
+    return changes
 
 
 def _stored_group(row: list[Any]) -> StoredGroup:

@@ -2,95 +2,162 @@
 -- groups, trim, count. One call for a whole fanout chunk; every feed is still changed
 -- atomically (a script runs alone).
 -- ARGV: merge_window, max_length, then (id, actor, verb, key) per entry.
--- Returns, per feed, {unseen, unread, added id...}.
+-- Returns {counts, odd feeds, their added ids}: counts is unseen, unread of each feed in turn;
+-- a feed that did not take every entry (duplicates, or trimmed at once) is "odd": its position
+-- (1-based) and the ids it took. The usual reply is two numbers a feed.
+-- The hot path of notification fanout, so written straight, not with get()/put(): Redis
+-- runs Lua 5.1 without a JIT, and the tables those build cost as much as the Redis calls.
+-- Each entry is one HMGET and one HSET of the feed's hash and a ZADD to each zset (a merge
+-- reads the group's record and moves it in the order too).
 local window = tonumber(ARGV[1])
 local max_length = tonumber(ARGV[2])
-local out = {}
--- What the first entry needs is read with the counts: its membership, the newest group with
--- its key, and whether a group already has its id.
-local prefetch = {}
-if #ARGV > 2 then prefetch = {'a' .. ARGV[3], 'k' .. ARGV[6], 'g' .. ARGV[3]} end
+local first_aid, first_key = ARGV[3], ARGV[6]
+local entries = (#ARGV - 2) / 4
+local counts, odd, odd_added = {}, {}, {}
+
+-- Values of `names` in the feed's hash, in pieces (a huge group has many activities).
+local function hmget_all(names)
+  local all = {}
+  for first = 1, #names, 1000 do
+    local got = redis.call('HMGET', fields, unpack(names, first, math.min(first + 999, #names)))
+    for j = 1, #got do all[first + j - 1] = got[j] end
+  end
+  return all
+end
+
+-- Drop the feed's `extra` oldest groups, with their activities; returns the set of their ids.
+local function trim(extra)
+  local dropped = {}
+  for _, m in ipairs(redis.call('ZRANGE', order, 0, extra - 1)) do
+    local gid = string.sub(m, ID + 1)
+    local low, high = group_range(gid)
+    local record = redis.call('HGET', fields, 'g' .. gid)
+    local names = {'k' .. key_of(record)}
+    for j, member in ipairs(redis.call('ZRANGEBYLEX', acts, low, high)) do
+      names[j + 1] = 'a' .. string.sub(member, ID + 1)
+    end
+    local got = hmget_all(names)
+    local dels, tallies = {'g' .. gid}, {}
+    if got[1] == m then dels[2] = names[1] end  -- it was the newest group with its key
+    for j = 2, #names do
+      dels[#dels + 1] = names[j]
+      if got[j] then tallies['t' .. gid .. string.sub(got[j], ID + 1)] = true end
+    end
+    for tally in pairs(tallies) do dels[#dels + 1] = tally end
+    call_in_pieces('HDEL', fields, dels, 1000)
+    redis.call('ZREMRANGEBYLEX', acts, low, high)
+    recount(string.sub(record, 1, 3), nil)
+    ngroups = ngroups - 1
+    dropped[gid] = true
+  end
+  redis.call('ZREMRANGEBYRANK', order, 0, extra - 1)
+  return dropped
+end
+
 for f = 1, #KEYS do
-  begin(KEYS[f], prefetch)
-  local added = {}
+  use(KEYS[f])
+  local head = redis.call('HMGET', fields, 'v', 'u', 'r', 'n', 'a' .. (first_aid or ''),
+                          'k' .. (first_key or ''), 'g' .. (first_aid or ''))
+  if not head[1] then
+    -- A new feed, or one of layout 1: made a feed of this layout first (rare: once a feed).
+    begin(KEYS[f], {})
+    flush()
+    head = redis.call('HMGET', fields, 'v', 'u', 'r', 'n', 'a' .. (first_aid or ''),
+                      'k' .. (first_key or ''), 'g' .. (first_aid or ''))
+  end
+  unseen, unread, ngroups = tonumber(head[2]), tonumber(head[3]), tonumber(head[4])
+  local added, gids = {}, {}
   local created = false
   for i = 3, #ARGV, 4 do
     local aid, actor, verb, key = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local got = get({'a' .. aid, 'k' .. key})
-    if not got[1] then
-      local member, gid, position = got[2], nil, nil
+    local member_of, indexed, taken
+    if i == 3 then
+      member_of, indexed, taken = head[5], head[6], head[7]
+    else
+      local got = redis.call('HMGET', fields, 'a' .. aid, 'k' .. key, 'g' .. aid)
+      member_of, indexed, taken = got[1], got[2], got[3]
+    end
+    if not member_of then
+      local position, gid = nil, nil
       local in_window = false
-      if member then
-        local rank = redis.call('ZREVRANK', order, member)
+      if indexed then
+        local rank = redis.call('ZREVRANK', order, indexed)
         if rank then
-          position, gid = string.sub(member, 1, ID), string.sub(member, ID + 1)
+          position, gid = string.sub(indexed, 1, ID), string.sub(indexed, ID + 1)
           in_window = rank < window
         end
       end
       if in_window then
-        local record = get({'g' .. gid, 't' .. gid .. actor})
-        local g, tally = unpack_group(record[1]), tonumber(record[2])
-        g.count = g.count + 1
-        if tally then
-          put('t' .. gid .. actor, tostring(tally + 1))
-        else
-          g.actors = g.actors + 1
-          put('t' .. gid .. actor, '1')
+        local got = redis.call('HMGET', fields, 'g' .. gid, 't' .. gid .. actor)
+        local record, tally = got[1], tonumber(got[2])
+        local actors = tonumber(string.sub(record, 64, 71), 16)
+        if not tally then
+          tally, actors = 0, actors + 1
         end
-        if aid < g.oldest then g.oldest = aid end
+        local oldest = string.sub(record, 30, 55)
+        if aid < oldest then oldest = aid end
         if aid > position then
           -- The group moves up to its new newest activity (a late one leaves it in place).
-          local moved = aid .. gid
-          redis.call('ZREM', order, member)
-          redis.call('ZADD', order, 0, moved)
-          put('k' .. key, moved)
-          g.position = aid
+          redis.call('ZREM', order, indexed)
+          redis.call('ZADD', order, 0, aid .. gid)
+          position = aid
         end
-        recount(g.state, '000')
-        g.state = '000'
-        put('g' .. gid, pack(g))
+        -- Unseen and unread again (and unarchived): state '000'.
+        recount(string.sub(record, 1, 3), '000')
+        local count = tonumber(string.sub(record, 56, 63), 16) + 1
+        record = '000' .. position .. oldest .. string.format('%08x%08x', count, actors)
+          .. string.sub(record, 72)
+        redis.call('HSET', fields, 'g' .. gid, record, 't' .. gid .. actor, tally + 1,
+                   'a' .. aid, gid .. actor, 'k' .. key, position .. gid,
+                   'u', unseen, 'r', unread)
       else
         -- A new group, with the same id rule as storage.base.fresh_group_id: the next free
         -- id up in the suffix.
-        local fresh = aid
-        while get({'g' .. fresh})[1] do
-          local suffix = (tonumber(string.sub(fresh, 15), 16) + 1) % 281474976710656
-          fresh = string.sub(fresh, 1, 14) .. string.format('%012x', suffix)
+        gid = aid
+        if taken then
+          repeat
+            local suffix = (tonumber(string.sub(gid, 15), 16) + 1) % 281474976710656
+            gid = string.sub(gid, 1, 14) .. string.format('%012x', suffix)
+          until redis.call('HEXISTS', fields, 'g' .. gid) == 0
         end
-        -- It becomes the newest group with its key unless a newer one has it (an old
-        -- activity arriving late, as a backfill's do).
-        local opened = aid .. fresh
-        if not position or position < aid then put('k' .. key, opened) end
-        gid = fresh
-        put('g' .. gid, pack({state = '000', position = aid, oldest = aid, count = 1,
-                              actors = 1, verb = verb, key = key}))
-        put('t' .. gid .. actor, '1')
-        redis.call('ZADD', order, 0, opened)
+        local opened = aid .. gid
         recount(nil, '000')
         ngroups = ngroups + 1
         created = true
+        redis.call('ZADD', order, 0, opened)
+        local record = '000' .. aid .. aid .. string.format('%08x%08x%04x', 1, 1, #verb)
+          .. verb .. key
+        -- It becomes the newest group with its key unless a newer one has it (an old
+        -- activity arriving late, as a backfill's do).
+        if not position or position < aid then
+          redis.call('HSET', fields, 'g' .. gid, record, 't' .. gid .. actor, 1,
+                     'a' .. aid, gid .. actor, 'k' .. key, opened,
+                     'u', unseen, 'r', unread, 'n', ngroups)
+        else
+          redis.call('HSET', fields, 'g' .. gid, record, 't' .. gid .. actor, 1,
+                     'a' .. aid, gid .. actor, 'u', unseen, 'r', unread, 'n', ngroups)
+        end
       end
       redis.call('ZADD', acts, 0, gid .. aid)
-      put('a' .. aid, gid .. actor)
       added[#added + 1] = aid
+      gids[#gids + 1] = gid
     end
   end
-  local trimmed = false
   -- Only a new group can push the feed past max_length; called with no entries at all, the
   -- script is an explicit trim (after max_length was lowered).
   if (created or #ARGV <= 2) and ngroups > max_length then
-    local extra = ngroups - max_length
-    for _, m in ipairs(redis.call('ZRANGE', order, 0, extra - 1)) do
-      drop_group(string.sub(m, ID + 1))
+    local dropped = trim(ngroups - max_length)
+    redis.call('HSET', fields, 'u', unseen, 'r', unread, 'n', ngroups)
+    local kept = {}
+    for j, aid in ipairs(added) do
+      if not dropped[gids[j]] then kept[#kept + 1] = aid end
     end
-    redis.call('ZREMRANGEBYRANK', order, 0, extra - 1)
-    trimmed = true
+    added = kept
   end
-  flush()
-  local result = {unseen, unread}
-  for _, aid in ipairs(added) do
-    if not trimmed or view['a' .. aid] then result[#result + 1] = aid end
+  counts[2 * f - 1], counts[2 * f] = unseen, unread
+  if #added ~= entries then
+    odd[#odd + 1] = f
+    odd_added[#odd_added + 1] = added
   end
-  out[f] = result
 end
-return out
+return {counts, odd, odd_added}

@@ -28,7 +28,10 @@ end
 -- Drop the feed's `extra` oldest groups, with their activities; returns the set of their ids.
 local function trim(extra)
   local dropped = {}
-  for _, m in ipairs(redis.call('ZRANGE', order, 0, extra - 1)) do
+  -- All scores are 0: the lowest are the lexically first members, the oldest positions.
+  local popped = redis.call('ZPOPMIN', order, extra)
+  for p = 1, #popped, 2 do
+    local m = popped[p]
     local gid = string.sub(m, ID + 1)
     local low, high = group_range(gid)
     local record = redis.call('HGET', fields, 'g' .. gid)
@@ -50,7 +53,6 @@ local function trim(extra)
     ngroups = ngroups - 1
     dropped[gid] = true
   end
-  redis.call('ZREMRANGEBYRANK', order, 0, extra - 1)
   return dropped
 end
 

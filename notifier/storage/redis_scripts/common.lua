@@ -214,25 +214,3 @@ local function reindex(key)
   end
   put('k' .. key, false)
 end
-
--- Delete a group with all its activities (a trim); its member of o is removed by the caller.
-local function drop_group(gid)
-  local record = get({'g' .. gid})[1]
-  if not record then return end
-  local g = unpack_group(record)
-  local low, high = group_range(gid)
-  local names = {'k' .. g.key}
-  for _, m in ipairs(redis.call('ZRANGEBYLEX', acts, low, high)) do
-    names[#names + 1] = 'a' .. string.sub(m, ID + 1)
-  end
-  local got = get(names)
-  if got[1] == g.position .. gid then put('k' .. g.key, false) end
-  for j = 2, #names do
-    if got[j] then put('t' .. gid .. string.sub(got[j], ID + 1), false) end
-    put(names[j], false)
-  end
-  redis.call('ZREMRANGEBYLEX', acts, low, high)
-  put('g' .. gid, false)
-  recount(g.state, nil)
-  ngroups = ngroups - 1
-end

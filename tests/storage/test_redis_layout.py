@@ -61,12 +61,19 @@ def _up_to(model: RefAggregatedFeed, n: int | None) -> tuple[str | None, list[An
     return up_to, [g for g in model.groups if up_to is None or g.position <= up_to]
 
 
+#: The logical database these tests keep their feeds in: ``_keys`` scans it, and the session's
+#: database 0 may hold millions of other tests' keys.
+LAYOUT_DB = 11
+
+
 def _storage(redis_url: str) -> RedisStorage:
-    return RedisStorage.from_url(redis_url, prefix=f"lay{uuid.uuid4().hex[:8]}")
+    url = redis_url.rsplit("/", 1)[0] + f"/{LAYOUT_DB}"
+    return RedisStorage.from_url(url, prefix=f"lay{uuid.uuid4().hex[:8]}")
 
 
 async def _keys(storage: RedisStorage, feed: str) -> set[str]:
-    return {k.decode()[len(feed) :] async for k in storage.client.scan_iter(f"{feed}*")}
+    found = storage.client.scan_iter(f"{feed}*", count=1000)
+    return {k.decode()[len(feed) :] async for k in found}
 
 
 v1_ops = st.one_of(

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.connection import ConnectionException
@@ -128,6 +128,16 @@ Done = tuple[list[str], Counts]
 """Ids a write added or removed, and the counts its commit left."""
 
 
+def _settled(uncertain: T, result: T) -> T:
+    """What a write reports when, after a commit of unknown outcome, the re-read finds nothing
+    left to do: that commit applied (or another writer made the same change), so the ids it
+    added or removed are reported, with the counts read now. Reporting nothing would leave
+    the change unpublished, and clients showing an activity the feed no longer has."""
+    if isinstance(uncertain, tuple) and isinstance(result, tuple) and not result[0]:
+        return cast(T, (uncertain[0], result[1]))
+    return result
+
+
 def _change(group: FeedGroup, user: str, counts: Counts, **ids: list[str]) -> FeedChange | None:
     if not any(ids.values()):
         return None
@@ -193,6 +203,8 @@ class AggregatedFeeds:
     async def _write(self, feed: str, step: Step[T]) -> T:
         serial = False
         attempts = self.conn.settings.cas_attempts
+        uncertain: T | None = None
+        """The result of a commit whose outcome is unknown (a timeout, a lost connection)."""
         for attempt in range(attempts):
             try:
                 snapshot = await self._snapshot(feed, serial)
@@ -211,7 +223,7 @@ class AggregatedFeeds:
                 await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
                 continue
             if not writes:
-                return result
+                return result if uncertain is None else _settled(uncertain, result)
             try:
                 rows = await self.conn.run_batch(
                     self._batch(feed, snapshot, writes), idempotent=False
@@ -222,6 +234,7 @@ class AggregatedFeeds:
                 if not _outcome_unknown(exc):
                     raise
                 log.warning("commit outcome unknown, re-reading feed=%s error=%s", feed, exc)
+                uncertain = result
             serial = True
             await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
         raise Conflict(f"aggregated feed {feed!r} stayed contended for {attempts} attempts")

@@ -184,15 +184,33 @@ async def test_a_commit_whose_answer_was_lost_is_not_applied_twice(
     recorder = Recorder(store, lose_first_commit=True, lost=lost)
     monkeypatch.setattr(store.conn, "execute", recorder)
 
-    await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])
-    await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])  # and the job's retry
+    first = await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])
+    again = await store.add_to_feeds(group, ["bo"], [entry(2, "cy", key="a")])  # the retry
 
     assert not recorder.lose, "the commit was not reached"
+    # The write that committed reports its change (for the realtime event); the retry none.
+    assert [(c.user, c.added, c.counts) for c in first] == [("bo", [aid(2)], Counts(1, 1))]
+    assert again == []
     (only,) = await store.read_groups(group, "bo", limit=10)
     assert (only.activity_count, only.actor_count) == (2, 2)
     assert await store.counts(group, "bo") == Counts(1, 1)
     statics = await raw(store, "aggregated_feeds", "notification:bo")
     assert {row_version(r) for r in statics} == {2}, "exactly two commits: no double apply"
+
+
+async def test_a_removal_whose_answer_was_lost_is_still_reported(
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The removal committed but its answer was lost: the re-read finds nothing left to
+    remove, and the removal is reported all the same, so clients are told to drop it."""
+    group = notification()
+    await store.add_to_feeds(group, ["bo"], [entry(1, "ana", key="a"), entry(2, "cy", key="b")])
+    monkeypatch.setattr(store.conn, "execute", Recorder(store, lose_first_commit=True))
+
+    changes = await store.remove_from_feeds(group, ["bo"], [aid(2)])
+
+    assert [(c.user, c.removed, c.counts) for c in changes] == [("bo", [aid(2)], Counts(1, 1))]
+    assert [g.key for g in await store.read_groups(group, "bo", limit=10)] == ["a"]
 
 
 async def test_a_serial_read_cut_short_by_another_ballot_is_read_again(

@@ -631,8 +631,8 @@ def _aggregated_changes(
 
 def _stored_group(row: list[Any]) -> StoredGroup:
     """A group from the read script: its id, its record (``pack`` in common.lua) and its
-    newest activities' members of ``e`` (gid..id)."""
-    gid, raw, members = row
+    newest activity ids."""
+    gid, raw, ids = row
     # Lengths are in bytes (a verb or key may be any UTF-8): decode after slicing.
     verb_end = 75 + int(raw[71:75], 16)
     head = raw[:75].decode()
@@ -640,7 +640,7 @@ def _stored_group(row: list[Any]) -> StoredGroup:
         id=_text(gid),
         key=raw[verb_end:].decode(),
         verb=raw[75:verb_end].decode(),
-        activity_ids=[m[26:].decode() for m in members],
+        activity_ids=[_text(i) for i in ids],
         activity_count=int(head[55:63], 16),
         actor_count=int(head[63:71], 16),
         position=head[3:29],

@@ -1,7 +1,8 @@
-"""The Redis backend's aggregated-feed layout: feeds written by the previous layout (1: keys
-per group) keep working under layout 2 (three keys per feed), migrated by whatever touches them
-first, a read, an add, a mark or a removal, and then match the reference model exactly; and
-the group index (newest group per key) never sends an activity to a vanished group.
+"""The Redis backend's aggregated-feed layout: feeds written by the previous layout (1: six
+hashes per feed) keep working under layout 2 (one hash, and a group's ids and actor tally),
+migrated by whatever touches them first, a read, an add, a mark or a removal, and then match
+the reference model exactly; and the group index (newest group per key) never sends an
+activity to a vanished group.
 
 Layout-1 feeds are written here by layout 1's own scripts (tests/storage/redis_v1, as the
 previous release shipped them), not built by hand."""
@@ -71,6 +72,19 @@ def _storage(redis_url: str) -> RedisStorage:
     return RedisStorage.from_url(url, prefix=f"lay{uuid.uuid4().hex[:8]}")
 
 
+#: Layout 1's keys of a feed besides the order and the per-group keys: gone once migrated.
+LAYOUT_1 = {"m", "k", "v", "s", "c", "x"}
+
+
+def _layout_2(keys: set[str], gids: set[str] | None = None) -> bool:
+    """Whether ``keys`` (a feed's, after its base key) are layout 2's: the order, the hash and
+    each group's ids and tally (exactly those of ``gids`` when given)."""
+    per_group = {k for k in keys if k.startswith(("i:", "u:"))}
+    if gids is not None and per_group - {f"{p}:{g}" for g in gids for p in "iu"}:
+        return False
+    return not keys & LAYOUT_1 and keys - per_group <= {"o", "h"}
+
+
 async def _keys(storage: RedisStorage, feed: str) -> set[str]:
     found = storage.client.scan_iter(f"{feed}*", count=1000)
     return {k.decode()[len(feed) :] async for k in found}
@@ -125,7 +139,8 @@ async def replay_across_layouts(
             model.mark(Marks(True, None, None), model.groups)
         if touch != "counts":
             # Migrated: none of layout 1's keys is left (counts only reads; the rest write).
-            assert await _keys(storage, feed) <= {"o", "e", "h"}
+            live = {g.id for g in model.groups}
+            assert _layout_2(await _keys(storage, feed), live), await _keys(storage, feed)
         for op in after:
             if op[0] == "add":
                 batch = [ENTRIES[n] for n in op[1]]
@@ -190,7 +205,8 @@ async def test_a_layout_1_feed_is_migrated_by_a_read_and_loses_its_old_keys(
             ("a", 2, 2),
             ("b", 1, 1),
         ]
-        assert await _keys(storage, feed) == {"o", "e", "h"}
+        assert _layout_2(after := await _keys(storage, feed), {g.id for g in groups})
+        assert {"o", "h"} <= after and before - LAYOUT_1 <= after  # per-group keys kept as is
         assert await storage.counts(group, "bo") == Counts(2, 2)
         # The migrated index still merges into the newest group with the key.
         await storage.add_to_feeds(group, ["bo"], [entry(4, key="b")])
@@ -214,13 +230,17 @@ async def test_an_index_entry_for_a_vanished_group_opens_a_new_group(redis_url: 
         await storage.close()
 
 
-async def test_a_feed_is_three_keys_whatever_its_groups(redis_url: str) -> None:
+async def test_a_feed_is_its_order_its_hash_and_each_groups_ids_and_tally(
+    redis_url: str,
+) -> None:
     storage = _storage(redis_url)
     group = notification(window=5)
     try:
         entries = [entry(n, key=f"k{n % 7}", actor=f"a{n % 4}") for n in range(60)]
         await storage.add_to_feeds(group, ["bo"], entries)
-        assert await _keys(storage, storage._agg_key(group, "bo")) == {"o", "e", "h"}
-        assert await storage.count(group, "bo") > 7
+        groups = await storage.read_groups(group, "bo", limit=1000)
+        keys = await _keys(storage, storage._agg_key(group, "bo"))
+        assert keys == {"o", "h"} | {f"{p}:{g.id}" for g in groups for p in "iu"}
+        assert len(groups) > 7
     finally:
         await storage.close()

@@ -7,23 +7,14 @@
 -- (1-based) and the ids it took. The usual reply is two numbers a feed.
 -- The hot path of notification fanout, so written straight, not with get()/put(): Redis
 -- runs Lua 5.1 without a JIT, and the tables those build cost as much as the Redis calls.
--- Each entry is one HMGET and one HSET of the feed's hash and a ZADD to each zset (a merge
--- reads the group's record and moves it in the order too).
+-- Each entry is one HMGET and one HSET of the feed's hash, a ZADD to the order and to the
+-- group's ids and a count in the group's actor tally (a merge reads the group's record and
+-- moves it in the order too).
 local window = tonumber(ARGV[1])
 local max_length = tonumber(ARGV[2])
 local first_aid, first_key = ARGV[3], ARGV[6]
 local entries = (#ARGV - 2) / 4
 local counts, odd, odd_added = {}, {}, {}
-
--- Values of `names` in the feed's hash, in pieces (a huge group has many activities).
-local function hmget_all(names)
-  local all = {}
-  for first = 1, #names, 1000 do
-    local got = redis.call('HMGET', fields, unpack(names, first, math.min(first + 999, #names)))
-    for j = 1, #got do all[first + j - 1] = got[j] end
-  end
-  return all
-end
 
 -- Drop the feed's `extra` oldest groups, with their activities; returns the set of their ids.
 local function trim(extra)
@@ -33,22 +24,15 @@ local function trim(extra)
   for p = 1, #popped, 2 do
     local m = popped[p]
     local gid = string.sub(m, ID + 1)
-    local low, high = group_range(gid)
     local record = redis.call('HGET', fields, 'g' .. gid)
-    local names = {'k' .. key_of(record)}
-    for j, member in ipairs(redis.call('ZRANGEBYLEX', acts, low, high)) do
-      names[j + 1] = 'a' .. string.sub(member, ID + 1)
+    local key = 'k' .. key_of(record)
+    local dels = {'g' .. gid}
+    if redis.call('HGET', fields, key) == m then dels[2] = key end  -- the newest with its key
+    for _, aid in ipairs(redis.call('ZRANGE', ids_of(gid), 0, -1)) do
+      dels[#dels + 1] = 'a' .. aid
     end
-    local got = hmget_all(names)
-    local dels, tallies = {'g' .. gid}, {}
-    if got[1] == m then dels[2] = names[1] end  -- it was the newest group with its key
-    for j = 2, #names do
-      dels[#dels + 1] = names[j]
-      if got[j] then tallies['t' .. gid .. string.sub(got[j], ID + 1)] = true end
-    end
-    for tally in pairs(tallies) do dels[#dels + 1] = tally end
     call_in_pieces('HDEL', fields, dels, 1000)
-    redis.call('ZREMRANGEBYLEX', acts, low, high)
+    redis.call('DEL', ids_of(gid), tally_of(gid))
     recount(string.sub(record, 1, 3), nil)
     ngroups = ngroups - 1
     dropped[gid] = true
@@ -90,12 +74,9 @@ for f = 1, #KEYS do
         end
       end
       if in_window then
-        local got = redis.call('HMGET', fields, 'g' .. gid, 't' .. gid .. actor)
-        local record, tally = got[1], tonumber(got[2])
+        local record = redis.call('HGET', fields, 'g' .. gid)
         local actors = tonumber(string.sub(record, 64, 71), 16)
-        if not tally then
-          tally, actors = 0, actors + 1
-        end
+        if redis.call('HINCRBY', tally_of(gid), actor, 1) == 1 then actors = actors + 1 end
         local oldest = string.sub(record, 30, 55)
         if aid < oldest then oldest = aid end
         if aid > position then
@@ -109,9 +90,8 @@ for f = 1, #KEYS do
         local count = tonumber(string.sub(record, 56, 63), 16) + 1
         record = '000' .. position .. oldest .. string.format('%08x%08x', count, actors)
           .. string.sub(record, 72)
-        redis.call('HSET', fields, 'g' .. gid, record, 't' .. gid .. actor, tally + 1,
-                   'a' .. aid, gid .. actor, 'k' .. key, position .. gid,
-                   'u', unseen, 'r', unread)
+        redis.call('HSET', fields, 'g' .. gid, record, 'a' .. aid, gid .. actor,
+                   'k' .. key, position .. gid, 'u', unseen, 'r', unread)
       else
         -- A new group, with the same id rule as storage.base.fresh_group_id: the next free
         -- id up in the suffix.
@@ -132,15 +112,15 @@ for f = 1, #KEYS do
         -- It becomes the newest group with its key unless a newer one has it (an old
         -- activity arriving late, as a backfill's do).
         if not position or position < aid then
-          redis.call('HSET', fields, 'g' .. gid, record, 't' .. gid .. actor, 1,
-                     'a' .. aid, gid .. actor, 'k' .. key, opened,
-                     'u', unseen, 'r', unread, 'n', ngroups)
+          redis.call('HSET', fields, 'g' .. gid, record, 'a' .. aid, gid .. actor,
+                     'k' .. key, opened, 'u', unseen, 'r', unread, 'n', ngroups)
         else
-          redis.call('HSET', fields, 'g' .. gid, record, 't' .. gid .. actor, 1,
-                     'a' .. aid, gid .. actor, 'u', unseen, 'r', unread, 'n', ngroups)
+          redis.call('HSET', fields, 'g' .. gid, record, 'a' .. aid, gid .. actor,
+                     'u', unseen, 'r', unread, 'n', ngroups)
         end
+        redis.call('HSET', tally_of(gid), actor, 1)
       end
-      redis.call('ZADD', acts, 0, gid .. aid)
+      redis.call('ZADD', ids_of(gid), 0, aid)
       added[#added + 1] = aid
       gids[#gids + 1] = gid
     end

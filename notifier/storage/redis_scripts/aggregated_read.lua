@@ -1,6 +1,6 @@
 -- One page of groups of one aggregated feed, newest position first, in one round trip.
 -- ARGV: max bound, min bound (ZREVRANGEBYLEX syntax), limit, max_activities.
--- Returns {unseen, unread, {gid, record, members...}...}, members (gid..id) newest first; or
+-- Returns {unseen, unread, {gid, record, {id...}}...}, each group's newest ids first; or
 -- {'migrate'} for a feed of layout 1, which this read-only script cannot change (the caller
 -- migrates it and reads again).
 local head = redis.call('HMGET', fields, 'v', 'u', 'r')
@@ -14,11 +14,6 @@ local records = redis.call('HMGET', fields, unpack(names))
 local shown = tonumber(ARGV[4])
 for j, m in ipairs(picked) do
   local gid = string.sub(m, ID + 1)
-  local low, high = group_range(gid)
-  result[#result + 1] = {
-    gid,
-    records[j],
-    redis.call('ZREVRANGEBYLEX', acts, high, low, 'LIMIT', 0, shown),
-  }
+  result[#result + 1] = {gid, records[j], redis.call('ZRANGE', ids_of(gid), 0, shown - 1, 'REV')}
 end
 return result

@@ -6,15 +6,12 @@ for _, aid in ipairs(ARGV) do
   local member = get({'a' .. aid})[1]
   if member then
     local gid, actor = string.sub(member, 1, ID), string.sub(member, ID + 1)
-    local got = get({'g' .. gid, 't' .. gid .. actor})
-    local g, tally = unpack_group(got[1]), tonumber(got[2]) or 0
-    redis.call('ZREM', acts, gid .. aid)
+    local g = unpack_group(get({'g' .. gid})[1])
+    redis.call('ZREM', ids_of(gid), aid)
     put('a' .. aid, false)
-    if tally <= 1 then
-      put('t' .. gid .. actor, false)
+    if redis.call('HINCRBY', tally_of(gid), actor, -1) <= 0 then
+      redis.call('HDEL', tally_of(gid), actor)
       g.actors = g.actors - 1
-    else
-      put('t' .. gid .. actor, tostring(tally - 1))
     end
     g.count = g.count - 1
     local old = g.position .. gid

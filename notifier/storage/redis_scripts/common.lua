@@ -1,25 +1,29 @@
 -- Shared helpers, prepended to each aggregated-feed script.
 -- An aggregated feed lives under one base key "<prefix>:g:{<group>:<user>}:" so that, in Redis
 -- Cluster, every key of a feed hashes to one slot and a script can touch them all atomically.
--- Layout 2 is dense: three keys per feed, whatever its number of groups, so that a write is a
--- few calls (a new group: one HMGET, two ZADDs and one HSET; layout 1 made 13 calls):
---   o  ZSET (all scores 0, lexical) of position..gid: group order, newest last
---   e  ZSET (lexical) of gid..activity id: every group's activities
---   h  HASH, everything else, read in one HMGET and written in one HSET per feed and call:
+-- Layout 2: everything a write reads or changes about the feed is in one hash, read in one
+-- HMGET and written in one HSET (a new group: those, two ZADDs and the actor's tally; layout 1
+-- made 13 calls); a group's ids and actor tally keep small keys of their own, which Redis
+-- stores compactly (listpacks), so a feed takes no more memory than in layout 1:
+--   o        ZSET (all scores 0, lexical) of position..gid: group order, newest last
+--   i:<gid>  ZSET (lexical) of the group's activity ids
+--   u:<gid>  HASH actor -> number of the group's activities by that actor
+--   h        HASH, the rest:
 --        v              the layout, '2' (a feed without it is of layout 1: migrated first)
 --        u, r, n        unseen, unread (exact, changed with the state they count), groups
 --        g<gid>         the group: see pack()
 --        k<key>         position..gid of the newest group with that key (its member of o):
 --                       finding the group a new activity joins is one lookup, not a scan
 --        a<aid>         gid..actor of each activity (membership: idempotency, removal)
---        t<gid><actor>  the group's number of activities by that actor
-local base, order, acts, fields
+local base, order, fields
 local view, changed = {}, {}
 local unseen, unread, ngroups = 0, 0, 0
 local function use(feed)
   base = feed
-  order, acts, fields = feed .. 'o', feed .. 'e', feed .. 'h'
+  order, fields = feed .. 'o', feed .. 'h'
 end
+local function ids_of(gid) return base .. 'i:' .. gid end
+local function tally_of(gid) return base .. 'u:' .. gid end
 use(KEYS[1])
 local ID = 26
 local LAYOUT = '2'
@@ -96,35 +100,25 @@ local function recount(old, new)
 end
 
 -- Layout 1 → 2 (a feed written before this layout): one pass over its groups, in the first
--- call that touches the feed. Layout 1 kept each group's ids and actor tally in keys of their
--- own (i:<gid>, u:<gid>) and its key, verb and state in hashes k, v, s; members m; counts c.
+-- call that touches the feed. Layout 1 kept each group's key, verb and state in hashes k, v,
+-- s, memberships in m, counts in c and the index in x; its per-group keys (i:<gid>, u:<gid>)
+-- are layout 2's as they are.
 local OLD = {'m', 'k', 'v', 's', 'c', 'x'}
 local function migrate()
   local all = redis.call('ZRANGE', order, 0, -1)  -- oldest first: newer groups win the index
   for _, member in ipairs(all) do
     local position, gid = string.sub(member, 1, ID), string.sub(member, ID + 1)
-    local ids_key, actors_key = base .. 'i:' .. gid, base .. 'u:' .. gid
-    local ids = redis.call('ZRANGE', ids_key, 0, -1)
-    local tally = redis.call('HGETALL', actors_key)
-    local entries = {}
-    for _, aid in ipairs(ids) do
-      entries[#entries + 1] = 0
-      entries[#entries + 1] = gid .. aid
-    end
-    call_in_pieces('ZADD', acts, entries, 1000)
-    for j = 1, #tally, 2 do put('t' .. gid .. tally[j], tally[j + 1]) end
     local key = redis.call('HGET', base .. 'k', gid) or ''
     put('g' .. gid, pack({
       state = redis.call('HGET', base .. 's', gid) or '000',
       position = position,
-      oldest = ids[1] or position,
-      count = #ids,
-      actors = #tally / 2,
+      oldest = redis.call('ZRANGE', ids_of(gid), 0, 0)[1] or position,
+      count = redis.call('ZCARD', ids_of(gid)),
+      actors = redis.call('HLEN', tally_of(gid)),
       verb = redis.call('HGET', base .. 'v', gid) or '',
       key = key,
     }))
     put('k' .. key, member)
-    redis.call('DEL', ids_key, actors_key)
   end
   local members = redis.call('HGETALL', base .. 'm')
   for j = 1, #members, 2 do put('a' .. members[j], members[j + 1]) end
@@ -178,21 +172,15 @@ local function flush()
   changed = {}
 end
 
-local function group_range(gid)
-  return '(' .. gid, '(' .. gid .. '~'
-end
-
--- The newest (last = true) or oldest activity id of a group, from e.
+-- The newest (last = true) or oldest activity id of a group.
 local function edge(gid, last)
-  local low, high = group_range(gid)
   local got
   if last then
-    got = redis.call('ZREVRANGEBYLEX', acts, high, low, 'LIMIT', 0, 1)
+    got = redis.call('ZRANGE', ids_of(gid), -1, -1)
   else
-    got = redis.call('ZRANGEBYLEX', acts, low, high, 'LIMIT', 0, 1)
+    got = redis.call('ZRANGE', ids_of(gid), 0, 0)
   end
-  if got[1] then return string.sub(got[1], ID + 1) end
-  return nil
+  return got[1]
 end
 
 -- Point the index at the newest group with `key` (or at none): a scan of the groups, for the

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from notifier.bench import cassandra_node
-from notifier.bench.fanout import WriteWatch
+from notifier.bench.fanout import Burst, WriteWatch
 from notifier.bench.procs import (
     StackRunner,
     _folder,
@@ -171,24 +171,9 @@ async def _measure(
             httpx.AsyncClient(base_url=stack.http_url, timeout=120) as http,
             WriteWatch(redis_url, PREFIX, GROUP) as watch,
         ):
-            posted = 0
-
-            async def post(n: int) -> None:
-                activity = {"actor": "star", "verb": "post", "object": f"p{n}"}
-                response = await http.post("/v1/activities", json=activity, headers=stack.headers)
-                response.raise_for_status()
-
-            async def fan_out(activities: int) -> float:
-                nonlocal posted
-                target = watch.count + activities * followers
-                started = time.perf_counter()
-                # All at once, as an application's many processes would post them.
-                await asyncio.gather(*(post(posted + n) for n in range(activities)))
-                posted += activities
-                await watch.reach(target, 1800)
-                elapsed = time.perf_counter() - started
-                await actors.join(600)  # nothing left over for the next measurement
-                return elapsed
+            fan_out = Burst(http, stack.headers, watch, actors, followers,
+                            lambda n: {"actor": "star", "verb": "post", "object": f"p{n}"},
+                            seconds=1800)  # fmt: skip
 
             await fan_out(1)  # warm-up: connections made, statements prepared
             for n in range(repeats):

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -268,6 +269,42 @@ class WriteWatch:
                 await self._changed.wait()
 
 
+class Burst:
+    """Activities of one actor POSTed all at once (as an application's many processes would
+    post them), timed until the workers have announced every follower-feed write."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        headers: dict[str, str],
+        watch: WriteWatch,
+        actors: FanoutActors,
+        followers: int,
+        activity: Callable[[int], dict[str, Any]],
+        seconds: float = 600,
+    ) -> None:
+        self._http, self._headers, self._watch, self._actors = http, headers, watch, actors
+        self._followers, self._activity, self._seconds = followers, activity, seconds
+        self._posted = 0
+
+    async def __call__(self, activities: int) -> float:
+        """Seconds from the first POST of ``activities`` to their last feed-write."""
+        target = self._watch.count + activities * self._followers
+        started = time.perf_counter()
+        first, self._posted = self._posted, self._posted + activities
+        await asyncio.gather(*(self._post(first + n) for n in range(activities)))
+        await self._watch.reach(target, self._seconds)
+        elapsed = time.perf_counter() - started
+        await self._actors.join(600)  # nothing left over for the next measurement
+        return elapsed
+
+    async def _post(self, n: int) -> None:
+        response = await self._http.post(
+            "/v1/activities", json=self._activity(n), headers=self._headers
+        )
+        response.raise_for_status()
+
+
 async def run(
     *,
     followers: int = 10_000,
@@ -301,26 +338,12 @@ async def run(
                 httpx.AsyncClient(base_url=stack.http_url, timeout=120) as http,
                 WriteWatch(stack.redis_url, "bench", group) as watch,
             ):
-                posted = 0
-
-                async def post(n: int) -> None:
-                    activity = {"actor": "star", "verb": "post", "object": f"p{n}",
-                                "target": f"t{n}"}  # fmt: skip
-                    response = await http.post("/v1/activities", json=activity,
-                                               headers=stack.headers)  # fmt: skip
-                    response.raise_for_status()
+                burst_of = Burst(http, stack.headers, watch, actors, followers,
+                                 lambda n: {"actor": "star", "verb": "post", "object": f"p{n}",
+                                            "target": f"t{n}"})  # fmt: skip
 
                 async def fan_out(activities: int) -> float:
-                    nonlocal posted
-                    target = watch.count + activities * followers
-                    started = time.perf_counter()
-                    # All at once, as an application's many processes would post them.
-                    await asyncio.gather(*(post(posted + n) for n in range(activities)))
-                    posted += activities
-                    await watch.reach(target, 600)
-                    elapsed = time.perf_counter() - started
-                    await actors.join(600)  # nothing left over for the next measurement
-                    return activities * followers / elapsed
+                    return activities * followers / await burst_of(activities)
 
                 await fan_out(1)  # warm-up: workers connected, scripts loaded
                 mine: list[float] = []
@@ -350,7 +373,7 @@ async def run(
                 await asyncio.to_thread(drop_raw, stack.redis_url, agg_feeds)
                 if breakdown:  # after the measured bursts: sampling never slows them
                     say(f"fanout/{feeds}: CPU breakdown over {burst * 4} activities")
-                    cpu = await measure_breakdown(stack, fan_out, burst * 4, followers)
+                    cpu = await measure_breakdown(stack, burst_of, burst * 4, followers)
         finally:
             actors.broker.close()
             await storage.close()

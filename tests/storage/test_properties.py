@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from notifier.feedgroups import FeedGroup
 from notifier.storage.base import Counts, Entry, Marks, Storage
 from tests.conftest import StorageFactory
 from tests.storage.helpers import aid, flat, notification
@@ -43,6 +44,44 @@ def recount(groups: list[Any]) -> Counts:
     )
 
 
+async def apply(
+    store: Storage, group: FeedGroup, model: RefAggregatedFeed, op: tuple[Any, ...]
+) -> None:
+    """One operation of a program, on ``bo``'s feed in ``store`` and in the model."""
+    kind = op[0]
+    if kind == "add":
+        batch = [ENTRIES[n] for n in op[1]]
+        await store.add_to_feeds(group, ["bo"], batch)
+        model.add(batch)
+    elif kind == "remove":
+        ids = [aid(n) for n in op[1]]
+        await store.remove_from_feeds(group, ["bo"], ids)
+        model.remove(ids)
+    else:
+        m = Marks(*op[1])
+        if kind == "mark_groups":
+            ids = [aid(n) for n in op[2]]
+            await store.mark(group, "bo", m, group_ids=ids)
+            model.mark(m, [g for g in model.groups if g.id in ids])
+        elif kind == "mark_activities":
+            ids = [aid(n) for n in op[2]]
+            await store.mark(group, "bo", m, activity_ids=ids)
+            model.mark(m, [g for g in model.groups if set(g.entries) & set(ids)])
+        else:
+            up_to = None if op[2] is None else aid(op[2])
+            await store.mark(group, "bo", m, all=True, up_to=up_to)
+            model.mark(m, [g for g in model.groups if up_to is None or g.position <= up_to])
+
+
+async def check(store: Storage, group: FeedGroup, model: RefAggregatedFeed, op: Any) -> None:
+    """The feed as stored equals the model's: groups, counts (and a recount), length."""
+    stored = await store.read_groups(group, "bo", limit=1000)
+    assert stored == model.stored(), f"after {op}"
+    counts = await store.counts(group, "bo")
+    assert counts == model.counts() == recount(stored), f"after {op}"
+    assert await store.count(group, "bo") == len(model.groups)
+
+
 async def replay_aggregated(
     store: Storage, program: list[Any], max_length: int, window: int
 ) -> None:
@@ -50,34 +89,8 @@ async def replay_aggregated(
     model = RefAggregatedFeed(max_length, window, shown=3)
     try:
         for op in program:
-            kind = op[0]
-            if kind == "add":
-                batch = [ENTRIES[n] for n in op[1]]
-                await store.add_to_feeds(group, ["bo"], batch)
-                model.add(batch)
-            elif kind == "remove":
-                ids = [aid(n) for n in op[1]]
-                await store.remove_from_feeds(group, ["bo"], ids)
-                model.remove(ids)
-            else:
-                m = Marks(*op[1])
-                if kind == "mark_groups":
-                    ids = [aid(n) for n in op[2]]
-                    await store.mark(group, "bo", m, group_ids=ids)
-                    model.mark(m, [g for g in model.groups if g.id in ids])
-                elif kind == "mark_activities":
-                    ids = [aid(n) for n in op[2]]
-                    await store.mark(group, "bo", m, activity_ids=ids)
-                    model.mark(m, [g for g in model.groups if set(g.entries) & set(ids)])
-                else:
-                    up_to = None if op[2] is None else aid(op[2])
-                    await store.mark(group, "bo", m, all=True, up_to=up_to)
-                    model.mark(m, [g for g in model.groups if up_to is None or g.position <= up_to])
-            stored = await store.read_groups(group, "bo", limit=1000)
-            assert stored == model.stored(), f"after {op}"
-            counts = await store.counts(group, "bo")
-            assert counts == model.counts() == recount(stored), f"after {op}"
-            assert await store.count(group, "bo") == len(model.groups)
+            await apply(store, group, model, op)
+            await check(store, group, model, op)
     finally:
         await store.close()
 

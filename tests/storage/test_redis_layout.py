@@ -23,7 +23,7 @@ from notifier.storage.base import Counts, Entry, Marks
 from notifier.storage.redis import CROSS_SLOT, RedisStorage
 from tests.storage.helpers import aid, entry, notification
 from tests.storage.reference import RefAggregatedFeed
-from tests.storage.test_properties import ENTRIES, POOL, PROFILE, marks, ops, recount
+from tests.storage.test_properties import ENTRIES, POOL, PROFILE, apply, check, marks, ops
 
 pytestmark = pytest.mark.single_redis
 
@@ -142,33 +142,8 @@ async def replay_across_layouts(
             live = {g.id for g in model.groups}
             assert _layout_2(await _keys(storage, feed), live), await _keys(storage, feed)
         for op in after:
-            if op[0] == "add":
-                batch = [ENTRIES[n] for n in op[1]]
-                await storage.add_to_feeds(group, ["bo"], batch)
-                model.add(batch)
-            elif op[0] == "remove":
-                ids = [aid(n) for n in op[1]]
-                await storage.remove_from_feeds(group, ["bo"], ids)
-                model.remove(ids)
-            else:
-                m = Marks(*op[1])
-                if op[0] == "mark_groups":
-                    ids = [aid(n) for n in op[2]]
-                    await storage.mark(group, "bo", m, group_ids=ids)
-                    model.mark(m, [g for g in model.groups if g.id in ids])
-                elif op[0] == "mark_activities":
-                    ids = [aid(n) for n in op[2]]
-                    await storage.mark(group, "bo", m, activity_ids=ids)
-                    model.mark(m, [g for g in model.groups if set(g.entries) & set(ids)])
-                else:
-                    up_to, targets = _up_to(model, op[2])
-                    await storage.mark(group, "bo", m, all=True, up_to=up_to)
-                    model.mark(m, targets)
-        stored = await storage.read_groups(group, "bo", limit=1000)
-        assert stored == model.stored()
-        counts = await storage.counts(group, "bo")
-        assert counts == model.counts() == recount(stored)
-        assert await storage.count(group, "bo") == len(model.groups)
+            await apply(storage, group, model, op)
+        await check(storage, group, model, after[-1:] or touch)
     finally:
         await storage.close()
 

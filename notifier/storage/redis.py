@@ -470,9 +470,14 @@ class RedisStorage:
     # -- notification state ----------------------------------------------------------------
     async def counts(self, group: FeedGroup, user: str) -> Counts:
         key = self._agg_key(group, user)
-        layout, unseen, unread = await self.client.hmget(key + "h", ["v", "u", "r"])
-        if layout is None:  # an empty feed, or one of the previous layout: its counts hash
-            unseen, unread = await self.client.hmget(key + "c", ["unseen", "unread"])
+        # A feed not yet migrated from layout 1 keeps its counts in "c": both read in one
+        # round trip (the second is empty once the feed is migrated).
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(key + "h", ["v", "u", "r"])
+            pipe.hmget(key + "c", ["unseen", "unread"])
+            (layout, unseen, unread), old = await pipe.execute()
+        if layout is None:
+            unseen, unread = old
         return Counts(int(unseen or 0), int(unread or 0))
 
     async def mark(

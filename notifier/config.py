@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from notifier.categories import Categories
 from notifier.errors import ConfigError
 from notifier.fanout.settings import FanoutSettings
 from notifier.feedgroups import FeedGroups, default_groups, group_from_mapping
@@ -34,6 +35,8 @@ class Config:
 
     feeds: FeedGroups = field(default_factory=lambda: FeedGroups.of(default_groups()))
     verbs: VerbRegistry = field(default_factory=VerbRegistry)
+    categories: Categories = field(default_factory=Categories)
+    """Notification categories (``[categories]``): verb defaults and which are critical."""
     limits: Limits = field(default_factory=Limits)
     storage_url: str = "memory://"
     key_prefix: str = "notifier"
@@ -67,7 +70,9 @@ class Config:
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
         """Build from a parsed TOML document, then apply environment overrides."""
         env = os.environ if env is None else env
-        unknown = set(raw) - {"feeds", "verbs", "limits", "storage", "fanout", "server"}
+        unknown = set(raw) - {
+            "feeds", "verbs", "categories", "limits", "storage", "fanout", "server"
+        }
         if unknown:
             raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}")
         storage = dict(raw.get("storage", {}))
@@ -84,6 +89,11 @@ class Config:
             if not isinstance(past, str):
                 raise ConfigError(f"verbs.{name} must be the past tense as a string")
             verbs.register(Verb(name, past))
+        categories = Categories.from_mapping(raw.get("categories", {}))
+        for category in categories:
+            for verb in category.verbs:
+                if verb not in verbs:
+                    raise ConfigError(f"categories.{category.name}.verbs: unknown verb {verb!r}")
         try:
             limits = msgspec.convert(raw.get("limits", {}), Limits)
         except msgspec.ValidationError as exc:
@@ -91,6 +101,7 @@ class Config:
         return cls(
             feeds=FeedGroups.of(groups, actor_feed),
             verbs=verbs,
+            categories=categories,
             limits=limits,
             storage_url=env.get("NOTIFIER_STORAGE_URL", storage.get("url", "memory://")),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX", storage.get("prefix", "notifier")),

@@ -13,6 +13,7 @@ from datetime import datetime
 import msgspec
 
 from notifier import ids
+from notifier.aggregation import MAX_KEY_LENGTH
 from notifier.errors import InvalidInput
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, check_user_id
@@ -59,11 +60,19 @@ class GroupPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def entries_for(group: FeedGroup, activities: Sequence[Activity]) -> list[Entry]:
-    """The entries ``group``'s feeds store for ``activities`` (group keys rendered once)."""
+    """The entries ``group``'s feeds store for ``activities`` (group keys rendered once).
+
+    A categorised activity's key starts with its category, so one group never mixes
+    categories (notifier.categories)."""
     rule = group.rule
-    return [
-        Entry(a.id, a.actor, a.verb, rule.key(a) if rule is not None else "") for a in activities
-    ]
+    if rule is None:
+        return [Entry(a.id, a.actor, a.verb) for a in activities]
+    return [Entry(a.id, a.actor, a.verb, group_key(rule.key(a), a.category)) for a in activities]
+
+
+def group_key(key: str, category: str | None) -> str:
+    """The stored group key of an activity whose rule rendered ``key``."""
+    return key if category is None else f"{category}:{key}"[:MAX_KEY_LENGTH]
 
 
 def check_cursor(value: str | None, field: str) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from notifier import ids
+from notifier.categories import Categories
 from notifier.errors import InvalidInput
 
 #: User ids appear inside storage keys and channel names, so their alphabet is restricted.
@@ -106,6 +107,14 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     foreign_id: str | None = None
     to: tuple[str, ...] = ()
+    category: str | None = None
+    """Its notification category (notifier.categories): given, or its verb's default."""
+    expires_at: datetime | None = None
+    """When it leaves every feed by itself (reads hide it from then on; a timer removes it)."""
+
+    def expired(self, now: datetime) -> bool:
+        """Whether ``expires_at`` has passed at ``now``."""
+        return self.expires_at is not None and self.expires_at <= now
 
 
 def split_feed_id(feed_id: str, field: str = "to") -> tuple[str, str]:
@@ -146,14 +155,18 @@ def new_activity(
     extra: Mapping[str, Any] | None = None,
     foreign_id: str | None = None,
     to: Sequence[str] = (),
+    category: str | None = None,
+    expires_at: datetime | None = None,
     verbs: VerbRegistry,
     limits: Limits,
     known_groups: Iterable[str] | None = None,
+    categories: Categories | None = None,
 ) -> Activity:
     """Validate the parts of an activity and give it an id.
 
     Raises InvalidInput naming the first offending field. ``time`` defaults to now; a naive
     datetime is taken as UTC. With ``known_groups``, every ``to`` feed must name one of them.
+    ``category`` defaults to the verb's (``categories``); ``expires_at`` must be in the future.
     """
     check_user_id(actor, "actor")
     verbs.get(verb)
@@ -204,6 +217,16 @@ def new_activity(
         group, _ = split_feed_id(feed_id)
         if groups is not None and group not in groups:
             raise InvalidInput("to", f"unknown feed group {group!r} in {feed_id!r}")
+    resolved = (categories or Categories()).resolve(verb, category)
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime):
+            raise InvalidInput("expires_at", "must be a datetime")
+        expires_at = (
+            expires_at.replace(tzinfo=UTC) if expires_at.tzinfo is None
+            else expires_at.astimezone(UTC)
+        )  # fmt: skip
+        if expires_at <= max(now, time):
+            raise InvalidInput("expires_at", "must be later than now and than the activity's time")
     return Activity(
         id=activity_id,
         actor=actor,
@@ -214,6 +237,8 @@ def new_activity(
         extra=extra_dict,
         foreign_id=foreign_id,
         to=tuple(dict.fromkeys(to)),
+        category=resolved,
+        expires_at=expires_at,
     )
 
 

@@ -41,6 +41,8 @@ class Notifier:
         extra: Mapping[str, Any] | None = None,
         foreign_id: str | None = None,
         to: Sequence[str] = (),
+        category: str | None = None,
+        expires_at: datetime | None = None,
     ) -> Activity:
         """A validated activity with a fresh id; raises InvalidInput naming the bad field."""
         return new_activity(
@@ -52,7 +54,10 @@ class Notifier:
             extra=extra,
             foreign_id=foreign_id,
             to=to,
+            category=category,
+            expires_at=expires_at,
             verbs=self.config.verbs,
+            categories=self.config.categories,
             limits=self.config.limits,
             known_groups=self.config.feeds.groups,
         )

@@ -113,6 +113,7 @@ def _activity(manager: Manager, line: ActivityLine, number: int, raw: bytes) -> 
         verbs=config.verbs,
         limits=config.limits,
         known_groups=config.feeds.groups,
+        categories=config.categories,
     )
     if line.foreign_id is None and line.time is not None:
         # A stable id, so a batch redone after an interruption writes the same activity.

@@ -50,6 +50,8 @@ def server_endpoints(s: Services) -> list[Endpoint]:
                 extra=raw.extra,
                 foreign_id=raw.foreign_id,
                 to=raw.to,
+                category=raw.category,
+                expires_at=raw.expires_at,
             )
         except InvalidInput as exc:
             if index is None:

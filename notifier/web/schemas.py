@@ -42,6 +42,10 @@ class ActivityIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     foreign_id: Ref | None = None
     to: list[FeedId] = msgspec.field(default_factory=list)
+    category: str | None = None
+    """Notification category (tab); defaults to the verb's configured category."""
+    expires_at: datetime | None = None
+    """When the activity leaves every feed and count by itself (live, as a removal)."""
 
 
 class ActivityBatchIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -23,10 +23,27 @@
  * @property {string} position the newest activity's id: positions compare as strings
  * @property {boolean} is_seen
  * @property {boolean} is_read
- * @property {boolean} is_archived
+ * @property {boolean} is_archived also true while snoozed
+ * @property {string|null} [category] the group's category (config `[categories]`), if any
+ * @property {boolean} [is_done] an action of it was taken (`mark {"done": true}`)
+ * @property {string|null} [snoozed_until] ISO time it comes back at, while snoozed
+ */
+
+/**
+ * Which groups a list shows, as the server's `status` query (docs/api.md): `inbox` (not
+ * archived, not snoozed), `archived` (archived, not snoozed), `snoozed`, `unread`, `all`;
+ * and a category (`null`: every category).
+ * @typedef {{status?: "inbox"|"archived"|"snoozed"|"unread"|"all", category?: string|null}} Filter
  */
 
 /** @typedef {{unseen: number, unread: number}} Counts */
+
+/**
+ * Why the connection is not live, when it is not: `token` (the token function failed),
+ * `origin` (the server is there but refuses this page's origin: NOTIFIER_ALLOWED_ORIGINS),
+ * `unreachable` (no answer), `refused` (a close code that retrying cannot heal), or null.
+ * @typedef {"token"|"origin"|"unreachable"|"refused"|null} Problem
+ */
 
 /**
  * Where the connection stands: `connecting` (first connection), `live`, `reconnecting`
@@ -48,6 +65,7 @@
  * @property {{min: number, max: number}} [backoff] reconnect delays, ms (full jitter)
  * @property {number} [pingMs=25000] application-level ping interval (the server closes an
  *   idle socket after `idle_timeout`, 75 s by default)
+ * @property {boolean} [byCategory=false] keep `categoryCounts` (counts per category) fresh
  */
 
 const DEFAULT_SERVER = new URL(".", import.meta.url).origin;
@@ -64,6 +82,8 @@ const RETRY_IN = /\bretry in (\d+) ms\b/;
 const MAX_ANNOUNCED_MS = 3_600_000;
 /** Refresh a token this long before it expires, seconds. */
 const TOKEN_MARGIN = 30;
+/** What a local change returns to drop a group (a delete). */
+const REMOVE = Symbol("remove");
 
 /**
  * One user's notification feed, live. Read `items()`, `counts`, `status`; listen with
@@ -109,6 +129,18 @@ export class NotifierClient {
     this.lastSubscribe = null;
     /** @type {WebSocket|null} */
     this.socket = null;
+    /** @type {Problem} */
+    this.problem = null;
+    /**
+     * Changes made while the server could not be reached (offline): shown at once, sent in
+     * order when it can be again (back online, or reconnected).
+     * @type {Array<{method: string, path: string, body?: Object, change: Function}>}
+     */
+    this.pending = [];
+    /** `{unseen, unread, categories: {name: {unseen, unread}}, uncategorized}` (byCategory). */
+    this.categoryCounts = null;
+    /** Lists other than the inbox (a category, the archive): pages read over HTTP. */
+    this._views = new Map();
     this._listeners = new Map();
     this._token = null;
     this._tokenExpires = 0;
@@ -119,6 +151,7 @@ export class NotifierClient {
     this._stopped = false;
     this._onVisibility = () => this._visibilityChanged();
     this._onOnline = () => {
+      this._flush();
       if (this.status === "reconnecting") this.reconnect();
     };
   }
@@ -153,10 +186,12 @@ export class NotifierClient {
     this._emit("change", this);
   }
 
-  _setStatus(status, error = null) {
-    if (status === this.status && error === this.error) return;
+  _setStatus(status, error = null, problem = null) {
+    if (status === "live") problem = null;
+    if (status === this.status && error === this.error && problem === this.problem) return;
     this.status = status;
     this.error = error;
+    this.problem = problem;
     this._emit("status", status, error);
     this._changed();
   }
@@ -164,19 +199,68 @@ export class NotifierClient {
   // -- reading state ------------------------------------------------------------------------
 
   /**
-   * The items held, newest first; archived ones only when asked.
-   * @param {{archived?: boolean}} [filter]
+   * The items held, newest first: the inbox (not archived, not snoozed), or those a filter
+   * keeps. For a filter other than the whole inbox, the pages `loadView` read are included
+   * (the live copy of a group wins over the page's).
+   * @param {Filter & {archived?: boolean}} [filter] `archived: true`: every item held
    * @returns {Group[]}
    */
-  items({ archived = false } = {}) {
-    return [...this.groups.values()]
-      .filter((g) => archived || !g.is_archived)
-      .sort((a, b) => (a.position < b.position ? 1 : a.position > b.position ? -1 : 0));
+  items({ archived = false, status = archived ? "all" : "inbox", category = null } = {}) {
+    const now = Date.now();
+    const all = new Map(this._views.get(viewKey(status, category))?.groups ?? []);
+    for (const [id, group] of this.groups) all.set(id, group);
+    return [...all.values()]
+      .filter((g) => inStatus(g, status, now) && (category === null || g.category === category))
+      .sort(byPosition);
   }
 
   /** Whether older items exist beyond those held (see `loadMore`). */
   get hasMore() {
     return this.oldest !== null && this.oldest !== "";
+  }
+
+  /**
+   * Whether a list has older items to load (`loadView(filter, true)`).
+   * @param {Filter} filter
+   */
+  viewHasMore({ status = "inbox", category = null } = {}) {
+    const view = this._views.get(viewKey(status, category));
+    return view ? view.next !== "" : this.hasMore;
+  }
+
+  /**
+   * Read a list's first page over HTTP (or, with `more`, its next older page): a category's
+   * items or the archive reach further back than the live window. Resolves to the number of
+   * groups read.
+   * @param {Filter} filter
+   * @param {boolean} [more]
+   * @returns {Promise<number>}
+   */
+  async loadView({ status = "inbox", category = null } = {}, more = false) {
+    const key = viewKey(status, category);
+    const view = this._views.get(key) ?? { groups: new Map(), next: null, loading: null };
+    this._views.set(key, view);
+    if (more && view.next === "") return 0;
+    view.loading ??= (async () => {
+      try {
+        const query = new URLSearchParams({ limit: String(this.options.pageSize), status });
+        if (category !== null) query.set("category", category);
+        if (more && view.next) query.set("id_lt", view.next);
+        const page = await this.request("GET", `?${query}`);
+        if (!more) view.groups.clear();
+        for (const group of page.groups ?? []) view.groups.set(group.id, group);
+        view.next = page.next ?? "";
+        for (const p of this.pending) this._applyLocal(p.change, view.groups);
+        this._changed();
+        return page.groups?.length ?? 0;
+      } catch (error) {
+        this._emit("error", error);
+        throw error;
+      } finally {
+        view.loading = null;
+      }
+    })();
+    return view.loading;
   }
 
   // -- lifecycle ----------------------------------------------------------------------------
@@ -228,6 +312,8 @@ export class NotifierClient {
   }
 
   _clearTimers() {
+    clearTimeout(this._timers.categories);
+    this._timers.categories = 0;
     clearTimeout(this._timers.retry);
     clearInterval(this._timers.ping);
     clearTimeout(this._timers.hidden);
@@ -245,12 +331,13 @@ export class NotifierClient {
   }
 
   async _open() {
-    this._setStatus(this.connections === 0 ? "connecting" : "reconnecting", this.error);
+    const status = this.connections === 0 && !this.problem ? "connecting" : "reconnecting";
+    this._setStatus(status, this.error, this.problem);
     let token;
     try {
       token = await this.token();
     } catch (error) {
-      this._retry(`no token: ${error.message ?? error}`);
+      this._retry(`no token: ${error.message ?? error}`, null, "token");
       return;
     }
     if (this._stopped || this.socket) return;
@@ -258,22 +345,36 @@ export class NotifierClient {
     const socket = new WebSocket(url);
     this.socket = socket;
     this.connections += 1;
-    socket.onopen = () => socket.send(JSON.stringify({ type: "auth", token }));
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      socket.send(JSON.stringify({ type: "auth", token }));
+    };
     socket.onmessage = (event) => this._receive(JSON.parse(event.data));
-    socket.onclose = (event) => this._closed(socket, event);
+    socket.onclose = (event) => this._closed(socket, event, opened);
   }
 
-  _closed(socket, event) {
+  async _closed(socket, event, opened) {
     if (socket !== this.socket) return;
     this.socket = null;
     clearInterval(this._timers.ping);
     if (this._stopped) return;
     if (FATAL_CLOSES.has(event.code)) {
-      this._setStatus("failed", event.reason || `closed with ${event.code}`);
+      this._setStatus("failed", event.reason || `closed with ${event.code}`, "refused");
       return;
     }
     if (event.code === TOKEN_EXPIRED) this._token = null; // the next attempt gets a new one
-    this._retry(event.reason || "connection lost", announcedDelay(event.reason));
+    // A handshake that failed says nothing to the page (1006, no reason): ask the server
+    // whether it is there at all, and whether it lets this origin in.
+    const problem = opened ? "unreachable" : await probe(this.server);
+    if (this._stopped || this.socket) return;
+    if (problem === "origin") {
+      console.error(
+        `notifier: ${this.server} refuses this page's origin (${location.origin}); ` +
+          "add it to the server's NOTIFIER_ALLOWED_ORIGINS",
+      );
+    }
+    this._retry(event.reason || "connection lost", announcedDelay(event.reason), problem);
   }
 
   /**
@@ -283,7 +384,7 @@ export class NotifierClient {
    * @param {string} reason
    * @param {number|null} [announced] ms
    */
-  _retry(reason, announced = null) {
+  _retry(reason, announced = null, problem = "unreachable") {
     if (this._stopped) return;
     let wait;
     if (announced !== null) {
@@ -294,7 +395,7 @@ export class NotifierClient {
       this._attempt += 1;
       wait = Math.random() * ceiling;
     }
-    this._setStatus("reconnecting", reason);
+    this._setStatus("reconnecting", reason, problem);
     clearTimeout(this._timers.retry);
     this._timers.retry = setTimeout(() => this._open(), wait);
   }
@@ -340,20 +441,23 @@ export class NotifierClient {
       case "welcome":
         this._attempt = 0;
         this.maxLength = frame.feeds?.[this.feed]?.max_length ?? null;
-        this._subscribe();
         this._startPings(frame.idle_timeout);
+        // Changes made offline go first, so the state the server answers with has them.
+        if (this.pending.length) this._flush().finally(() => this._subscribe());
+        else this._subscribe();
         return;
       case "sync":
         return this._applySync(frame);
       case "update":
         return this._applyUpdate(frame);
       case "removed":
-        for (const id of frame.activity_ids) this.groups.delete(id);
+        for (const id of frame.activity_ids) this._forget(id);
         return this._changed();
       case "counts":
         return this._applyCounts(frame.counts);
       case "refetch":
         this.groups.clear();
+        this._views.clear();
         this.position = this.oldest = null;
         this._applyCounts(frame.counts);
         this._subscribe();
@@ -382,6 +486,7 @@ export class NotifierClient {
     }
     for (const group of frame.groups ?? []) this.groups.set(group.id, group);
     this.oldest = this.oldest === null ? floor : minPosition(this.oldest, floor);
+    this._overlay();
     this._trim();
     this._advance(frame.position);
     this._applyCounts(frame.counts, false);
@@ -401,6 +506,7 @@ export class NotifierClient {
       if (!known || group.position > known.position) arrived.push(group);
       this.groups.set(group.id, group);
     }
+    this._overlay();
     const trimmed = this._trim();
     this._advance(frame.position);
     this._applyCounts(frame.counts, false);
@@ -415,10 +521,7 @@ export class NotifierClient {
   _trim() {
     const dropped = new Set();
     if (this.maxLength === null || this.groups.size <= this.maxLength) return dropped;
-    const byPosition = [...this.groups.values()].sort((a, b) =>
-      a.position < b.position ? 1 : a.position > b.position ? -1 : 0,
-    );
-    for (const group of byPosition.slice(this.maxLength)) {
+    for (const group of [...this.groups.values()].sort(byPosition).slice(this.maxLength)) {
       this.groups.delete(group.id);
       dropped.add(group.id);
     }
@@ -437,7 +540,22 @@ export class NotifierClient {
     if (!counts) return;
     this.counts = { unseen: counts.unseen, unread: counts.unread };
     this._emit("counts", this.counts);
+    if (this.options.byCategory) this._countCategories();
     if (notify) this._changed();
+  }
+
+  /** Read the counts per category again, soon (one request for a burst of changes). */
+  _countCategories() {
+    if (this._timers.categories) return;
+    this._timers.categories = setTimeout(async () => {
+      this._timers.categories = 0;
+      try {
+        this.categoryCounts = await this.request("GET", "/counts?by=category");
+        this._changed();
+      } catch (error) {
+        this._emit("error", error);
+      }
+    }, 150);
   }
 
   _advance(position) {
@@ -467,18 +585,39 @@ export class NotifierClient {
    * @param {string} path below `/v1/me/feeds/{feed}`
    * @param {Object} [body]
    */
-  async request(method, path, body) {
-    const url = `${this.server}/v1/me/feeds/${encodeURIComponent(this.feed)}${path}`;
+  request(method, path, body) {
+    return this.call(method, `/v1/me/feeds/${encodeURIComponent(this.feed)}${path}`, body);
+  }
+
+  /**
+   * Call any client API route (`/v1/me/...`); retries once with a fresh token on 401.
+   * Network failures reject with `error.offline = true`.
+   * @param {string} method
+   * @param {string} path from the server's root
+   * @param {Object} [body]
+   */
+  async call(method, path, body) {
+    const url = `${this.server}${path}`;
     for (const fresh of [false, true]) {
-      const response = await fetch(url, {
-        method,
-        headers: {
-          Authorization: `Bearer ${await this.token(fresh)}`,
-          ...(body ? { "Content-Type": "application/json" } : {}),
-        },
-        body: body ? JSON.stringify(body) : undefined,
-        keepalive: method === "POST", // a mark survives the navigation that follows a click
-      });
+      const token = await this.token(fresh);
+      let response;
+      try {
+        response = await fetch(url, {
+          method,
+          headers: {
+            Authorization: `Bearer ${token}`,
+            ...(body ? { "Content-Type": "application/json" } : {}),
+          },
+          body: body ? JSON.stringify(body) : undefined,
+          keepalive: method === "POST", // a mark survives the navigation that follows a click
+        });
+      } catch (error) {
+        // fetch's own message ("Failed to fetch") is the browser's, not for users' eyes.
+        throw Object.assign(new Error("the server could not be reached"), {
+          offline: true,
+          cause: error,
+        });
+      }
       if (response.status === 401 && !fresh) continue;
       const payload = await response.json().catch(() => null);
       if (!response.ok) {
@@ -530,16 +669,41 @@ export class NotifierClient {
    */
   markSeen() {
     if (!this.position) return Promise.resolve(this.counts);
-    return this._mark({ seen: true, all: true, up_to: this.position }, (g) =>
-      g.position <= this.position ? { is_seen: true } : null,
+    const upTo = this.position;
+    return this._mark({ seen: true, all: true, up_to: upTo }, (g) =>
+      g.position <= upTo ? { is_seen: true } : null,
     );
   }
 
-  /** Mark every item up to the newest held as read ("mark all as read"). */
-  markAllRead() {
+  /**
+   * Mark every item up to the newest held as read ("mark all as read"), or only those of
+   * one category.
+   * @param {{category?: string|null}} [filter]
+   */
+  markAllRead({ category = null } = {}) {
     if (!this.position) return Promise.resolve(this.counts);
-    return this._mark({ read: true, all: true, up_to: this.position }, (g) =>
-      g.position <= this.position ? { is_read: true, is_seen: true } : null,
+    const upTo = this.position;
+    const body = { read: true, all: true, up_to: upTo };
+    if (category !== null) body.category = category;
+    return this._mark(body, (g) =>
+      g.position <= upTo && (category === null || g.category === category)
+        ? { is_read: true, is_seen: true }
+        : null,
+    );
+  }
+
+  /**
+   * Archive every read item of the inbox ("archive all read"), or only one category's.
+   * @param {{category?: string|null}} [filter]
+   */
+  archiveAllRead({ category = null } = {}) {
+    const body = { archived: true, all: true, status: "read" };
+    if (category !== null) body.category = category;
+    const now = Date.now();
+    return this._mark(body, (g) =>
+      g.is_read && inStatus(g, "inbox", now) && (category === null || g.category === category)
+        ? { is_archived: true }
+        : null,
     );
   }
 
@@ -568,24 +732,192 @@ export class NotifierClient {
   }
 
   /**
-   * Apply a mark locally at once (so the UI answers the click), then on the server; the
-   * answer's counts are absolute, and the socket's next sync carries the server's truth.
-   * On failure, resume over the socket to undo the optimistic change.
+   * Mark groups done (an action of theirs was taken), and read.
+   * @param {string[]} ids group ids
+   * @param {boolean} [done]
    */
-  async _mark(body, change) {
-    for (const [id, group] of this.groups) {
-      const flags = change(group);
-      if (flags) this.groups.set(id, { ...group, ...flags });
+  markDone(ids, done = true) {
+    const wanted = new Set(ids);
+    const body = done ? { done, read: true, group_ids: ids } : { done, group_ids: ids };
+    return this._mark(body, (g) =>
+      wanted.has(g.id) ? (done ? { is_done: true, is_read: true } : { is_done: false }) : null,
+    );
+  }
+
+  /**
+   * Hide groups until `until` (a Date); they come back unseen and unread then. `null` brings
+   * them back now.
+   * @param {string[]} ids group ids
+   * @param {Date|null} until
+   */
+  snooze(ids, until) {
+    const wanted = new Set(ids);
+    const iso = until ? until.toISOString() : null;
+    const flags = iso ? { is_archived: true, snoozed_until: iso } : { is_archived: false, snoozed_until: null };
+    return this._mark({ group_ids: ids, until: iso }, (g) => (wanted.has(g.id) ? flags : null), {
+      path: "/snooze",
+    });
+  }
+
+  /**
+   * Delete a group for good (every activity of it leaves this user's feed).
+   * @param {string} id group id
+   */
+  remove(id) {
+    return this._mark(undefined, (g) => (g.id === id ? REMOVE : null), {
+      method: "DELETE",
+      path: `/groups/${encodeURIComponent(id)}`,
+    });
+  }
+
+  /**
+   * The user's preferences: `{muted: {categories, verbs, actors}, categories: [{name,
+   * critical}]}`.
+   */
+  preferences() {
+    return this.call("GET", "/v1/me/preferences");
+  }
+
+  /**
+   * Replace what the user mutes; resolves to the preferences as stored.
+   * @param {{categories?: string[], verbs?: string[], actors?: string[]}} muted
+   */
+  savePreferences(muted) {
+    return this.call("PUT", "/v1/me/preferences", { muted });
+  }
+
+  /**
+   * Apply a change locally at once (so the UI answers the click), then on the server; the
+   * answer's counts are absolute, and the socket's next sync carries the server's truth.
+   * While the server cannot be reached the change waits in `pending` (still shown) and is
+   * sent when it can be; a change the server refuses is undone by resuming over the socket.
+   * @returns {Promise<Counts|null>} the counts after it (as they were, while it waits)
+   */
+  async _mark(body, change, { method = "POST", path = "/mark" } = {}) {
+    this._applyLocal(change);
+    const waiting = { method, path, body, change };
+    if (this.pending.length || globalThis.navigator?.onLine === false) {
+      this.pending.push(waiting);
+      this._changed();
+      return this.counts;
     }
     this._changed();
     try {
-      const counts = await this.request("POST", "/mark", body);
-      this._applyCounts(counts);
+      this._received(await this.request(method, path, body));
       return this.counts;
     } catch (error) {
+      if (error.offline) {
+        this.pending.push(waiting);
+        this._changed();
+        return this.counts;
+      }
       this._emit("error", error);
       if (this.socket?.readyState === WebSocket.OPEN) this._subscribe();
       throw error;
+    }
+  }
+
+  /** Send the changes made offline, in order; stops at the first that still cannot go. */
+  async _flush() {
+    if (this._flushing || !this.pending.length) return;
+    this._flushing = true;
+    let refused = false;
+    try {
+      while (this.pending.length) {
+        const { method, path, body } = this.pending[0];
+        try {
+          this._received(await this.request(method, path, body));
+        } catch (error) {
+          if (error.offline) break;
+          refused = true;
+          this._emit("error", error);
+        }
+        this.pending.shift();
+      }
+    } finally {
+      this._flushing = false;
+      if (refused && this.socket?.readyState === WebSocket.OPEN) this._subscribe();
+      this._changed();
+    }
+  }
+
+  /** A mark's answer is counts; a delete's is `{removed, counts}`. */
+  _received(payload) {
+    this._applyCounts(payload?.counts ?? payload);
+  }
+
+  /** Apply `change` to every group held (the live window and the lists read over HTTP). */
+  _applyLocal(change, only = null) {
+    for (const groups of only ? [only] : [this.groups, ...[...this._views.values()].map((v) => v.groups)]) {
+      for (const [id, group] of groups) {
+        const flags = change(group);
+        if (flags === REMOVE) groups.delete(id);
+        else if (flags) groups.set(id, { ...group, ...flags });
+      }
+    }
+  }
+
+  /** Frames from the server do not know of the changes still waiting: keep them shown. */
+  _overlay() {
+    for (const p of this.pending) this._applyLocal(p.change, this.groups);
+  }
+
+  /** Drop a group wherever it is held. */
+  _forget(id) {
+    this.groups.delete(id);
+    for (const view of this._views.values()) view.groups.delete(id);
+  }
+}
+
+/**
+ * Whether `group` is in a list of `status` (the server's `status` query).
+ * @param {Group} group
+ * @param {string} status
+ * @param {number} [now] ms
+ */
+export function inStatus(group, status, now = Date.now()) {
+  const snoozed = Boolean(group.snoozed_until) && Date.parse(group.snoozed_until) > now;
+  switch (status) {
+    case "all":
+      return true;
+    case "archived":
+      return group.is_archived && !snoozed;
+    case "snoozed":
+      return snoozed;
+    case "unread":
+      return !group.is_read && !group.is_archived && !snoozed;
+    default:
+      return !group.is_archived && !snoozed;
+  }
+}
+
+function viewKey(status, category) {
+  return `${status}|${category ?? ""}`;
+}
+
+function byPosition(a, b) {
+  return a.position < b.position ? 1 : a.position > b.position ? -1 : 0;
+}
+
+/**
+ * Why a websocket handshake failed, from two requests to `/healthz`: a CORS request the
+ * browser refuses while an opaque one goes through means the server is up but does not
+ * allow this page's origin (it refuses the websocket with 403 too); neither going through
+ * means it cannot be reached.
+ * @param {string} server
+ * @returns {Promise<Problem>}
+ */
+async function probe(server) {
+  const url = `${server}/healthz`;
+  try {
+    await fetch(url, { mode: "cors", cache: "no-store" });
+    return "unreachable"; // the server answers, yet the socket fails: a proxy, say
+  } catch {
+    try {
+      await fetch(url, { mode: "no-cors", cache: "no-store" });
+      return "origin";
+    } catch {
+      return "unreachable";
     }
   }
 }

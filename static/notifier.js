@@ -12,10 +12,14 @@
 // no dependencies, no build step; see docs/widget.md.
 
 import { NotifierClient } from "./notifier-client.js";
-import { fill, fullTime, plural, relativeTime, stringsFor } from "./notifier-i18n.js";
+import { ICONS, el, icon, label, safeUrl } from "./notifier-dom.js";
+import { fill, plural, stringsFor } from "./notifier-i18n.js";
+import { describe, Row } from "./notifier-items.js";
+import { Preferences } from "./notifier-prefs.js";
 
 export { NotifierClient } from "./notifier-client.js";
 export { LOCALES, relativeTime } from "./notifier-i18n.js";
+export { describe } from "./notifier-items.js";
 
 /**
  * @typedef {import("./notifier-client.js").Group} Group
@@ -43,15 +47,25 @@ export { LOCALES, relativeTime } from "./notifier-i18n.js";
  * @property {number} [pageSize=20]
  * @property {number|false} [hiddenDisconnectMs] see ClientOptions
  * @property {{min: number, max: number}} [backoff] see ClientOptions
+ * @property {string[]} [categories] one tab per category, after "All" (with its unread count)
+ * @property {boolean} [archive=true] an "Archived" tab
+ * @property {boolean} [toast=false] a short-lived message when notifications arrive live
+ * @property {number} [toastMs=6000] how long a toast stays, ms
+ * @property {string[]} [verbs] verbs the preferences offer to mute (besides those of the
+ *   items held and those already muted)
+ * @property {(action: {label: string, url?: string, event?: string}, item: Group,
+ *   activity: Object) => void} [onAction] an item's action button was clicked
  */
 
 const STYLESHEET = new URL("./notifier.css", import.meta.url).href;
-const BELL_ICON =
-  '<svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" focusable="false">' +
-  '<path fill="currentColor" d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 ' +
-  '7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1l-2-2Z"/></svg>';
 const MAX_BADGE = 99;
-const MAX_AVATARS = 3;
+/** Below this viewport width the inbox is a sheet the width of the screen (notifier.css). */
+const SHEET = "(max-width: 480px)";
+/** Options that a running widget takes as they change; any other one mounts it again. */
+const LIVE_OPTIONS = new Set([
+  "locale", "strings", "theme", "timeZone", "onItemClick", "onNewItems", "onAction",
+  "describe", "toast", "toastMs", "verbs",
+]); // fmt: skip
 let nextId = 0;
 
 /**
@@ -73,20 +87,27 @@ export class NotifierWidget {
    */
   constructor(element, options) {
     this.element = element;
-    this.options = { theme: "auto", ...options };
+    this.options = { theme: "auto", archive: true, toast: false, toastMs: 6000, ...options };
     const token = this.options.token ?? (this.options.tokenUrl && tokenFrom(this.options.tokenUrl));
     if (!token) throw new TypeError("notifier: give options.token or options.tokenUrl");
     loadStylesheet(this.options.stylesheet ?? STYLESHEET);
-    this.client = new NotifierClient({ ...this.options, token });
+    const categories = this.options.categories ?? [];
+    this.client = new NotifierClient({ ...this.options, token, byCategory: categories.length > 0 });
     this.setLocale(this.options.locale, this.options.strings, false);
     this.isOpen = false;
+    this.prefsOpen = false;
     /** While open: what the list shows (id → position when shown), so it never reshuffles. */
     this.shown = null;
     this.unopened = false;
     this.top = "";
     this.rows = new Map();
     this.lastUnseen = null;
-    this._build();
+    /** A failed action's message, shown until the next action. */
+    this.notice = "";
+    this.openMenu = null;
+    /** The list shown: the inbox, a category's tab, or the archive. */
+    this.view = { key: "all", status: "inbox", category: null };
+    this._build(categories);
     this._unsubscribe = [
       this.client.on("change", () => this.render()),
       this.client.on("items", (items) => this._arrived(items)),
@@ -105,16 +126,41 @@ export class NotifierWidget {
     this.strings = stringsFor(this.locale, strings);
     if (rerender) {
       this._label();
-      this.rows.clear();
-      this.list.replaceChildren();
+      for (const row of this.rows.values()) row.signature = "";
+      this.render();
+    }
+  }
+
+  /**
+   * Switch theme at run time.
+   * @param {"auto"|"light"|"dark"} theme
+   */
+  setTheme(theme) {
+    this.options.theme = theme || "auto";
+    this.root.dataset.theme = this.options.theme;
+  }
+
+  /**
+   * Take new values of the options a running widget can change (see LIVE_OPTIONS).
+   * @param {WidgetOptions} options
+   */
+  update(options) {
+    const before = this.options;
+    this.options = { ...before, ...options };
+    if (options.theme !== before.theme) this.setTheme(options.theme);
+    if (options.locale !== before.locale || options.strings !== before.strings) {
+      this.setLocale(options.locale, options.strings);
+    } else {
+      for (const row of this.rows.values()) row.signature = "";
       this.render();
     }
   }
 
   // -- DOM ----------------------------------------------------------------------------------
 
-  _build() {
+  _build(categories) {
     const id = `notifier-${++nextId}`;
+    this.id = id;
     const root = el("div", { class: "notifier", "data-theme": this.options.theme });
     this.bell = el("button", {
       type: "button",
@@ -124,15 +170,19 @@ export class NotifierWidget {
       "aria-expanded": "false",
       "aria-controls": `${id}-panel`,
     });
-    this.bell.innerHTML = BELL_ICON; // a constant: no data goes through innerHTML
+    this.bell.innerHTML = ICONS.bell; // a constant: no data goes through innerHTML
     this.badge = el("span", { class: "notifier-badge", "data-testid": "notifier-badge" });
     this.badge.hidden = true;
-    this.bell.append(this.badge);
+    this.offlineMark = el("span", { class: "notifier-bell-offline", "data-testid": "notifier-bell-offline" });
+    this.offlineMark.hidden = true;
+    this.bell.append(this.badge, this.offlineMark);
     this.announcer = el("span", {
       class: "notifier-sr",
       "aria-live": "polite",
       "data-testid": "notifier-announce",
     });
+    // A live region present from the start (one added with its content is not announced).
+    this.toastRegion = el("div", { class: "notifier-toasts", role: "status", "data-testid": "notifier-toasts" });
     this.panel = el("div", {
       class: "notifier-panel",
       id: `${id}-panel`,
@@ -143,12 +193,41 @@ export class NotifierWidget {
     });
     this.panel.hidden = true;
     this.heading = el("h2", { class: "notifier-title", id: `${id}-title` });
-    this.markAll = el("button", {
+    this.markAll = el("button", { type: "button", class: "notifier-link", "data-testid": "notifier-mark-all" });
+    this.settingsButton = el("button", {
       type: "button",
-      class: "notifier-link",
-      "data-testid": "notifier-mark-all",
+      class: "notifier-icon",
+      "aria-expanded": "false",
+      "aria-controls": `${id}-prefs`,
+      "data-testid": "notifier-settings",
     });
-    this.status = el("p", { class: "notifier-status", role: "status" });
+    icon(this.settingsButton, "settings");
+    this.closeButton = el("button", { type: "button", class: "notifier-icon", "data-testid": "notifier-close" });
+    icon(this.closeButton, "close");
+    const header = el("div", { class: "notifier-header" });
+    header.append(this.heading, this.markAll, this.settingsButton, this.closeButton);
+    this.tabList = el("div", { class: "notifier-tabs", role: "tablist", "data-testid": "notifier-tabs" });
+    this.tabs = [{ key: "all", status: "inbox", category: null }];
+    for (const category of categories) this.tabs.push({ key: `c:${category}`, status: "inbox", category });
+    if (this.options.archive !== false) this.tabs.push({ key: "archived", status: "archived", category: null });
+    for (const tab of this.tabs) {
+      tab.button = el("button", {
+        type: "button",
+        role: "tab",
+        class: "notifier-tab",
+        id: `${id}-tab-${tab.key}`,
+        "aria-controls": `${id}-list`,
+        "data-testid": `notifier-tab-${tab.key.replace(/^c:/, "")}`,
+      });
+      tab.name = el("span", {});
+      tab.count = el("span", { class: "notifier-tab-count", "aria-hidden": "true" });
+      tab.button.append(tab.name, tab.count);
+      tab.button.addEventListener("click", () => this.selectTab(tab.key));
+      this.tabList.append(tab.button);
+    }
+    this.tabList.hidden = this.tabs.length < 2;
+    this.tabList.addEventListener("keydown", (event) => this._tabKey(event));
+    this.status = el("p", { class: "notifier-status", role: "status", "data-testid": "notifier-status" });
     this.banner = el("button", {
       type: "button",
       class: "notifier-banner",
@@ -158,18 +237,31 @@ export class NotifierWidget {
     this.list = el("ul", { class: "notifier-list", "data-testid": "notifier-list" });
     this.sentinel = el("li", { class: "notifier-sentinel", "aria-hidden": "true" });
     this.placeholder = el("div", { class: "notifier-placeholder" });
-    this.scroller = el("div", { class: "notifier-scroller" });
+    this.scroller = el("div", { class: "notifier-scroller", id: `${id}-list` });
+    if (this.tabs.length > 1) this.scroller.setAttribute("role", "tabpanel");
     this.scroller.append(this.banner, this.list, this.placeholder);
-    const header = el("div", { class: "notifier-header" });
-    header.append(this.heading, this.markAll);
-    this.panel.append(header, this.status, this.scroller);
-    root.append(this.bell, this.announcer, this.panel);
+    this.footer = el("div", { class: "notifier-footer" });
+    this.archiveRead = el("button", { type: "button", class: "notifier-link", "data-testid": "notifier-archive-read" });
+    this.footer.append(this.archiveRead);
+    this.prefs = new Preferences(this, id);
+    this.panel.append(header, this.tabList, this.status, this.scroller, this.footer, this.prefs.element);
+    root.append(this.bell, this.announcer, this.toastRegion, this.panel);
     this.root = root;
     this.element.replaceChildren(root);
     this._label();
 
     this.bell.addEventListener("click", () => this.toggle());
-    this.markAll.addEventListener("click", () => this._act(this.client.markAllRead()));
+    this.closeButton.addEventListener("click", () => {
+      this.close();
+      this.bell.focus();
+    });
+    this.settingsButton.addEventListener("click", () => this.showPreferences(!this.prefsOpen));
+    this.markAll.addEventListener("click", () =>
+      this._act(this.client.markAllRead({ category: this.view.category })),
+    );
+    this.archiveRead.addEventListener("click", () =>
+      this._act(this.client.archiveAllRead({ category: this.view.category })),
+    );
     this.banner.addEventListener("click", () => this._reveal());
     root.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.isOpen) {
@@ -179,9 +271,11 @@ export class NotifierWidget {
       }
     });
     this._outside = (event) => {
+      if (this.openMenu && !this.openMenu.menu.parentNode.contains(event.target)) this._closeMenus();
       if (this.isOpen && !root.contains(event.target)) this.close();
     };
     document.addEventListener("pointerdown", this._outside);
+    this._onResize = () => this._place();
     this._observer = new IntersectionObserver(
       (entries) => {
         if (entries.some((e) => e.isIntersecting) && this.isOpen) this._loadMore();
@@ -194,6 +288,15 @@ export class NotifierWidget {
     const s = this.strings;
     this.heading.textContent = s.title;
     this.markAll.textContent = s.markAllRead;
+    this.archiveRead.textContent = s.archiveAllRead;
+    label(this.settingsButton, s.settings);
+    label(this.closeButton, s.close);
+    this.prefs.label();
+  }
+
+  /** A category's name for people: `strings.categories[name]`, or the name capitalised. */
+  _categoryName(name) {
+    return this.strings.categories[name] ?? name.charAt(0).toUpperCase() + name.slice(1).replace(/[_-]+/g, " ");
   }
 
   // -- opening and closing ------------------------------------------------------------------
@@ -205,9 +308,13 @@ export class NotifierWidget {
     this.unopened = true; // until the first page is there: see render()
     this.panel.hidden = false;
     this.bell.setAttribute("aria-expanded", "true");
+    this._dismissToasts();
     this.render();
+    this._place();
+    window.addEventListener("resize", this._onResize);
     this.panel.focus();
     this._clock = setInterval(() => this._tick(), 30_000);
+    if (this.view.key !== "all") this._loadView();
   }
 
   /** Close the inbox. */
@@ -216,8 +323,12 @@ export class NotifierWidget {
     this.isOpen = false;
     this.unopened = false;
     this.shown = null;
+    this.notice = "";
+    this._closeMenus();
+    this.showPreferences(false, false);
     this.panel.hidden = true;
     this.bell.setAttribute("aria-expanded", "false");
+    window.removeEventListener("resize", this._onResize);
     clearInterval(this._clock);
     this._observer.disconnect();
     this.render();
@@ -233,13 +344,106 @@ export class NotifierWidget {
     this.close();
     for (const off of this._unsubscribe) off();
     document.removeEventListener("pointerdown", this._outside);
+    clearTimeout(this._toastTimer);
     this.client.close();
     this.element.replaceChildren();
   }
 
+  /**
+   * Keep the panel inside the viewport: shifted sideways when the bell is near an edge (a
+   * bell on the left of a header), a full-width sheet on small screens (notifier.css).
+   */
+  _place() {
+    const panel = this.panel;
+    panel.style.right = "";
+    if (!this.isOpen || window.matchMedia(SHEET).matches) return;
+    const margin = 8;
+    const width = document.documentElement.clientWidth;
+    const box = panel.getBoundingClientRect();
+    let shift = 0;
+    if (box.left < margin) shift = margin - box.left;
+    else if (box.right > width - margin) shift = width - margin - box.right;
+    if (shift) panel.style.right = `${-shift}px`;
+  }
+
+  /**
+   * Show the preferences in the panel (or the list again).
+   * @param {boolean} show
+   */
+  showPreferences(show, focus = true) {
+    if (show === this.prefsOpen) return;
+    this.prefsOpen = show;
+    this.settingsButton.setAttribute("aria-expanded", String(show));
+    this.prefs.element.hidden = !show;
+    this.root.dataset.view = show ? "preferences" : "list";
+    if (show) {
+      this._closeMenus();
+      this.prefs.load();
+      if (focus) this.prefs.heading.setAttribute("tabindex", "-1"), this.prefs.heading.focus();
+    } else if (focus) {
+      this.settingsButton.focus();
+    }
+    this.render();
+  }
+
+  // -- tabs ---------------------------------------------------------------------------------
+
+  /**
+   * Show another tab: "all", `c:<category>`, or "archived".
+   * @param {string} key
+   */
+  selectTab(key) {
+    const tab = this.tabs.find((t) => t.key === key);
+    if (!tab || tab.key === this.view.key) return;
+    this.view = { key: tab.key, status: tab.status, category: tab.category };
+    this._closeMenus();
+    this.shown = null;
+    this.list.replaceChildren();
+    this.rows.clear();
+    if (this.isOpen && this.client.loaded && tab.status === "inbox") this._snapshot();
+    this.scroller.scrollTop = 0;
+    this.render();
+    if (tab.key !== "all") this._loadView();
+  }
+
+  _loadView() {
+    if (this.client.loaded || this.client.status === "live") this._act(this.client.loadView(this.view));
+  }
+
+  _tabKey(event) {
+    const at = this.tabs.findIndex((t) => t.key === this.view.key);
+    const moves = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: this.tabs.length - 1 };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const tab = this.tabs[(moves[event.key] + this.tabs.length) % this.tabs.length];
+    this.selectTab(tab.key);
+    tab.button.focus();
+  }
+
+  _renderTabs() {
+    const counts = this.client.categoryCounts;
+    for (const tab of this.tabs) {
+      const selected = tab.key === this.view.key;
+      tab.button.setAttribute("aria-selected", String(selected));
+      tab.button.tabIndex = selected ? 0 : -1;
+      const name =
+        tab.key === "all" ? this.strings.all
+        : tab.status === "archived" ? this.strings.archived
+        : this._categoryName(tab.category); // fmt: skip
+      let unread = 0;
+      if (tab.key === "all") unread = this.client.counts?.unread ?? 0;
+      else if (tab.category !== null) unread = counts?.categories?.[tab.category]?.unread ?? 0;
+      tab.name.textContent = name;
+      tab.count.textContent = unread > MAX_BADGE ? `${MAX_BADGE}+` : String(unread);
+      tab.count.hidden = unread === 0;
+      tab.button.setAttribute("aria-label", fill(plural(this.strings.tab, unread, this.locale), { name, count: unread }));
+      tab.button.dataset.count = String(unread);
+    }
+  }
+
   /** Remember what the open list shows; later arrivals wait behind the banner. */
   _snapshot() {
-    const items = this.client.items();
+    const items = this.client.items(this.view);
     this.shown = new Map(items.map((g) => [g.id, g.position]));
     this.top = items.length ? items[0].position : "";
   }
@@ -257,6 +461,35 @@ export class NotifierWidget {
     this.element.dispatchEvent(
       new CustomEvent("notifier:new-items", { detail: { items }, bubbles: true }),
     );
+    const fresh = items.filter((g) => !g.is_seen && !g.is_archived);
+    if (this.options.toast && !this.isOpen && fresh.length) this._toast(fresh);
+  }
+
+  /**
+   * Say what arrived in a small message by the bell, for `toastMs`; announced politely by
+   * the live region it is in, and never taking the focus.
+   */
+  _toast(groups) {
+    const s = this.strings;
+    const toast = el("div", { class: "notifier-toast", "data-testid": "notifier-toast" });
+    const text = this.options.describe?.(groups[0], s, this.locale) ?? describe(groups[0], s, this.locale);
+    toast.append(text);
+    if (groups.length > 1) {
+      toast.append(" ", fill(plural(s.toastMore, groups.length - 1, this.locale), { count: groups.length - 1 }));
+    }
+    this.toastRegion.replaceChildren(toast);
+    clearTimeout(this._toastTimer);
+    this._toastTimer = setTimeout(() => this._dismissToasts(), this.options.toastMs);
+  }
+
+  _dismissToasts() {
+    clearTimeout(this._toastTimer);
+    this.toastRegion.replaceChildren();
+  }
+
+  _closeMenus() {
+    this.openMenu?.closeMenu(false);
+    this.openMenu = null;
   }
 
   // -- rendering ----------------------------------------------------------------------------
@@ -267,20 +500,35 @@ export class NotifierWidget {
     if (this.isOpen && this.unopened && client.loaded) {
       // Opened before the first page arrived: that page is what the user opened, not news.
       this.unopened = false;
-      this._snapshot();
+      if (this.view.status === "inbox") this._snapshot();
+      if (this.view.key !== "all") this._loadView();
       queueMicrotask(() => this._act(client.markSeen())); // not from inside a render
     }
-    this._renderBadge(client.counts);
-    this.markAll.disabled = !client.counts?.unread;
-    const { visible, waiting } = this._visible(client.items());
+    this._renderBadge(client);
+    const view = this.view;
+    const items = client.items(view);
+    const { visible, waiting } = this._visible(items);
+    this._renderTabs();
+    const archive = view.status === "archived";
+    const unread =
+      view.category === null ? client.counts?.unread ?? 0
+      : client.categoryCounts?.categories?.[view.category]?.unread ??
+        items.filter((g) => !g.is_read).length; // fmt: skip
+    this.markAll.hidden = archive;
+    this.markAll.disabled = !unread;
+    this.footer.hidden = archive || this.prefsOpen;
+    this.archiveRead.disabled = !visible.some((g) => g.is_read);
     this.banner.hidden = !this.isOpen || waiting === 0;
     this.banner.textContent = fill(plural(this.strings.newItems, waiting, this.locale), {
       count: waiting,
     });
+    this.tabList.classList.toggle("notifier-hidden", this.prefsOpen);
+    this.scroller.hidden = this.prefsOpen;
     this._renderStatus(client, visible.length);
     if (!this.isOpen) return;
     this._renderList(visible);
-    if (client.hasMore) {
+    const more = view.key === "all" ? client.hasMore : client.viewHasMore(view);
+    if (more) {
       this.list.append(this.sentinel);
       this._observer.disconnect(); // observing again reports the sentinel's state afresh
       this._observer.observe(this.sentinel);
@@ -307,20 +555,36 @@ export class NotifierWidget {
     return { visible, waiting };
   }
 
-  _renderBadge(counts) {
+  _renderBadge(client) {
+    const s = this.strings;
+    const counts = client.counts;
     const unseen = counts?.unseen ?? 0;
     this.badge.hidden = unseen === 0;
     this.badge.textContent = unseen > MAX_BADGE ? `${MAX_BADGE}+` : String(unseen);
     this.badge.dataset.count = String(unseen);
     this.root.dataset.unseen = String(unseen);
-    const label = fill(plural(this.strings.bell, unseen, this.locale), { count: unseen });
-    this.bell.setAttribute("aria-label", label);
-    this.bell.title = label;
+    // Offline or refused: said on the bell itself, closed or not, and in its name.
+    const down = client.status === "failed" ? "failed" : client.status === "reconnecting" ? "offline" : "";
+    this.offlineMark.hidden = !down;
+    this.root.dataset.connection = down || "ok";
+    let name = fill(plural(s.bell, unseen, this.locale), { count: unseen });
+    if (down) name += `, ${down === "failed" ? s.unavailable : s.offline}`;
+    this.bell.setAttribute("aria-label", name);
+    this.bell.title = name;
     if (this.lastUnseen !== null && unseen !== this.lastUnseen && counts) {
       this.announcer.textContent =
-        fill(plural(this.strings.announce, unseen, this.locale), { count: unseen });
+        fill(plural(s.announce, unseen, this.locale), { count: unseen });
     }
     if (counts) this.lastUnseen = unseen;
+  }
+
+  /** The message for a connection problem (never the browser's own text). */
+  _problem(client) {
+    const s = this.strings;
+    if (client.problem === "token") return s.tokenError;
+    if (client.problem === "origin") return fill(s.originError, { origin: location.origin });
+    if (client.status === "failed") return fill(s.failed, { reason: client.error ?? "" });
+    return s.error;
   }
 
   _renderStatus(client, shown) {
@@ -332,35 +596,46 @@ export class NotifierWidget {
       state = "error"; // refused, or never reached the server: say so
     } else if (!client.loaded) {
       state = "loading";
-    } else if (client.status === "reconnecting") {
-      status = s.reconnecting;
+    }
+    if (client.pending.length) {
+      status = fill(plural(s.pending, client.pending.length, this.locale), { count: client.pending.length });
+    } else if (this.notice) {
+      status = this.notice;
+    } else if (client.loaded && client.status === "reconnecting") {
+      status = client.problem && client.problem !== "unreachable" ? this._problem(client) : s.reconnecting;
     }
     this.status.textContent = status;
-    this.status.hidden = !status;
+    this.status.hidden = !status || this.prefsOpen;
     this.root.dataset.state = state;
     this.root.dataset.status = client.status;
     const placeholder = this.placeholder;
     if (state === "error" && (!client.loaded || failed)) {
       placeholder.dataset.testid = "notifier-error";
-      const message = failed ? fill(s.failed, { reason: client.error ?? "" }) : s.error;
-      placeholder.replaceChildren(el("p", { role: "alert" }, message));
-      if (!failed) {
-        const retry = el("button", { type: "button", class: "notifier-button" }, s.retry);
-        retry.addEventListener("click", () => client.reconnect());
-        placeholder.append(retry);
+      if (placeholder.dataset.message !== this._problem(client)) {
+        placeholder.dataset.message = this._problem(client);
+        placeholder.replaceChildren(el("p", { role: "alert" }, this._problem(client)));
+        if (!failed) {
+          const retry = el("button", { type: "button", class: "notifier-button" }, s.retry);
+          retry.addEventListener("click", () => client.reconnect());
+          placeholder.append(retry);
+        }
       }
-    } else if (state === "loading") {
-      placeholder.dataset.testid = "notifier-loading";
-      placeholder.replaceChildren(el("p", {}, s.loading));
-    } else if (state === "ready" && shown === 0) {
-      placeholder.dataset.testid = "notifier-empty";
-      placeholder.replaceChildren(
-        el("p", { class: "notifier-empty-title" }, s.empty),
-        el("p", {}, s.emptyHint),
-      );
     } else {
-      placeholder.dataset.testid = "";
-      placeholder.replaceChildren();
+      placeholder.dataset.message = "";
+      if (state === "loading") {
+        placeholder.dataset.testid = "notifier-loading";
+        placeholder.replaceChildren(el("p", {}, s.loading));
+      } else if (state === "ready" && shown === 0) {
+        placeholder.dataset.testid = "notifier-empty";
+        placeholder.replaceChildren(
+          ...(this.view.status === "archived"
+            ? [el("p", { class: "notifier-empty-title" }, s.emptyArchive)]
+            : [el("p", { class: "notifier-empty-title" }, s.empty), el("p", {}, s.emptyHint)]),
+        );
+      } else {
+        placeholder.dataset.testid = "";
+        placeholder.replaceChildren();
+      }
     }
     placeholder.hidden = !placeholder.firstChild;
   }
@@ -369,6 +644,7 @@ export class NotifierWidget {
     const keep = new Set(groups.map((g) => g.id));
     for (const [id, row] of this.rows) {
       if (!keep.has(id)) {
+        if (this.openMenu === row) this._closeMenus();
         row.element.remove();
         this.rows.delete(id);
       }
@@ -377,106 +653,18 @@ export class NotifierWidget {
     for (const group of groups) {
       let row = this.rows.get(group.id);
       if (!row) {
-        row = this._row();
+        row = new Row(this);
         this.rows.set(group.id, row);
       }
-      this._fill(row, group);
+      row.fill(group, this.view.status);
       const expected = previous ? previous.nextSibling : this.list.firstChild;
       if (expected !== row.element) this.list.insertBefore(row.element, expected);
       previous = row.element;
     }
   }
 
-  /** The elements of one item, built once and updated in place. */
-  _row() {
-    const element = el("li", { class: "notifier-item", "data-testid": "notifier-item" });
-    const main = el("a", { class: "notifier-item-main", "data-testid": "notifier-item-link" });
-    const avatars = el("span", { class: "notifier-avatars", "aria-hidden": "true" });
-    const text = el("span", { class: "notifier-item-text", "data-testid": "notifier-item-text" });
-    const time = el("time", { class: "notifier-item-time" });
-    const unread = el("span", { class: "notifier-sr" });
-    const body = el("span", { class: "notifier-item-body" });
-    body.append(text, time);
-    main.append(avatars, body, unread, el("span", { class: "notifier-dot", "aria-hidden": "true" }));
-    const toggle = el("button", {
-      type: "button",
-      class: "notifier-icon",
-      "data-testid": "notifier-toggle-read",
-    });
-    const archive = el("button", {
-      type: "button",
-      class: "notifier-icon",
-      "data-testid": "notifier-archive",
-    });
-    archive.innerHTML =
-      '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path ' +
-      'fill="currentColor" d="M1 2h14v3H1zM2 6h12v8H2zm4 2v1.5h4V8z"/></svg>';
-    const actions = el("span", { class: "notifier-item-actions" });
-    actions.append(toggle, archive);
-    element.append(main, actions);
-    const row = { element, main, avatars, text, time, unread, toggle, archive, group: null };
-    main.addEventListener("click", (event) => this._clicked(row, event));
-    main.addEventListener("keydown", (event) => {
-      if (!main.hasAttribute("href") && (event.key === "Enter" || event.key === " ")) {
-        event.preventDefault();
-        this._clicked(row, event);
-      }
-    });
-    toggle.addEventListener("click", () =>
-      this._act(this.client.markRead([row.group.id], !row.group.is_read)),
-    );
-    archive.addEventListener("click", () => {
-      const next = row.element.nextElementSibling ?? row.element.previousElementSibling;
-      this._act(this.client.markArchived([row.group.id]));
-      next?.querySelector("a")?.focus(); // the archived row goes: keep focus in the list
-    });
-    return row;
-  }
-
-  /** Update one row from its group (only what changed is touched). */
-  _fill(row, group) {
-    const s = this.strings;
-    const signature = `${group.position}|${this.locale}`;
-    row.element.dataset.id = group.id;
-    row.element.dataset.read = String(group.is_read);
-    row.element.dataset.seen = String(group.is_seen);
-    row.unread.textContent = group.is_read ? "" : ` (${s.unread})`;
-    const label = group.is_read ? s.markUnread : s.markRead;
-    row.toggle.setAttribute("aria-label", label);
-    row.toggle.title = label;
-    row.toggle.textContent = group.is_read ? "○" : "✓";
-    row.archive.setAttribute("aria-label", s.archive);
-    row.archive.title = s.archive;
-    row.group = group;
-    if (row.signature !== signature) {
-      row.signature = signature;
-      const url = safeUrl(group.activities[0]?.extra?.url);
-      if (url) {
-        row.main.href = url;
-        row.main.removeAttribute("role");
-        row.main.removeAttribute("tabindex");
-      } else {
-        row.main.removeAttribute("href");
-        row.main.setAttribute("role", "button");
-        row.main.setAttribute("tabindex", "0");
-      }
-      const text = this.options.describe?.(group, s, this.locale) ?? describe(group, s, this.locale);
-      row.text.replaceChildren(text);
-      row.avatars.replaceChildren(...avatarsOf(group));
-      row.time.dateTime = group.updated_at;
-    }
-    this._time(row);
-  }
-
-  _time(row) {
-    const date = new Date(row.group.updated_at);
-    const zone = { locale: this.locale, timeZone: this.options.timeZone };
-    row.time.textContent = relativeTime(date, zone);
-    row.time.title = fullTime(date, zone);
-  }
-
   _tick() {
-    for (const row of this.rows.values()) if (row.group) this._time(row);
+    for (const row of this.rows.values()) if (row.group) row.tick();
   }
 
   // -- actions ------------------------------------------------------------------------------
@@ -501,124 +689,57 @@ export class NotifierWidget {
     window.location.assign(href);
   }
 
-  _loadMore() {
-    this._act(this.client.loadMore());
-  }
-
-  /** Run an action; failures are shown by the client's state, never thrown at the page. */
-  _act(promise) {
-    promise.catch((error) => {
-      this.status.textContent = error.message;
-      this.status.hidden = false;
-    });
-  }
-}
-
-/**
- * "ana and 3 others liked your photo", with the names in <strong>.
- * @param {Group} group
- * @param {Object<string, any>} s strings
- * @param {string} locale
- * @returns {DocumentFragment}
- */
-export function describe(group, s, locale) {
-  const names = [];
-  for (const a of group.activities) {
-    const name = a.extra?.actor_name ?? a.actor;
-    if (!names.includes(name)) names.push(name);
-  }
-  const count = Math.max(group.actor_count, 1);
-  let actors;
-  if (count === 1 || names.length === 0) {
-    actors = build("{first}", { first: strong(names[0] ?? "?") });
-  } else if (count === 2 && names.length >= 2) {
-    actors = build(s.two, { first: strong(names[0]), second: strong(names[1]) });
-  } else {
-    actors = build(plural(s.others, count - 1, locale), {
-      first: strong(names[0]),
-      count: String(count - 1),
-    });
-  }
-  const newest = group.activities[0] ?? {};
-  const entry = s.verbs[group.verb];
-  const template = entry ? plural(entry, count, locale) : s.verb;
-  return build(template, {
-    actors,
-    target: localised(newest.extra?.title, locale) ?? newest.target ?? newest.object ?? "",
-    verb: group.verb,
-  });
-}
-
-// -- small DOM helpers --------------------------------------------------------------------
-
-/**
- * A fragment from a template whose `{name}` values are strings or nodes (text is never
- * parsed as HTML).
- */
-function build(template, values) {
-  const fragment = document.createDocumentFragment();
-  const parts = template.split(/\{(\w+)\}/);
-  parts.forEach((part, i) => {
-    if (i % 2 === 0) {
-      if (part) fragment.append(part);
-    } else if (part in values) {
-      const value = values[part];
-      fragment.append(typeof value === "string" ? value : value);
-    } else {
-      fragment.append(`{${part}}`);
-    }
-  });
-  return fragment;
-}
-
-function strong(text) {
-  return el("strong", {}, text);
-}
-
-/** A title given per language (`{"en": "your photo", "fr": "votre photo"}`) or as text. */
-function localised(value, locale) {
-  if (value == null || typeof value === "string") return value ?? undefined;
-  return value[locale] ?? value[locale.split("-")[0]] ?? value.en ?? Object.values(value)[0];
-}
-
-function avatarsOf(group) {
-  const seen = new Set();
-  const nodes = [];
-  for (const a of group.activities) {
-    if (seen.has(a.actor) || nodes.length === MAX_AVATARS) continue;
-    seen.add(a.actor);
-    const src = safeUrl(a.extra?.avatar, true);
-    const name = a.extra?.actor_name ?? a.actor;
-    nodes.push(
-      src
-        ? el("img", { class: "notifier-avatar", src, alt: "", loading: "lazy" })
-        : el("span", { class: "notifier-avatar notifier-avatar-initial" }, name[0].toUpperCase()),
+  /**
+   * An item's action button (`extra.actions`): the group is marked done; a `url` action
+   * goes there, an `event` action dispatches `notifier:action` from the element.
+   */
+  async _action(row, action, event) {
+    const group = row.group;
+    const activity = group.activities[0];
+    const done = this.client.markDone([group.id]);
+    this._act(done);
+    this.options.onAction?.(action, group, activity);
+    const detail = { event: action.event ?? null, action, item: group, activity };
+    const proceed = this.element.dispatchEvent(
+      new CustomEvent("notifier:action", { detail, bubbles: true, cancelable: true }),
     );
+    row.main.focus(); // the button is replaced by "Done"
+    const url = safeUrl(action.url);
+    if (!url || !proceed) return;
+    if (event.metaKey || event.ctrlKey) {
+      window.open(url, "_blank", "noopener");
+      return;
+    }
+    await Promise.race([done.catch(() => {}), new Promise((r) => setTimeout(r, 800))]);
+    window.location.assign(url);
   }
-  return nodes;
+
+  _loadMore() {
+    const view = this.view;
+    this._act(view.key === "all" ? this.client.loadMore() : this.client.loadView(view, true));
+  }
+
+  /** What to tell the user about a failed call: the server's own message for a refused
+   *  input, otherwise a sentence of ours (never the browser's "Failed to fetch"). */
+  _message(error) {
+    if (error?.status === 422 && error.payload?.error?.message) return error.payload.error.message;
+    return this.strings.actionFailed;
+  }
+
+  /** Run an action; failures are shown in the status line, never thrown at the page. */
+  _act(promise) {
+    if (this.notice) {
+      this.notice = "";
+      this.render();
+    }
+    promise.catch((error) => {
+      this.notice = this._message(error);
+      this.render();
+    });
+  }
 }
 
-/**
- * `url` resolved against the page if it is http(s) (or, for images, a data:image URI);
- * null otherwise, so that a `javascript:` URL in an activity can never run.
- */
-function safeUrl(url, image = false) {
-  if (typeof url !== "string" || !url) return null;
-  if (image && /^data:image\//i.test(url)) return url;
-  try {
-    const resolved = new URL(url, window.location.href);
-    return resolved.protocol === "http:" || resolved.protocol === "https:" ? resolved.href : null;
-  } catch {
-    return null;
-  }
-}
-
-function el(tag, attributes = {}, text) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+// -- small helpers --------------------------------------------------------------------------
 
 function loadStylesheet(href) {
   if (!href) return;
@@ -638,13 +759,31 @@ function tokenFrom(url) {
 
 // -- <notifier-bell> ----------------------------------------------------------------------
 
+/** Attributes of `<notifier-bell>` and the options they give. */
+const ATTRIBUTES = {
+  server: ["server", String],
+  "token-url": ["tokenUrl", String],
+  feed: ["feed", String],
+  locale: ["locale", String],
+  theme: ["theme", String],
+  "time-zone": ["timeZone", String],
+  "page-size": ["pageSize", Number],
+  categories: ["categories", (v) => v.split(",").map((c) => c.trim()).filter(Boolean)],
+  archive: ["archive", (v) => v !== "false"],
+  toast: ["toast", (v) => v !== "false"],
+  verbs: ["verbs", (v) => v.split(",").map((c) => c.trim()).filter(Boolean)],
+};
+
 /**
- * `<notifier-bell token-url="..." server="..." feed="..." locale="..." theme="...">`, or set
- * `element.options = {token, onItemClick, ...}` (any WidgetOptions) before or after it is
- * added to the page. `element.widget` and `element.client` give the objects underneath.
+ * `<notifier-bell token-url="..." server="..." feed="..." locale="..." theme="..."
+ * categories="social,billing" toast>`, or set `element.options = {token, onItemClick, ...}`
+ * (any WidgetOptions) before or after it is added to the page. Attributes and options are
+ * both watched: a change of locale, theme, strings, callbacks or toast applies in place,
+ * any other one mounts the widget again. `element.widget` and `element.client` give the
+ * objects underneath.
  */
 export class NotifierBellElement extends HTMLElement {
-  static observedAttributes = ["locale"];
+  static observedAttributes = Object.keys(ATTRIBUTES);
 
   constructor() {
     super();
@@ -655,8 +794,8 @@ export class NotifierBellElement extends HTMLElement {
 
   /** @param {WidgetOptions} options */
   set options(options) {
-    this._options = options;
-    this._start();
+    this._options = options ?? {};
+    this._apply();
   }
 
   get options() {
@@ -671,7 +810,7 @@ export class NotifierBellElement extends HTMLElement {
   connectedCallback() {
     // After the current task: a page that sets `options` right after creating the element
     // gets them into the first mount.
-    queueMicrotask(() => this._start());
+    queueMicrotask(() => this._apply());
   }
 
   disconnectedCallback() {
@@ -680,27 +819,42 @@ export class NotifierBellElement extends HTMLElement {
   }
 
   attributeChangedCallback(name, old, value) {
-    if (name === "locale" && this.widget && old !== value) this.widget.setLocale(value);
+    if (this.widget && old !== value) this._apply();
   }
 
-  _start() {
-    if (this.widget || !this.isConnected) return;
-    const fromAttributes = {};
-    for (const [attribute, option] of [
-      ["server", "server"],
-      ["token-url", "tokenUrl"],
-      ["feed", "feed"],
-      ["locale", "locale"],
-      ["theme", "theme"],
-      ["time-zone", "timeZone"],
-    ]) {
-      if (this.hasAttribute(attribute)) fromAttributes[option] = this.getAttribute(attribute);
+  /** The options now: the attributes', overridden by `options`. */
+  _merged() {
+    const merged = {};
+    for (const [attribute, [option, parse]] of Object.entries(ATTRIBUTES)) {
+      if (this.hasAttribute(attribute)) merged[option] = parse(this.getAttribute(attribute));
     }
-    if (this.hasAttribute("page-size")) fromAttributes.pageSize = Number(this.getAttribute("page-size"));
-    const options = { ...fromAttributes, ...this._options };
+    return { ...merged, ...this._options };
+  }
+
+  /** Mount, update in place, or mount again, as the options now ask. */
+  _apply() {
+    if (!this.isConnected) return;
+    const options = this._merged();
     if (!options.token && !options.tokenUrl) return; // wait for `options`
+    const last = this._last ?? {};
+    this._last = options;
+    if (this.widget) {
+      const keys = new Set([...Object.keys(options), ...Object.keys(last)]);
+      const remount = [...keys].some((k) => !LIVE_OPTIONS.has(k) && !same(options[k], last[k]));
+      if (!remount) {
+        this.widget.update(options);
+        return;
+      }
+      this.widget.destroy();
+    }
     this.widget = mount(this, options);
   }
+}
+
+/** Whether two option values are the same (arrays by content: `categories`). */
+function same(a, b) {
+  if (Array.isArray(a) && Array.isArray(b)) return a.join("\n") === b.join("\n");
+  return a === b;
 }
 
 if (typeof customElements !== "undefined" && !customElements.get("notifier-bell")) {

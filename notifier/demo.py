@@ -60,14 +60,20 @@ def activity_for(services: Services, act: Act, time: datetime | None = None) -> 
     """The activity behind a demo action, addressed to ``user``'s notification feed.
 
     ``extra`` carries what the widget shows: the URL an item opens, the actor's avatar and a
-    title for the target ("your photo"), as an app would send them.
+    title for the target, one per language of the demo page ("your photo", "votre photo"),
+    as an app would send them.
     """
     photo = f"photo:{act.user}-beach"
+    your_photo = {"en": "your photo", "fr": "votre photo"}
     targets = {
-        "like": (photo, "your photo", f"#/photos/{act.user}-beach"),
-        "comment": (photo, "your photo", f"#/photos/{act.user}-beach/comments"),
-        "follow": (f"user:{act.user}", "you", f"#/people/{act.actor}"),
-        "mention": (f"post:{act.actor}-1", "you in a post", f"#/posts/{act.actor}-1"),
+        "like": (photo, your_photo, f"#/photos/{act.user}-beach"),
+        "comment": (photo, your_photo, f"#/photos/{act.user}-beach/comments"),
+        "follow": (f"user:{act.user}", {"en": "you", "fr": "vous"}, f"#/people/{act.actor}"),
+        "mention": (
+            f"post:{act.actor}-1",
+            {"en": "you in a post", "fr": "vous dans une publication"},
+            f"#/posts/{act.actor}-1",
+        ),
     }
     target, title, url = targets[act.verb]
     return services.notifier.activity(
@@ -116,7 +122,10 @@ def curl_line(url: str, api_key: str, user: str = SHOWN[1]) -> str:
         "object": "mention:eve:curl",
         "target": "post:eve-1",
         "to": [f"notification:{user}"],
-        "extra": {"url": "#/posts/eve-1", "title": "you in a post"},
+        "extra": {
+            "url": "#/posts/eve-1",
+            "title": {"en": "you in a post", "fr": "vous dans une publication"},
+        },
     }
     endpoint = f"{url.rstrip('/')}/v1/activities"
     auth = f"Authorization: Bearer {api_key}"

@@ -1,8 +1,9 @@
 """The npm packages some browser tests load (React, Vue, axe-core), from ``tests/widget/js``:
 pinned in its package-lock.json, installed by ``scripts/test`` (``npm ci``), and handed to
-the page by Playwright from ``node_modules``, never from a CDN.
+the page from ``node_modules`` by a test's own web server (:data:`route`), or injected by
+Playwright from the file (axe-core), never from a CDN.
 
-React 19 ships CommonJS only (no browser build since React 19), so :func:`serve` wraps its
+React 19 ships CommonJS only (no browser build since React 19), so :data:`route` wraps its
 files as ES modules for an import map: ``module``, ``exports``, ``process.env`` and a
 ``require`` of the other wrapped packages, then its ``exports.name = ...`` as named exports.
 That wrapper is coupled to React's file layout, checked with react / react-dom 19.3.1: each
@@ -17,13 +18,15 @@ import json
 import re
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, Route
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from tests.services import unavailable
 
 NODE_MODULES = Path(__file__).resolve().with_name("js") / "node_modules"
 PREFIX = "/npm/"
-"""Where the page finds them, on the origin of the page that asks."""
+"""Where the page finds them, on the test server that serves the page."""
 
 COMMONJS = {
     "react": "react/cjs/react.development.js",
@@ -45,30 +48,29 @@ def node_modules() -> Path:
 
 def import_map() -> str:
     """The ``<script type="importmap">`` that makes ``import ... from "react"`` (or "vue")
-    load what :func:`serve` serves."""
+    load what :data:`route` serves."""
     imports = {name: f"{PREFIX}{name}.js" for name in COMMONJS}
     imports |= {name: f"{PREFIX}{path}" for name, path in ES_MODULES.items()}
     return f'<script type="importmap">{json.dumps({"imports": imports})}</script>'
 
 
-async def serve(context: BrowserContext, origin: str) -> None:
-    """Answer ``{origin}/npm/...`` in ``context`` from node_modules (CommonJS wrapped)."""
-    root = node_modules()
-    wrapped = {f"{PREFIX}{name}.js": path for name, path in COMMONJS.items()}
+async def npm_file(request: Request) -> Response:
+    """``/npm/<file>``: a file of node_modules, or the ES module wrapping a CommonJS one."""
+    root = NODE_MODULES  # the test checked it with node_modules()
+    path = request.path_params["path"]
+    wrapped = {f"{name}.js": file for name, file in COMMONJS.items()}
+    if path in wrapped:
+        body = as_es_module((root / wrapped[path]).read_text())
+    else:
+        file = (root / path).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
+            return PlainTextResponse(f"not in node_modules: {path}", status_code=404)
+        body = file.read_text()
+    return Response(body, media_type="text/javascript")
 
-    async def answer(route: Route) -> None:
-        path = route.request.url.removeprefix(origin).split("?")[0]
-        if path in wrapped:
-            body = as_es_module((root / wrapped[path]).read_text())
-        else:
-            file = (root / path.removeprefix(PREFIX)).resolve()
-            if not file.is_relative_to(root) or not file.is_file():
-                await route.fulfill(status=404, body=f"not in node_modules: {path}")
-                return
-            body = file.read_text()
-        await route.fulfill(body=body, content_type="text/javascript; charset=utf-8")
 
-    await context.route(f"{origin}{PREFIX}**", answer)
+route = Route(PREFIX + "{path:path}", npm_file)
+"""Add it to a test server's routes to serve what :func:`import_map` points at."""
 
 
 def as_es_module(source: str) -> str:

@@ -32,11 +32,12 @@ from notifier.errors import ConfigError, InvalidInput
 from notifier.fanout.followers import FollowCounts, FollowerLookup, StorageFollowers
 from notifier.fanout.jobs import ChunkJob, Dispatcher, FanoutJob, Job, Priority, describe
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RecentlyActive
-from notifier.fanout.timers import Expire, Timer, TimerJob
-from notifier.feedgroups import FeedGroup
-from notifier.feeds import entries_for
+from notifier.fanout.timers import Expire, Timer, TimerJob, Wake
+from notifier.feedgroups import FeedGroup, FeedKind
+from notifier.feeds import NotificationFeed, entries_for
+from notifier.inbox import Inbox
 from notifier.model import Activity, check_user_id, split_feed_id
-from notifier.realtime.bus import Bus, EventKind, NullBus, publish_changes
+from notifier.realtime.bus import Bus, EventKind, NullBus, marked, publish_changes
 from notifier.storage.base import Entry, FeedChange, Storage
 
 if TYPE_CHECKING:
@@ -189,8 +190,32 @@ class Manager:
         match job:
             case Expire():
                 await self._expire(job)
+            case Wake():
+                await self._wake(job)
             case _:
                 assert_never(job)
+
+    async def wake_later(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str], until: datetime
+    ) -> None:
+        """Schedule the end of a snooze: each group comes back at ``until``."""
+        timers = [
+            Timer(at=until, job=Wake(group=group.name, user=user, group_id=gid, until=until))
+            for gid in dict.fromkeys(group_ids)
+        ]
+        await self.dispatcher.schedule(timers)
+
+    async def _wake(self, job: Wake) -> None:
+        """Bring a snoozed group back unseen and unread, and tell the user's connections.
+        Nothing to do when the snooze ended or moved meanwhile (``Inbox.wake``)."""
+        group = self.config.feeds.groups.get(job.group)
+        if group is None or group.kind is not FeedKind.NOTIFICATION:
+            log.warning("wake timer for a feed group that is no longer one: %s", job.group)
+            return
+        feed = NotificationFeed(self.storage, group, job.user)
+        counts = await Inbox(feed).wake(job.group_id, job.until)
+        if counts is not None:
+            await self.bus.publish([marked(job.user, job.group, counts)])
 
     async def _expire(self, job: Expire) -> None:
         """Remove the activity if it is still stored and has expired. Nothing to do when it

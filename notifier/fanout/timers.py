@@ -39,8 +39,18 @@ class Expire(msgspec.Struct, tag="expire", tag_field="kind", frozen=True, kw_onl
     activity_id: str
 
 
-TimerJob = Expire
-"""Every kind of timer job, told apart by ``kind`` (a union once there are several)."""
+class Wake(msgspec.Struct, tag="wake", tag_field="kind", frozen=True, kw_only=True):
+    """End the snooze of notification group ``group_id`` in ``user``'s ``group`` feed, if it
+    is still snoozed until ``until`` (notifier/inbox.py ``Inbox.wake``)."""
+
+    group: str
+    user: str
+    group_id: str
+    until: _Aware
+
+
+TimerJob = Expire | Wake
+"""Every kind of timer job, told apart by ``kind``."""
 
 
 class Timer(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,9 +6,7 @@ activity out before its timer has run."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +16,8 @@ import pytest
 from notifier.feeds import entries_for
 from notifier.realtime.bus import UserEvent
 from notifier.storage.base import Storage
-from tests.e2e.cluster import Web, start_web
-from tests.fanout.conftest import WorkerPool, make_config
+from tests.e2e.cluster import Web
+from tests.fanout.conftest import WorkerPool
 from tests.realtime.client import Client
 from tests.realtime.conftest import Live
 from tests.web.conftest import API_KEY, ORIGIN
@@ -78,24 +76,6 @@ async def watch_expiry(http: httpx.AsyncClient, bo: Client) -> None:
 @pytest.mark.parametrize("storage_factory", ["memory"], indirect=True)
 async def test_an_expiring_activity_is_pushed_out_live_on_the_embedded_server(live: Live) -> None:
     await watch_expiry(live.http, live.client("bo"))
-
-
-@pytest.fixture
-def processes(redis_url: str) -> Iterator[tuple[Web, WorkerPool]]:
-    """``notifier serve`` and ``notifier worker`` on the session's Redis, a prefix of their own."""
-    _, path = make_config(redis_url, f"x{uuid.uuid4().hex[:8]}")
-    workers = WorkerPool(path, threads=2)
-    web = start_web(path, path.parent)
-    workers.start(1)
-    try:
-        yield web, workers
-    finally:
-        web.proc.terminate()
-        try:
-            web.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            web.proc.kill()
-        workers.stop()
 
 
 async def test_an_expiring_activity_is_pushed_out_live_by_worker_processes(

@@ -7,8 +7,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+import pytest
+
+from tests.e2e.cluster import Web
+from tests.fanout.conftest import WorkerPool
 from tests.realtime.client import Client
 from tests.realtime.conftest import Live
+from tests.realtime.test_expiry import KEY
+from tests.web.conftest import ORIGIN
+
+pytestmark = pytest.mark.timeout(90)
 
 FEED = "/v1/me/feeds/notification"
 
@@ -81,3 +90,57 @@ async def test_done_snooze_and_delete_reach_every_tab_live(live: Live) -> None:
         assert tab.feeds["notification"].counts == {"unseen": 1, "unread": 1}
         await assert_client_matches_http(live, tab)
         await tab.close()
+
+
+async def watch_wake(http: httpx.AsyncClient, bo: Client) -> None:
+    """bo snoozes a notification for two seconds and watches it come back by itself: unseen
+    and unread again, counts up, pushed with nothing else called."""
+    posted = await http.post(
+        "/v1/activities",
+        json={"actor": "ana", "verb": "like", "object": "photo:1", "to": ["notification:bo"]},
+        headers=KEY,
+    )
+    assert posted.status_code == 201, posted.text
+    gid = posted.json()["id"]
+    await bo.connect()
+    await bo.subscribe("notification")
+    state = bo.feeds["notification"]
+    headers = {"Authorization": f"Bearer {bo.token}"}
+    marked = await http.post(
+        f"{FEED}/mark", json={"seen": True, "read": True, "group_ids": [gid]}, headers=headers
+    )
+    assert marked.json() == {"unseen": 0, "unread": 0}
+    until = datetime.now(UTC) + timedelta(seconds=2)
+    response = await http.post(
+        f"{FEED}/snooze", json={"group_ids": [gid], "until": until.isoformat()}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    await holds(bo, lambda items: items.get(gid, {}).get("snoozed_until") is not None)
+    await holds(bo, lambda items: items[gid]["snoozed_until"] is None)
+    assert datetime.now(UTC) >= until
+    woken = state.items[gid]
+    assert (woken["is_seen"], woken["is_read"], woken["is_archived"]) == (False, False, False)
+    if state.counts != {"unseen": 1, "unread": 1}:
+        await bo.wait_for(lambda _: state.counts == {"unseen": 1, "unread": 1})
+    fresh = await http.get(FEED, headers=headers)
+    assert [g["id"] for g in fresh.json()["groups"]] == [gid]
+    await bo.close()
+
+
+@pytest.mark.parametrize("storage_factory", ["memory"], indirect=True)
+async def test_a_snoozed_notification_comes_back_live_on_the_embedded_server(live: Live) -> None:
+    await watch_wake(live.http, live.client("bo"))
+
+
+async def test_a_snoozed_notification_comes_back_live_by_worker_processes(
+    processes: tuple[Web, WorkerPool],
+) -> None:
+    web, workers = processes
+    async with httpx.AsyncClient(base_url=web.http, timeout=30) as http:
+        response = await http.post("/v1/tokens", json={"user": "bo"}, headers=KEY)
+        bo = Client(web.ws, response.json()["token"], origin=ORIGIN)
+        try:
+            await watch_wake(http, bo)
+        except BaseException:
+            print(workers.output(), web.log.read_text(errors="replace")[-4000:])
+            raise

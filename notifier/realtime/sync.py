@@ -301,13 +301,13 @@ class FeedView:
             now = datetime.now(UTC)
             return [bodies[i] for i in found if i in bodies and not bodies[i].expired(now)], None
         if self.counted:
-            stored, counts = await self.storage.read_page(
-                self.group, self.user, limit=limit, id_gt=id_gt
+            (stored, counts), notes = await asyncio.gather(
+                self.storage.read_page(self.group, self.user, limit=limit, id_gt=id_gt),
+                self.storage.annotations(self.group, self.user),
             )
-        else:
-            stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
-            counts = None
-        return await hydrate(self.storage, stored, self.cache.get), counts
+            return await hydrate(self.storage, stored, self.cache.get, notes), counts
+        stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
+        return await hydrate(self.storage, stored, self.cache.get), None
 
 
 def _position(item: Group | Activity) -> str:

@@ -285,3 +285,33 @@ async def test_imported_activities_expire_too(tmp_path: Path) -> None:
         assert (await harness.counts_all("notification", ["bo"]))["bo"] == (0, 0, 0)
     finally:
         await close(harness)
+
+
+async def test_a_timer_held_by_a_killed_worker_still_runs_on_another(
+    storage_redis_url: str, redis_url: str, pools: list[Harness]
+) -> None:
+    harness = await redis_harness(storage_redis_url, workers=1)
+    pools.append(harness)
+    assert harness.pool is not None
+    bo = harness.user("bo")
+    post = await expiring_post(harness, harness.user("ana"), [f"notification:{bo}"], 3)
+    await harness.manager.add_activity(post)
+    queue = f"{harness.config.fanout.namespace}:{harness.config.fanout.timer_queue}.DQ"
+    broker = redis.Redis.from_url(redis_url)
+    try:
+        # Fetched: off the delay queue's list, its body kept until the worker acknowledges it.
+        held = lambda: _true(broker.llen(queue) == 0 and broker.hlen(f"{queue}.msgs") == 1)  # noqa: E731
+        await wait_until(held, within=10)
+    finally:
+        broker.close()
+    harness.pool.kill(harness.pool.procs[0])
+    harness.pool.start(1)
+
+    async def gone() -> bool:
+        return (await harness.counts_all("notification", [bo]))[bo] == (0, 0, 0)
+
+    await wait_until(gone, within=30)
+    late = datetime.now(UTC) - post.expires_at  # type: ignore[operator]
+    # Back within the heartbeat timeout (2 s) and a sweep (0.5 s) of the kill.
+    print("killed-worker timer late by", late)
+    assert timedelta(0) <= late < timedelta(seconds=5), late

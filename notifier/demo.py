@@ -22,12 +22,23 @@ from urllib.parse import quote
 import uvicorn
 from starlette.applications import Starlette
 
+from notifier.categories import Categories, Category
 from notifier.config import Config
 from notifier.model import Activity
 from notifier.web.app import create_app
 from notifier.web.services import Services
 from notifier.web.settings import ServerSettings, server_options
 from notifier.web.wiring import build_services
+
+DEMO_CATEGORIES = Categories(
+    [
+        Category("social", verbs=("like", "comment", "follow")),
+        Category("mentions", verbs=("mention",)),
+        Category("account", critical=True),
+    ]
+)
+"""The demo's categories when its configuration declares none: the page's bells show a tab
+for each of the first two, and "account" shows as a category that cannot be muted."""
 
 USERS = ("ana", "bo", "cy", "dee", "eve")
 """The demo's users; the page shows the first two side by side."""
@@ -151,7 +162,12 @@ def build_demo(config: Config, settings: ServerSettings) -> tuple[Starlette, Ser
     """The demo app: the real API and widget files, plus the demo page and its routes."""
     from notifier.web.demo_routes import demo_routes
 
-    memory = Config(feeds=config.feeds, verbs=config.verbs, limits=config.limits)
+    memory = Config(
+        feeds=config.feeds,
+        verbs=config.verbs,
+        limits=config.limits,
+        categories=config.categories or DEMO_CATEGORIES,
+    )
     services = build_services(memory, settings)
     return create_app(services, extra_routes=demo_routes(services)), services
 

@@ -220,8 +220,10 @@ export class NotifierWidget {
         "data-testid": `notifier-tab-${tab.key.replace(/^c:/, "")}`,
       });
       tab.name = el("span", {});
-      tab.count = el("span", { class: "notifier-tab-count", "aria-hidden": "true" });
-      tab.button.append(tab.name, tab.count);
+      tab.count = el("span", { class: "notifier-tab-count" });
+      tab.unread = el("span", { class: "notifier-sr" });
+      // Named by its visible text ("Social 2") and, for screen readers, " unread" after it.
+      tab.button.append(tab.name, " ", tab.count, tab.unread);
       tab.button.addEventListener("click", () => this.selectTab(tab.key));
       this.tabList.append(tab.button);
     }
@@ -436,7 +438,7 @@ export class NotifierWidget {
       tab.name.textContent = name;
       tab.count.textContent = unread > MAX_BADGE ? `${MAX_BADGE}+` : String(unread);
       tab.count.hidden = unread === 0;
-      tab.button.setAttribute("aria-label", fill(plural(this.strings.tab, unread, this.locale), { name, count: unread }));
+      tab.unread.textContent = unread ? ` ${this.strings.unread}` : "";
       tab.button.dataset.count = String(unread);
     }
   }

@@ -118,10 +118,13 @@ class Server:
         )
         assert response.status_code == 201, response.text
 
-    async def feed(self, user: str, limit: int = 100) -> dict[str, Any]:
-        """``user``'s notification feed and counts, as storage has them."""
+    async def feed(self, user: str, limit: int = 100, status: str = "all") -> dict[str, Any]:
+        """``user``'s notification feed and counts, as storage has them (every group, archived
+        and snoozed ones included, unless ``status`` says otherwise)."""
         response = await self.http.get(
-            f"/v1/feeds/notification/{user}", params={"limit": limit}, headers=self.api()
+            f"/v1/feeds/notification/{user}",
+            params={"limit": limit, "status": status},
+            headers=self.api(),
         )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()

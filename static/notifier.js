@@ -436,7 +436,7 @@ export class NotifierWidget {
       if (tab.key === "all") unread = this.client.counts?.unread ?? 0;
       else if (tab.category !== null) unread = counts?.categories?.[tab.category]?.unread ?? 0;
       tab.name.textContent = name;
-      tab.count.textContent = unread > MAX_BADGE ? `${MAX_BADGE}+` : String(unread);
+      tab.count.textContent = !unread ? "" : unread > MAX_BADGE ? `${MAX_BADGE}+` : String(unread);
       tab.count.hidden = unread === 0;
       tab.unread.textContent = unread ? ` ${this.strings.unread}` : "";
       tab.button.dataset.count = String(unread);

@@ -227,7 +227,6 @@ export class NotifierWidget {
       tab.button.addEventListener("click", () => this.selectTab(tab.key));
       this.tabList.append(tab.button);
     }
-    this.tabList.hidden = this.tabs.length < 2;
     this.tabList.addEventListener("keydown", (event) => this._tabKey(event));
     this.status = el("p", { class: "notifier-status", role: "status", "data-testid": "notifier-status" });
     this.banner = el("button", {
@@ -516,7 +515,7 @@ export class NotifierWidget {
       view.category === null ? client.counts?.unread ?? 0
       : client.categoryCounts?.categories?.[view.category]?.unread ??
         items.filter((g) => !g.is_read).length; // fmt: skip
-    this.markAll.hidden = archive;
+    this.markAll.hidden = archive || this.prefsOpen;
     this.markAll.disabled = !unread;
     this.footer.hidden = archive || this.prefsOpen;
     this.archiveRead.disabled = !visible.some((g) => g.is_read);
@@ -524,7 +523,7 @@ export class NotifierWidget {
     this.banner.textContent = fill(plural(this.strings.newItems, waiting, this.locale), {
       count: waiting,
     });
-    this.tabList.classList.toggle("notifier-hidden", this.prefsOpen);
+    this.tabList.hidden = this.tabs.length < 2 || this.prefsOpen;
     this.scroller.hidden = this.prefsOpen;
     this._renderStatus(client, visible.length);
     if (!this.isOpen) return;

@@ -753,7 +753,9 @@ export class NotifierClient {
   snooze(ids, until) {
     const wanted = new Set(ids);
     const iso = until ? until.toISOString() : null;
-    const flags = iso ? { is_archived: true, snoozed_until: iso } : { is_archived: false, snoozed_until: null };
+    const flags = iso
+      ? { is_archived: true, snoozed_until: iso }
+      : { is_archived: false, snoozed_until: null };
     return this._mark({ group_ids: ids, until: iso }, (g) => (wanted.has(g.id) ? flags : null), {
       path: "/snooze",
     });
@@ -848,7 +850,9 @@ export class NotifierClient {
 
   /** Apply `change` to every group held (the live window and the lists read over HTTP). */
   _applyLocal(change, only = null) {
-    for (const groups of only ? [only] : [this.groups, ...[...this._views.values()].map((v) => v.groups)]) {
+    for (const groups of only
+      ? [only]
+      : [this.groups, ...[...this._views.values()].map((v) => v.groups)]) {
       for (const [id, group] of groups) {
         const flags = change(group);
         if (flags === REMOVE) groups.delete(id);

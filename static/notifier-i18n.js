@@ -260,6 +260,9 @@ export function relativeTime(date, { now = new Date(), locale = "en", timeZone }
  * @param {{locale?: string, timeZone?: string}} [options]
  */
 export function fullTime(date, { locale = "en", timeZone } = {}) {
-  return new Intl.DateTimeFormat(locale, { timeZone, dateStyle: "full", timeStyle: "short" })
-    .format(date);
+  return new Intl.DateTimeFormat(locale, {
+    timeZone,
+    dateStyle: "full",
+    timeStyle: "short",
+  }).format(date);
 }

@@ -79,7 +79,9 @@ function strong(text) {
 export function actionsOf(activity) {
   const actions = Array.isArray(activity?.extra?.actions) ? activity.extra.actions : [];
   return actions
-    .filter((a) => a && typeof a.label === "string" && (safeUrl(a.url) || typeof a.event === "string"))
+    .filter(
+      (a) => a && typeof a.label === "string" && (safeUrl(a.url) || typeof a.event === "string"),
+    )
     .slice(0, MAX_ACTIONS);
 }
 
@@ -129,12 +131,20 @@ export class Row {
     this.unread = el("span", { class: "notifier-sr" });
     const body = el("span", { class: "notifier-item-body" });
     body.append(this.text, this.time);
-    main.append(this.avatars, body, this.unread, el("span", { class: "notifier-dot", "aria-hidden": "true" }));
+    main.append(
+      this.avatars,
+      body,
+      this.unread,
+      el("span", { class: "notifier-dot", "aria-hidden": "true" }),
+    );
     this.cta = el("div", { class: "notifier-item-cta", "data-testid": "notifier-item-actions" });
     content.append(main, this.cta);
     this.toggle = this._button("notifier-toggle-read");
     this.archive = this._button("notifier-archive");
-    this.more = this._button("notifier-more", { "aria-haspopup": "menu", "aria-expanded": "false" });
+    this.more = this._button("notifier-more", {
+      "aria-haspopup": "menu",
+      "aria-expanded": "false",
+    });
     this.menu = el("div", { class: "notifier-menu", role: "menu", "data-testid": "notifier-menu" });
     this.menu.hidden = true;
     this.menuItems = {
@@ -163,7 +173,9 @@ export class Row {
       this._leaving();
       host._act(host.client.markArchived([this.group.id], !archived));
     });
-    this.more.addEventListener("click", () => (this.menu.hidden ? this.openMenu() : this.closeMenu(true)));
+    this.more.addEventListener("click", () =>
+      this.menu.hidden ? this.openMenu() : this.closeMenu(true),
+    );
     this.menu.addEventListener("keydown", (event) => this._menuKey(event));
     this.menuItems.hour.addEventListener("click", () =>
       this._chosen(() => host.client.snooze([this.group.id], new Date(Date.now() + 3_600_000))),
@@ -177,11 +189,21 @@ export class Row {
   }
 
   _button(testid, attributes = {}) {
-    return el("button", { type: "button", class: "notifier-icon", "data-testid": testid, ...attributes });
+    return el("button", {
+      type: "button",
+      class: "notifier-icon",
+      "data-testid": testid,
+      ...attributes,
+    });
   }
 
   _menuItem(testid) {
-    const item = el("button", { type: "button", role: "menuitem", tabindex: "-1", "data-testid": testid });
+    const item = el("button", {
+      type: "button",
+      role: "menuitem",
+      tabindex: "-1",
+      "data-testid": testid,
+    });
     this.menu.append(item);
     return item;
   }
@@ -295,7 +317,11 @@ export class Row {
       this.cta.append(done);
     } else {
       for (const action of actions) {
-        const button = el("button", { type: "button", class: "notifier-cta", "data-testid": "notifier-action" }, action.label);
+        const button = el(
+          "button",
+          { type: "button", class: "notifier-cta", "data-testid": "notifier-action" },
+          action.label,
+        );
         button.addEventListener("click", (event) => this.host._action(this, action, event));
         this.cta.append(button);
       }

@@ -21,8 +21,16 @@ export class Preferences {
     this.heading = el("h3", { class: "notifier-prefs-title", id: `${id}-prefs-title` });
     this.hint = el("p", { class: "notifier-prefs-hint" });
     this.form = el("div", { class: "notifier-prefs-form" });
-    this.status = el("p", { class: "notifier-prefs-status", role: "status", "data-testid": "notifier-prefs-status" });
-    this.back = el("button", { type: "button", class: "notifier-link", "data-testid": "notifier-prefs-back" });
+    this.status = el("p", {
+      class: "notifier-prefs-status",
+      role: "status",
+      "data-testid": "notifier-prefs-status",
+    });
+    this.back = el("button", {
+      type: "button",
+      class: "notifier-link",
+      "data-testid": "notifier-prefs-back",
+    });
     this.element.append(this.heading, this.hint, this.form, this.status, this.back);
     this.back.addEventListener("click", () => host.showPreferences(false));
   }
@@ -57,17 +65,27 @@ export class Preferences {
     this.form.replaceChildren();
     if (categories.length) {
       this.form.append(
-        this._fieldset(s.settingsCategories, "categories",
-          categories.map((c) => ({ name: c.name, label: this.host._categoryName(c.name), fixed: c.critical })),
-          new Set(muted.categories ?? [])),
-      ); // fmt: skip
+        this._fieldset(
+          s.settingsCategories,
+          "categories",
+          categories.map((c) => ({
+            name: c.name,
+            label: this.host._categoryName(c.name),
+            fixed: c.critical,
+          })),
+          new Set(muted.categories ?? []),
+        ),
+      );
     }
     if (verbs.size) {
       this.form.append(
-        this._fieldset(s.settingsVerbs, "verbs",
+        this._fieldset(
+          s.settingsVerbs,
+          "verbs",
           [...verbs].sort().map((v) => ({ name: v, label: s.verbNames[v] ?? v, fixed: false })),
-          new Set(muted.verbs ?? [])),
-      ); // fmt: skip
+          new Set(muted.verbs ?? []),
+        ),
+      );
     }
   }
 
@@ -76,13 +94,18 @@ export class Preferences {
     const fieldset = el("fieldset", { class: "notifier-prefs-set" });
     fieldset.append(el("legend", {}, legend));
     for (const entry of entries) {
-      const box = el("input", { type: "checkbox", "data-kind": kind, "data-name": entry.name,
-                                "data-testid": `notifier-pref-${kind}-${entry.name}` }); // fmt: skip
+      const box = el("input", {
+        type: "checkbox",
+        "data-kind": kind,
+        "data-name": entry.name,
+        "data-testid": `notifier-pref-${kind}-${entry.name}`,
+      });
       box.checked = entry.fixed || !muted.has(entry.name);
       box.disabled = entry.fixed;
       const row = el("label", { class: "notifier-prefs-row" });
       row.append(box, ` ${entry.label}`);
-      if (entry.fixed) row.append(el("span", { class: "notifier-prefs-fixed" }, ` (${s.alwaysOn})`));
+      if (entry.fixed)
+        row.append(el("span", { class: "notifier-prefs-fixed" }, ` (${s.alwaysOn})`));
       box.addEventListener("change", () => this.save());
       fieldset.append(row);
     }

@@ -63,9 +63,18 @@ const MAX_BADGE = 99;
 const SHEET = "(max-width: 480px)";
 /** Options that a running widget takes as they change; any other one mounts it again. */
 const LIVE_OPTIONS = new Set([
-  "locale", "strings", "theme", "timeZone", "onItemClick", "onNewItems", "onAction",
-  "describe", "toast", "toastMs", "verbs",
-]); // fmt: skip
+  "locale",
+  "strings",
+  "theme",
+  "timeZone",
+  "onItemClick",
+  "onNewItems",
+  "onAction",
+  "describe",
+  "toast",
+  "toastMs",
+  "verbs",
+]);
 let nextId = 0;
 
 /**
@@ -173,7 +182,10 @@ export class NotifierWidget {
     this.bell.innerHTML = ICONS.bell; // a constant: no data goes through innerHTML
     this.badge = el("span", { class: "notifier-badge", "data-testid": "notifier-badge" });
     this.badge.hidden = true;
-    this.offlineMark = el("span", { class: "notifier-bell-offline", "data-testid": "notifier-bell-offline" });
+    this.offlineMark = el("span", {
+      class: "notifier-bell-offline",
+      "data-testid": "notifier-bell-offline",
+    });
     this.offlineMark.hidden = true;
     this.bell.append(this.badge, this.offlineMark);
     this.announcer = el("span", {
@@ -182,7 +194,11 @@ export class NotifierWidget {
       "data-testid": "notifier-announce",
     });
     // A live region present from the start (one added with its content is not announced).
-    this.toastRegion = el("div", { class: "notifier-toasts", role: "status", "data-testid": "notifier-toasts" });
+    this.toastRegion = el("div", {
+      class: "notifier-toasts",
+      role: "status",
+      "data-testid": "notifier-toasts",
+    });
     this.panel = el("div", {
       class: "notifier-panel",
       id: `${id}-panel`,
@@ -193,7 +209,11 @@ export class NotifierWidget {
     });
     this.panel.hidden = true;
     this.heading = el("h2", { class: "notifier-title", id: `${id}-title` });
-    this.markAll = el("button", { type: "button", class: "notifier-link", "data-testid": "notifier-mark-all" });
+    this.markAll = el("button", {
+      type: "button",
+      class: "notifier-link",
+      "data-testid": "notifier-mark-all",
+    });
     this.settingsButton = el("button", {
       type: "button",
       class: "notifier-icon",
@@ -202,14 +222,24 @@ export class NotifierWidget {
       "data-testid": "notifier-settings",
     });
     icon(this.settingsButton, "settings");
-    this.closeButton = el("button", { type: "button", class: "notifier-icon", "data-testid": "notifier-close" });
+    this.closeButton = el("button", {
+      type: "button",
+      class: "notifier-icon",
+      "data-testid": "notifier-close",
+    });
     icon(this.closeButton, "close");
     const header = el("div", { class: "notifier-header" });
     header.append(this.heading, this.markAll, this.settingsButton, this.closeButton);
-    this.tabList = el("div", { class: "notifier-tabs", role: "tablist", "data-testid": "notifier-tabs" });
+    this.tabList = el("div", {
+      class: "notifier-tabs",
+      role: "tablist",
+      "data-testid": "notifier-tabs",
+    });
     this.tabs = [{ key: "all", status: "inbox", category: null }];
-    for (const category of categories) this.tabs.push({ key: `c:${category}`, status: "inbox", category });
-    if (this.options.archive !== false) this.tabs.push({ key: "archived", status: "archived", category: null });
+    for (const category of categories)
+      this.tabs.push({ key: `c:${category}`, status: "inbox", category });
+    if (this.options.archive !== false)
+      this.tabs.push({ key: "archived", status: "archived", category: null });
     for (const tab of this.tabs) {
       tab.button = el("button", {
         type: "button",
@@ -228,7 +258,11 @@ export class NotifierWidget {
       this.tabList.append(tab.button);
     }
     this.tabList.addEventListener("keydown", (event) => this._tabKey(event));
-    this.status = el("p", { class: "notifier-status", role: "status", "data-testid": "notifier-status" });
+    this.status = el("p", {
+      class: "notifier-status",
+      role: "status",
+      "data-testid": "notifier-status",
+    });
     this.banner = el("button", {
       type: "button",
       class: "notifier-banner",
@@ -242,10 +276,21 @@ export class NotifierWidget {
     if (this.tabs.length > 1) this.scroller.setAttribute("role", "tabpanel");
     this.scroller.append(this.banner, this.list, this.placeholder);
     this.footer = el("div", { class: "notifier-footer" });
-    this.archiveRead = el("button", { type: "button", class: "notifier-link", "data-testid": "notifier-archive-read" });
+    this.archiveRead = el("button", {
+      type: "button",
+      class: "notifier-link",
+      "data-testid": "notifier-archive-read",
+    });
     this.footer.append(this.archiveRead);
     this.prefs = new Preferences(this, id);
-    this.panel.append(header, this.tabList, this.status, this.scroller, this.footer, this.prefs.element);
+    this.panel.append(
+      header,
+      this.tabList,
+      this.status,
+      this.scroller,
+      this.footer,
+      this.prefs.element,
+    );
     root.append(this.bell, this.announcer, this.toastRegion, this.panel);
     this.root = root;
     this.element.replaceChildren(root);
@@ -272,7 +317,8 @@ export class NotifierWidget {
       }
     });
     this._outside = (event) => {
-      if (this.openMenu && !this.openMenu.menu.parentNode.contains(event.target)) this._closeMenus();
+      if (this.openMenu && !this.openMenu.menu.parentNode.contains(event.target))
+        this._closeMenus();
       if (this.isOpen && !root.contains(event.target)) this.close();
     };
     document.addEventListener("pointerdown", this._outside);
@@ -297,7 +343,10 @@ export class NotifierWidget {
 
   /** A category's name for people: `strings.categories[name]`, or the name capitalised. */
   _categoryName(name) {
-    return this.strings.categories[name] ?? name.charAt(0).toUpperCase() + name.slice(1).replace(/[_-]+/g, " ");
+    return (
+      this.strings.categories[name] ??
+      name.charAt(0).toUpperCase() + name.slice(1).replace(/[_-]+/g, " ")
+    );
   }
 
   // -- opening and closing ------------------------------------------------------------------
@@ -380,7 +429,10 @@ export class NotifierWidget {
     if (show) {
       this._closeMenus();
       this.prefs.load();
-      if (focus) this.prefs.heading.setAttribute("tabindex", "-1"), this.prefs.heading.focus();
+      if (focus) {
+        this.prefs.heading.setAttribute("tabindex", "-1");
+        this.prefs.heading.focus();
+      }
     } else if (focus) {
       this.settingsButton.focus();
     }
@@ -408,7 +460,8 @@ export class NotifierWidget {
   }
 
   _loadView() {
-    if (this.client.loaded || this.client.status === "live") this._act(this.client.loadView(this.view));
+    if (this.client.loaded || this.client.status === "live")
+      this._act(this.client.loadView(this.view));
   }
 
   _tabKey(event) {
@@ -428,9 +481,11 @@ export class NotifierWidget {
       tab.button.setAttribute("aria-selected", String(selected));
       tab.button.tabIndex = selected ? 0 : -1;
       const name =
-        tab.key === "all" ? this.strings.all
-        : tab.status === "archived" ? this.strings.archived
-        : this._categoryName(tab.category); // fmt: skip
+        tab.key === "all"
+          ? this.strings.all
+          : tab.status === "archived"
+            ? this.strings.archived
+            : this._categoryName(tab.category);
       let unread = 0;
       if (tab.key === "all") unread = this.client.counts?.unread ?? 0;
       else if (tab.category !== null) unread = counts?.categories?.[tab.category]?.unread ?? 0;
@@ -473,10 +528,14 @@ export class NotifierWidget {
   _toast(groups) {
     const s = this.strings;
     const toast = el("div", { class: "notifier-toast", "data-testid": "notifier-toast" });
-    const text = this.options.describe?.(groups[0], s, this.locale) ?? describe(groups[0], s, this.locale);
+    const text =
+      this.options.describe?.(groups[0], s, this.locale) ?? describe(groups[0], s, this.locale);
     toast.append(text);
     if (groups.length > 1) {
-      toast.append(" ", fill(plural(s.toastMore, groups.length - 1, this.locale), { count: groups.length - 1 }));
+      toast.append(
+        " ",
+        fill(plural(s.toastMore, groups.length - 1, this.locale), { count: groups.length - 1 }),
+      );
     }
     this.toastRegion.replaceChildren(toast);
     clearTimeout(this._toastTimer);
@@ -512,9 +571,10 @@ export class NotifierWidget {
     this._renderTabs();
     const archive = view.status === "archived";
     const unread =
-      view.category === null ? client.counts?.unread ?? 0
-      : client.categoryCounts?.categories?.[view.category]?.unread ??
-        items.filter((g) => !g.is_read).length; // fmt: skip
+      view.category === null
+        ? (client.counts?.unread ?? 0)
+        : (client.categoryCounts?.categories?.[view.category]?.unread ??
+          items.filter((g) => !g.is_read).length);
     this.markAll.hidden = archive || this.prefsOpen;
     this.markAll.disabled = !unread;
     this.footer.hidden = archive || this.prefsOpen;
@@ -565,7 +625,8 @@ export class NotifierWidget {
     this.badge.dataset.count = String(unseen);
     this.root.dataset.unseen = String(unseen);
     // Offline or refused: said on the bell itself, closed or not, and in its name.
-    const down = client.status === "failed" ? "failed" : client.status === "reconnecting" ? "offline" : "";
+    const down =
+      client.status === "failed" ? "failed" : client.status === "reconnecting" ? "offline" : "";
     this.offlineMark.hidden = !down;
     this.root.dataset.connection = down || "ok";
     let name = fill(plural(s.bell, unseen, this.locale), { count: unseen });
@@ -573,8 +634,7 @@ export class NotifierWidget {
     this.bell.setAttribute("aria-label", name);
     this.bell.title = name;
     if (this.lastUnseen !== null && unseen !== this.lastUnseen && counts) {
-      this.announcer.textContent =
-        fill(plural(s.announce, unseen, this.locale), { count: unseen });
+      this.announcer.textContent = fill(plural(s.announce, unseen, this.locale), { count: unseen });
     }
     if (counts) this.lastUnseen = unseen;
   }
@@ -599,11 +659,14 @@ export class NotifierWidget {
       state = "loading";
     }
     if (client.pending.length) {
-      status = fill(plural(s.pending, client.pending.length, this.locale), { count: client.pending.length });
+      status = fill(plural(s.pending, client.pending.length, this.locale), {
+        count: client.pending.length,
+      });
     } else if (this.notice) {
       status = this.notice;
     } else if (client.loaded && client.status === "reconnecting") {
-      status = client.problem && client.problem !== "unreachable" ? this._problem(client) : s.reconnecting;
+      status =
+        client.problem && client.problem !== "unreachable" ? this._problem(client) : s.reconnecting;
     }
     this.status.textContent = status;
     this.status.hidden = !status || this.prefsOpen;
@@ -769,10 +832,24 @@ const ATTRIBUTES = {
   theme: ["theme", String],
   "time-zone": ["timeZone", String],
   "page-size": ["pageSize", Number],
-  categories: ["categories", (v) => v.split(",").map((c) => c.trim()).filter(Boolean)],
+  categories: [
+    "categories",
+    (v) =>
+      v
+        .split(",")
+        .map((c) => c.trim())
+        .filter(Boolean),
+  ],
   archive: ["archive", (v) => v !== "false"],
   toast: ["toast", (v) => v !== "false"],
-  verbs: ["verbs", (v) => v.split(",").map((c) => c.trim()).filter(Boolean)],
+  verbs: [
+    "verbs",
+    (v) =>
+      v
+        .split(",")
+        .map((c) => c.trim())
+        .filter(Boolean),
+  ],
 };
 
 /**

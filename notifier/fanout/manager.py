@@ -127,7 +127,12 @@ class Manager:
         for actor, own in by_actor.items():
             await self._add(self.actor_group, [actor], entries_for(self.actor_group, own))
         groups = {name: self.config.feeds[name] for name in targets}
-        notified = {u for name, by_user in targets.items() for u in by_user}
+        notified = {
+            user
+            for name, by_user in targets.items()
+            if groups[name].kind is FeedKind.NOTIFICATION
+            for user in by_user
+        }
         prefs = await self._preferences(list(notified), groups.values())
         categories = _categories([a for own in by_actor.values() for a in own])
         for name, by_user in targets.items():

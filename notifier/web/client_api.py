@@ -7,10 +7,10 @@ cannot name another's feed at all. A token limited to some feed groups gets 403 
 from __future__ import annotations
 
 from notifier.feeds import Feed, FlatPage, GroupPage
-from notifier.web import feed_ops
+from notifier.web import feed_ops, preference_ops
 from notifier.web.auth import Forbidden
 from notifier.web.routing import Call, Endpoint
-from notifier.web.schemas import CountsOut, MarkIn, PageQuery
+from notifier.web.schemas import CountsOut, MarkIn, PageQuery, PreferencesIn, PreferencesOut
 from notifier.web.services import Services
 
 
@@ -37,6 +37,12 @@ def client_endpoints(s: Services) -> list[Endpoint]:
     async def mark_own_feed(call: Call) -> CountsOut:
         return await feed_ops.mark(own_feed(call), call.body, s.bus)
 
+    async def own_preferences(call: Call) -> PreferencesOut:
+        return await preference_ops.read(s.notifier, call.claims.user)
+
+    async def set_own_preferences(call: Call) -> PreferencesOut:
+        return await preference_ops.replace(s.notifier, call.claims.user, call.body)
+
     tags = ("client",)
     return [
         Endpoint("GET", "/v1/me/feeds/{group}", read_own_feed, "Read one of your feeds",
@@ -48,4 +54,10 @@ def client_endpoints(s: Services) -> list[Endpoint]:
         Endpoint("POST", "/v1/me/feeds/{group}/mark", mark_own_feed,
                  "Mark your notifications seen / read / archived (or clear)", auth="user",
                  body=MarkIn, response=CountsOut, errors=(404,), tags=tags),
+        Endpoint("GET", "/v1/me/preferences", own_preferences,
+                 "Your notification preferences (what you muted)", auth="user",
+                 response=PreferencesOut, tags=tags),
+        Endpoint("PUT", "/v1/me/preferences", set_own_preferences,
+                 "Replace your notification preferences (mute categories, verbs, actors)",
+                 auth="user", body=PreferencesIn, response=PreferencesOut, tags=tags),
     ]  # fmt: skip

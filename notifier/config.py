@@ -71,7 +71,13 @@ class Config:
         """Build from a parsed TOML document, then apply environment overrides."""
         env = os.environ if env is None else env
         unknown = set(raw) - {
-            "feeds", "verbs", "categories", "limits", "storage", "fanout", "server"
+            "feeds",
+            "verbs",
+            "categories",
+            "limits",
+            "storage",
+            "fanout",
+            "server",
         }
         if unknown:
             raise ConfigError(f"unknown configuration section(s): {', '.join(sorted(unknown))}")

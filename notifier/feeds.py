@@ -7,8 +7,10 @@ ids back into activities, fetching the bodies of a whole page in one round trip.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Literal, get_args
 
 import msgspec
 
@@ -17,7 +19,7 @@ from notifier.aggregation import MAX_KEY_LENGTH
 from notifier.errors import InvalidInput
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, check_user_id
-from notifier.storage.base import Counts, Entry, Marks, Storage, StoredGroup
+from notifier.storage.base import Annotation, Counts, Entry, Marks, Storage, StoredGroup
 
 MAX_PAGE = 100
 
@@ -49,6 +51,12 @@ class Group(msgspec.Struct, frozen=True, kw_only=True):
     is_seen: bool
     is_read: bool
     is_archived: bool
+    category: str | None = None
+    """The category of its activities (a group never mixes categories)."""
+    is_done: bool = False
+    """The user acted on it (an action, or marked done)."""
+    snoozed_until: datetime | None = None
+    """Set while the group is snoozed (it is archived until then; notifier/inbox.py)."""
 
 
 class GroupPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,7 +163,8 @@ class FlatFeed(Feed):
             id_gt=check_cursor(id_gt, "id_gt"),
         )
         bodies = await self.bodies(found)
-        activities = [bodies[i] for i in found if i in bodies]
+        now = datetime.now(UTC)
+        activities = [bodies[i] for i in found if i in bodies and not bodies[i].expired(now)]
         return FlatPage(activities=activities, next=found[-1] if len(found) == limit else None)
 
 
@@ -186,15 +195,89 @@ class AggregatedFeed(Feed):
         return stored, None
 
 
-class NotificationFeed(AggregatedFeed):
-    """An aggregated feed with seen / read / archived state and exact counts."""
+Status = Literal["inbox", "unread", "unseen", "read", "seen", "archived", "snoozed", "all"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+_SCAN = 100
+"""Groups per storage read while a filtered read looks for a page of matches."""
 
-    async def _read_stored(
-        self, limit: int, id_lt: str | None, id_gt: str | None
-    ) -> tuple[list[StoredGroup], Counts | None]:
-        # Groups and counts in one storage call: one round trip, one instant.
-        return await self.storage.read_page(
-            self.group, self.user, limit=limit, id_lt=id_lt, id_gt=id_gt
+
+def in_status(status: Status, *, seen: bool, read: bool, archived: bool, snoozed: bool) -> bool:
+    """Whether a group with these flags is listed under ``status``.
+
+    ``inbox`` (the default) is everything neither archived nor snoozed; a snoozed group is
+    archived until it wakes, so it is only ever under ``snoozed`` (and ``all``)."""
+    return {
+        "inbox": not archived,
+        "unread": not read and not archived,
+        "unseen": not seen and not archived,
+        "read": read and not archived,
+        "seen": seen and not archived,
+        "archived": archived and not snoozed,
+        "snoozed": snoozed,
+        "all": True,
+    }[status]
+
+
+def matches(group: Group, status: Status, category: str | None = None) -> bool:
+    """Whether ``group`` belongs on a page filtered by ``status`` and ``category``."""
+    if category is not None and group.category != category:
+        return False
+    return in_status(
+        status,
+        seen=group.is_seen,
+        read=group.is_read,
+        archived=group.is_archived,
+        snoozed=group.snoozed_until is not None,
+    )
+
+
+class NotificationFeed(AggregatedFeed):
+    """An aggregated feed with seen / read / archived state, exact counts, annotations (done,
+    snoozed) and filtered reads (by status and category)."""
+
+    async def read(
+        self,
+        limit: int = 25,
+        *,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+        status: Status = "inbox",
+        category: str | None = None,
+    ) -> GroupPage:
+        """A page of the groups matching ``status`` and ``category``, by position, strictly
+        between the cursors. A filtered page reads on down the feed until it has ``limit``
+        matches or reaches the end, so its cost grows with the groups it skips (bounded by
+        ``max_length``); ``status="all"`` without a category is one storage read."""
+        check_limit(limit)
+        if status not in STATUSES:
+            raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
+        id_lt, id_gt = check_cursor(id_lt, "id_lt"), check_cursor(id_gt, "id_gt")
+        filtered = status != "all" or category is not None
+        batch = min(max(limit * 2, 20), _SCAN) if filtered else limit
+        found: list[Group] = []
+        counts: Counts | None = None
+        notes = None
+        cursor, exhausted = id_lt, False
+        while len(found) < limit and not exhausted:
+            page, notes_now = await asyncio.gather(
+                self.storage.read_page(
+                    self.group, self.user, limit=batch, id_lt=cursor, id_gt=id_gt
+                ),
+                self.storage.annotations(self.group, self.user) if notes is None else _none(),
+            )
+            stored, page_counts = page
+            notes = notes_now if notes is None else notes
+            counts = counts or page_counts
+            groups = await hydrate(self.storage, stored, self.bodies, notes)
+            found += [g for g in groups if matches(g, status, category)]
+            exhausted = len(stored) < batch
+            if stored:
+                cursor = stored[-1].position
+        found = found[:limit]
+        return GroupPage(
+            groups=found,
+            next=found[-1].position if len(found) == limit else None,
+            counts=counts,
         )
 
     async def counts(self) -> Counts:
@@ -244,14 +327,27 @@ def _marks(seen: bool | None, read: bool | None, archived: bool | None) -> Marks
 
 
 async def hydrate(
-    storage: Storage, stored: Sequence[StoredGroup], bodies_of: Bodies | None = None
+    storage: Storage,
+    stored: Sequence[StoredGroup],
+    bodies_of: Bodies | None = None,
+    notes: Mapping[str, Annotation] | None = None,
 ) -> list[Group]:
-    """Groups with their activity bodies, all fetched in one round trip (or from a cache)."""
+    """Groups with their activity bodies, all fetched in one round trip (or from a cache),
+    and the user's annotations (``notes``). Expired activities are left out, and a group
+    whose shown activities all expired with them: the expiry timer removes them from storage
+    soon, reads must not show them until then (notifier/fanout/timers.py)."""
     wanted = [i for g in stored for i in g.activity_ids]
     bodies = await (bodies_of or storage.get_activities)(wanted)
+    notes = notes or {}
+    now = datetime.now(UTC)
     groups = []
     for g in stored:
         activities = [bodies[i] for i in g.activity_ids if i in bodies]
+        if activities and all(a.expired(now) for a in activities):
+            continue
+        activities = [a for a in activities if not a.expired(now)]
+        note = notes.get(g.id)
+        snoozed = note.snoozed_until if note is not None and g.is_archived else None
         groups.append(
             Group(
                 id=g.id,
@@ -267,9 +363,16 @@ async def hydrate(
                 is_seen=g.is_seen,
                 is_read=g.is_read,
                 is_archived=g.is_archived,
+                category=activities[0].category if activities else None,
+                is_done=note is not None and note.done,
+                snoozed_until=snoozed,
             )
         )
     return groups
+
+
+async def _none() -> None:
+    return None
 
 
 def open_feed(storage: Storage, group: FeedGroup, user: str, bodies: Bodies | None = None) -> Feed:

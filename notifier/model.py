@@ -93,6 +93,10 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_muted: int = 500
     """Most names in each list of a user's muted categories, verbs and actors
     (notifier.preferences): fanout checks every activity against them."""
+    max_actions: int = 2
+    """Most action buttons (``extra.actions``) on one activity."""
+    max_snooze_days: int = 365
+    """Longest a notification may be snoozed."""
 
 
 class Activity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -211,6 +215,8 @@ def new_activity(
         raise InvalidInput("extra", f"must be JSON-serialisable ({exc})") from None
     if size > limits.max_extra_bytes:
         raise InvalidInput("extra", f"larger than {limits.max_extra_bytes} bytes as JSON")
+    if "actions" in extra_dict:
+        check_actions(extra_dict["actions"], limits.max_actions)
     if isinstance(to, str):
         raise InvalidInput("to", "must be a list of feed ids")
     if len(to) > limits.max_to:
@@ -257,6 +263,40 @@ def encode_activity(activity: Activity) -> bytes:
 def decode_activity(data: bytes | str) -> Activity:
     """The inverse of ``encode_activity``."""
     return _activity_decoder.decode(data)
+
+
+_EVENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+_ACTION_KEYS = {"label", "url", "event"}
+
+
+def check_actions(actions: object, most: int) -> None:
+    """``extra.actions``: at most ``most`` buttons, each a ``label`` and either a ``url``
+    (http, https or a path: never ``javascript:``, which a widget would run on click) or an
+    ``event`` name the page handles."""
+    field = "extra.actions"
+    if not isinstance(actions, list):
+        raise InvalidInput(field, "must be a list of {label, url} or {label, event}")
+    if len(actions) > most:
+        raise InvalidInput(field, f"at most {most} actions (limits.max_actions)")
+    for n, action in enumerate(actions):
+        where = f"{field}[{n}]"
+        if not isinstance(action, dict) or set(action) - _ACTION_KEYS:
+            raise InvalidInput(where, "must be an object with label and one of url, event")
+        label = action.get("label")
+        if not isinstance(label, str) or not label.strip() or len(label) > 64:
+            raise InvalidInput(f"{where}.label", "must be 1-64 characters")
+        url, event = action.get("url"), action.get("event")
+        if (url is None) == (event is None):
+            raise InvalidInput(where, "give exactly one of url and event")
+        if url is not None and (
+            not isinstance(url, str)
+            or len(url) > 2048
+            or _CONTROL.search(url)
+            or not (url.startswith(("https://", "http://", "/")) and not url.startswith("//"))
+        ):
+            raise InvalidInput(f"{where}.url", "must be an http(s) URL or a path starting with /")
+        if event is not None and (not isinstance(event, str) or not _EVENT.match(event)):
+            raise InvalidInput(f"{where}.event", "must match [A-Za-z][A-Za-z0-9_.:-]{0,63}")
 
 
 def _depth(value: object, limit: int) -> int:

@@ -17,9 +17,11 @@ from notifier.fanout.policy import (
 )
 from notifier.fanout.runtime import open_manager, run_worker
 from notifier.fanout.settings import FanoutSettings
+from notifier.fanout.timers import Expire, Timer, TimerJob
 
 __all__ = [
     "ChunkJob",
+    "Expire",
     "FanoutJob",
     "FanoutSettings",
     "FollowCounts",
@@ -32,6 +34,8 @@ __all__ = [
     "RecentlyActive",
     "RedisPresence",
     "StorageFollowers",
+    "Timer",
+    "TimerJob",
     "Uniform",
     "open_manager",
     "run_worker",

@@ -1,10 +1,11 @@
 """The dramatiq actors of fanout, declared on an explicit broker, and the way jobs reach them.
 
 Four thin actors, two per priority: ``fanout`` (page followers into chunks) and ``chunk``
-(write one chunk). They decode their job and call the handler bound to them (the ``Manager``
-of that process). Actors are declared per ``FanoutActors`` instance on the broker it is given,
-never on dramatiq's global broker, so a process can hold a Redis and an in-process broker
-side by side and tests can build as many as they like.
+(write one chunk), and a fifth, ``timer``, on a queue of its own for jobs that run at a given
+time (``notifier.fanout.timers``). They decode their job and call the handler bound to them
+(the ``Manager`` of that process). Actors are declared per ``FanoutActors`` instance on the
+broker it is given, never on dramatiq's global broker, so a process can hold a Redis and an
+in-process broker side by side and tests can build as many as they like.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import dramatiq
@@ -26,11 +28,14 @@ from notifier.errors import is_transient
 from notifier.fanout.broker import PriorityRedisBroker
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
 from notifier.fanout.settings import FanoutSettings
+from notifier.fanout.timers import Timer, TimerJob, decode_timer, delay_ms, encode_timer, is_due
 
 log = logging.getLogger(__name__)
 
 #: Work-queue priorities inside a worker (lower runs first): HIGH jobs always jump LOW ones.
 _ACTOR_PRIORITY = {Priority.HIGH: 0, Priority.LOW: 100}
+#: Timers run with HIGH jobs: what they do (an expiry) is as visible to users as a HIGH chunk.
+_TIMER_PRIORITY = _ACTOR_PRIORITY[Priority.HIGH]
 
 
 _ActorFn = Callable[[dict[str, Any]], Awaitable[None]]
@@ -44,6 +49,8 @@ class FanoutHandler(Protocol):
 
     async def run_chunk(self, job: ChunkJob) -> None: ...
 
+    async def run_timer(self, job: TimerJob) -> None: ...
+
 
 class FanoutActors:
     """The actors declared on one broker; also the manager's ``Dispatcher`` for that broker."""
@@ -52,18 +59,31 @@ class FanoutActors:
         self.broker = broker
         self.settings = settings
         self.queues = {Priority.HIGH: settings.high_queue, Priority.LOW: settings.low_queue}
+        self.timer_queue = settings.timer_queue
         self._handler: FanoutHandler | None = None
         self.worker: dramatiq.Worker | None = None
-        self.fanout = {p: self._declare(self._run_fanout, "fanout", p) for p in Priority}
-        self.chunk = {p: self._declare(self._run_chunk, "chunk", p) for p in Priority}
+        self.fanout = {
+            p: self._declare(self._run_fanout, f"fanout.{p}", self.queues[p], _ACTOR_PRIORITY[p])
+            for p in Priority
+        }
+        self.chunk = {
+            p: self._declare(self._run_chunk, f"chunk.{p}", self.queues[p], _ACTOR_PRIORITY[p])
+            for p in Priority
+        }
+        self.timer = self._declare(self._run_timer, "timer", self.timer_queue, _TIMER_PRIORITY)
 
-    def _declare(self, fn: _ActorFn, kind: str, priority: Priority) -> JobActor:
+    @property
+    def all_queues(self) -> list[str]:
+        """Every queue these actors consume: HIGH, LOW and the timers'."""
+        return [*self.queues.values(), self.timer_queue]
+
+    def _declare(self, fn: _ActorFn, name: str, queue: str, priority: int) -> JobActor:
         actor: JobActor = dramatiq.Actor(
             fn,
             broker=self.broker,
-            actor_name=f"notifier.{kind}.{priority}",
-            queue_name=self.queues[priority],
-            priority=_ACTOR_PRIORITY[priority],
+            actor_name=f"notifier.{name}",
+            queue_name=queue,
+            priority=priority,
             # A message that does not decode cannot succeed later: dead-letter it at once.
             options={"throws": (msgspec.ValidationError,)},
         )
@@ -85,6 +105,14 @@ class FanoutActors:
     async def _run_chunk(self, job: dict[str, Any]) -> None:
         chunk = msgspec.convert(job, ChunkJob)
         await self._through_outages(lambda: self._require().run_chunk(chunk))
+
+    async def _run_timer(self, raw: dict[str, Any]) -> None:
+        timer = decode_timer(raw)
+        if not is_due(timer, datetime.now(UTC)):
+            # Its delay was capped (or another clock ran ahead): wait out the rest.
+            await self._through_outages(lambda: self.schedule([timer]))
+            return
+        await self._through_outages(lambda: self._require().run_timer(timer.job))
 
     async def _through_outages(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run an (idempotent) job, riding out a storage or broker outage of up to
@@ -129,6 +157,26 @@ class FanoutActors:
     def _enqueue(self, messages: list[dramatiq.Message[Any]]) -> None:
         for message in messages:
             self.broker.enqueue(message)
+
+    async def schedule(self, timers: Sequence[Timer]) -> None:
+        """Send ``timers`` to the timer actor, each with dramatiq's ``delay`` until it is due
+        (at most ``timer_max_delay_s``: see ``notifier.fanout.timers``)."""
+        if not timers:
+            return
+        now = datetime.now(UTC)
+        cap = self.settings.timer_max_delay_s
+        delayed = [(self.timer.message(encode_timer(t)), delay_ms(t.at, now, cap)) for t in timers]
+        if isinstance(self.broker, StubBroker):
+            self._enqueue_delayed(delayed)
+        else:
+            # dramatiq's enqueue with a delay is synchronous: off the loop, a thread hop per
+            # batch (a round trip per timer; timers are one per expiring activity).
+            await asyncio.to_thread(self._enqueue_delayed, delayed)
+
+    def _enqueue_delayed(self, delayed: list[tuple[dramatiq.Message[Any], int]]) -> None:
+        for message, delay in delayed:
+            # Due now: straight onto the queue, not through the delay queue and a worker.
+            self.broker.enqueue(message, delay=delay or None)
 
     async def join(self, seconds: float) -> None:
         await asyncio.to_thread(self._join, seconds)

@@ -328,22 +328,28 @@ class PriorityStubBroker(StubBroker):
 
 
 def _job_context(message: Any) -> str:
-    """``actor=… op=… activities=… users=…`` from a message, however malformed it is."""
+    """``actor=… op=… activities=… users=…`` (a timer: ``at=… kind=… …``) from a message,
+    however malformed it is."""
     job = message.args[0] if message.args and isinstance(message.args[0], dict) else {}
-    ids = job.get("activity_ids") or []
-    users = job.get("users")
     parts = [
         f"message={message.message_id}",
         f"queue={message.queue_name}",
         f"job={message.actor_name}",
-        f"op={job.get('op')}",
-        f"actor={job.get('actor')}",
-        f"activities={','.join(map(str, ids[:3]))}{'…' if len(ids) > 3 else ''}",
     ]
-    if users is not None:
-        parts.append(f"users={len(users)}")
-    if job.get("after"):
-        parts.append(f"after={job['after']}")
+    timer = job.get("job")
+    if isinstance(timer, dict):  # a timer: {"at": …, "job": {"kind": …, …}}
+        parts += [f"at={job.get('at')}", *(f"{k}={v}" for k, v in timer.items())]
+    else:
+        ids = job.get("activity_ids") or []
+        parts += [
+            f"op={job.get('op')}",
+            f"actor={job.get('actor')}",
+            f"activities={','.join(map(str, ids[:3]))}{'…' if len(ids) > 3 else ''}",
+        ]
+        if job.get("users") is not None:
+            parts.append(f"users={len(job['users'])}")
+        if job.get("after"):
+            parts.append(f"after={job['after']}")
     parts.append(f"retries={message.options.get('retries', 0)}")
     return " ".join(parts)
 

@@ -86,7 +86,7 @@ def find(actors: FanoutActors, ids: Collection[str] | None = None) -> list[DeadL
     if isinstance(broker, StubBroker):
         found = [_from_proxy(proxy) for proxy in list(broker.dead_letters)]
     elif isinstance(broker, RedisBroker):
-        found = _from_redis(broker, actors.queues.values())
+        found = _from_redis(broker, actors.all_queues)
     else:
         raise TypeError(f"no dead letters to read from a {type(broker).__name__}")
     return found if ids is None else [letter for letter in found if letter.id in ids]

@@ -54,6 +54,7 @@ class ActivityLine(msgspec.Struct, tag="activity", tag_field="type", forbid_unkn
     extra: dict[str, Any] | None = None
     foreign_id: str | None = None
     to: list[str] = msgspec.field(default_factory=list)
+    expires_at: datetime | None = None
 
 
 _decoder = msgspec.json.Decoder(FollowLine | ActivityLine)
@@ -110,6 +111,7 @@ def _activity(manager: Manager, line: ActivityLine, number: int, raw: bytes) -> 
         extra=line.extra,
         foreign_id=line.foreign_id,
         to=line.to,
+        expires_at=line.expires_at,
         verbs=config.verbs,
         limits=config.limits,
         known_groups=config.feeds.groups,

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from notifier.fanout.timers import Timer
 from notifier.storage.base import Entry
 
 Op = Literal["add", "remove"]
@@ -73,8 +74,12 @@ class Dispatcher(Protocol):
     async def send(self, jobs: Sequence[tuple[Priority, Job]]) -> None:
         """Enqueue ``jobs`` in order; returns once the broker holds them."""
 
+    async def schedule(self, timers: Sequence[Timer]) -> None:
+        """Enqueue ``timers`` to run when each is due; returns once the broker holds them."""
+
     async def join(self, seconds: float) -> None:
-        """Wait until every queued job is done (TimeoutError after ``seconds``)."""
+        """Wait until every queued fanout job is done, timers excepted (TimeoutError after
+        ``seconds``)."""
 
     async def close(self) -> None:
         """Stop in-process workers, if any, and release the broker."""

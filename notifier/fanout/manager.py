@@ -6,6 +6,10 @@ and enqueueing one fanout job. Everything proportional to the number of follower
 workers (``run_fanout`` pages the followers into chunk jobs, ``run_chunk`` writes one chunk),
 and every write is idempotent, so a job that runs twice leaves the feeds as one run would.
 
+Timers (``schedule``, ``run_timer``; see ``notifier.fanout.timers``) run a job at a given
+time: an activity with ``expires_at`` gets an ``Expire`` timer when it is added, and the timer
+removes it the way ``remove_activity`` does.
+
 Removal is ordered so that no copy survives a race with an in-flight add: the removal job is
 enqueued before anything is deleted (so it cannot be lost), the activity bodies are deleted
 before any follower feed is cleaned, and a chunk that adds checks *after* writing that the
@@ -23,7 +27,8 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, NamedTuple, assert_never
 
 import msgspec
 
@@ -32,11 +37,13 @@ from notifier.errors import ConfigError, InvalidInput
 from notifier.fanout.followers import FollowCounts, FollowerLookup, StorageFollowers
 from notifier.fanout.jobs import ChunkJob, Dispatcher, FanoutJob, Job, Priority, describe
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RecentlyActive
+from notifier.fanout.timers import Expire, Timer, TimerJob, Wake
 from notifier.feedgroups import FeedGroup, FeedKind
-from notifier.feeds import entries_for
+from notifier.feeds import NotificationFeed, entries_for
+from notifier.inbox import Inbox
 from notifier.model import Activity, check_user_id, split_feed_id
 from notifier.preferences import Preferences, receivers
-from notifier.realtime.bus import Bus, EventKind, NullBus, publish_changes
+from notifier.realtime.bus import Bus, EventKind, NullBus, marked, publish_changes
 from notifier.storage.base import Entry, FeedChange, Storage
 
 if TYPE_CHECKING:
@@ -118,6 +125,15 @@ class Manager:
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
+        # After the direct writes: an expiry that is due at once cannot overtake them (a
+        # removal racing the add would miss what the add writes after it).
+        await self.dispatcher.schedule(
+            [
+                Timer(at=a.expires_at, job=Expire(activity_id=a.id))
+                for a in activities
+                if a.expires_at is not None
+            ]
+        )
 
     async def _add_direct(
         self, by_actor: dict[str, list[Activity]], targets: dict[str, dict[str, list[Activity]]]
@@ -152,6 +168,12 @@ class Manager:
         else:
             ids = await self.storage.find_foreign_ids([foreign_id or ""])
         bodies = await self.storage.get_activities(ids)
+        await self._remove_stored(bodies)
+        return sorted(bodies)
+
+    async def _remove_stored(self, bodies: Mapping[str, Activity]) -> None:
+        """``remove_activity`` for stored activities: enqueue their removal, then take them
+        out of the actors' and the ``to`` feeds."""
         removals = [
             FanoutJob(
                 op="remove",
@@ -165,7 +187,6 @@ class Manager:
         await self.dispatcher.send([(Priority.HIGH, job) for job in removals])
         for job in removals:
             await self._remove_direct(job)
-        return sorted(bodies)
 
     async def _remove_direct(self, job: FanoutJob) -> None:
         """Delete the bodies, then clean the actor's feed and the ``to`` feeds (idempotent)."""
@@ -178,6 +199,56 @@ class Manager:
         for name, users in users_by_group.items():
             if name in self.config.feeds:
                 await self._remove(self.config.feeds[name], users, job.activity_ids)
+
+    # -- timers ----------------------------------------------------------------------------
+    async def schedule(self, job: TimerJob, at: datetime) -> None:
+        """Run ``job`` at ``at`` (aware) in a worker: never before it, at least once, late
+        by about the broker's pick-up (``fanout.poll_ms``) once due."""
+        await self.dispatcher.schedule([Timer(at=at, job=job)])
+
+    async def run_timer(self, job: TimerJob) -> None:
+        """Run a due timer job, by kind. Each kind's handler is idempotent: timers are
+        delivered at least once."""
+        match job:
+            case Expire():
+                await self._expire(job)
+            case Wake():
+                await self._wake(job)
+            case _:
+                assert_never(job)
+
+    async def wake_later(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str], until: datetime
+    ) -> None:
+        """Schedule the end of a snooze: each group comes back at ``until``."""
+        timers = [
+            Timer(at=until, job=Wake(group=group.name, user=user, group_id=gid, until=until))
+            for gid in dict.fromkeys(group_ids)
+        ]
+        await self.dispatcher.schedule(timers)
+
+    async def _wake(self, job: Wake) -> None:
+        """Bring a snoozed group back unseen and unread, and tell the user's connections.
+        Nothing to do when the snooze ended or moved meanwhile (``Inbox.wake``)."""
+        group = self.config.feeds.groups.get(job.group)
+        if group is None or group.kind is not FeedKind.NOTIFICATION:
+            log.warning("wake timer for a feed group that is no longer one: %s", job.group)
+            return
+        feed = NotificationFeed(self.storage, group, job.user)
+        counts = await Inbox(feed).wake(job.group_id, job.until)
+        if counts is not None:
+            await self.bus.publish([marked(job.user, job.group, counts)])
+
+    async def _expire(self, job: Expire) -> None:
+        """Remove the activity if it is still stored and has expired. Nothing to do when it
+        is gone (removed before it expired, or by an earlier run of this timer) or not
+        expired (stored again with a later ``expires_at``: that add has its own timer)."""
+        bodies = await self.storage.get_activities([job.activity_id])
+        activity = bodies.get(job.activity_id)
+        if activity is None or not activity.expired(datetime.now(UTC)):
+            return
+        log.info("activity expired: removing it activity=%s actor=%s", activity.id, activity.actor)
+        await self._remove_stored(bodies)
 
     # -- workers ---------------------------------------------------------------------------
     async def run_fanout(self, job: FanoutJob) -> None:

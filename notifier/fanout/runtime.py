@@ -151,7 +151,7 @@ def run_worker(
     log.info(
         "fanout worker ready threads=%d queues=%s",
         worker.worker_threads,
-        ",".join(queues or actors.queues.values()),
+        ",".join(queues or actors.all_queues),
     )
     try:
         while not stop.wait(1.0):

@@ -14,6 +14,8 @@ import msgspec
 from notifier.errors import ConfigError
 from notifier.storage.redis_urls import parse_redis_url
 
+#: dramatiq's Redis broker refuses delays of 7 days or more.
+_MAX_DELAY_S = 7 * 86_400 - 1
 _QUEUE = msgspec.Meta(pattern=r"^[a-zA-Z_][a-zA-Z0-9._-]{0,63}$")
 
 
@@ -39,6 +41,13 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Followers seen within this many seconds count as active: their chunks go HIGH."""
     high_queue: Annotated[str, _QUEUE] = "notifier.high"
     low_queue: Annotated[str, _QUEUE] = "notifier.low"
+    timer_queue: Annotated[str, _QUEUE] = "notifier.timers"
+    """Queue of timer jobs (``notifier.fanout.timers``): apart from HIGH and LOW, so that
+    waiting for the fanout queues to drain never waits for a timer."""
+    timer_max_delay_s: Annotated[int, msgspec.Meta(ge=1, le=_MAX_DELAY_S)] = 3_600
+    """Longest single delay of a timer (NOTIFIER_TIMER_MAX_DELAY_S). A worker holds a
+    delayed message in memory until it is due; a timer due later is sent again when this
+    runs out, so no worker holds one longer."""
     namespace: Annotated[str, _QUEUE] = "notifier"
     """Prefix of the broker's Redis keys (dramatiq's ``namespace``)."""
     threads: Annotated[int, msgspec.Meta(ge=1, le=1_000)] = 8
@@ -76,8 +85,8 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("backfill_default must not exceed backfill_max")
         if self.min_backoff_ms > self.max_backoff_ms:
             raise ValueError("min_backoff_ms must not exceed max_backoff_ms")
-        if self.high_queue == self.low_queue:
-            raise ValueError("high_queue and low_queue must differ")
+        if len({self.high_queue, self.low_queue, self.timer_queue}) < 3:
+            raise ValueError("high_queue, low_queue and timer_queue must differ")
         if self.outage_wait_ms >= self.time_limit_ms:
             raise ValueError("outage_wait_ms must be below time_limit_ms")
         if self.sweep_interval_ms * 2 > self.heartbeat_timeout_ms:
@@ -85,9 +94,21 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str]) -> FanoutSettings:
-        """From the ``[fanout]`` table, then ``NOTIFIER_BROKER_URL``; ConfigError names the key."""
+        """From the ``[fanout]`` table, then the environment (``NOTIFIER_BROKER_URL``,
+        ``NOTIFIER_WORKER_METRICS_LISTEN``, ``NOTIFIER_TIMER_MAX_DELAY_S``); ConfigError
+        names the key."""
+        table = dict(raw)
+        delay = env.get("NOTIFIER_TIMER_MAX_DELAY_S")
+        if delay is not None:
+            try:
+                table["timer_max_delay_s"] = int(delay)
+            except ValueError:
+                raise ConfigError(
+                    f"fanout.timer_max_delay_s (NOTIFIER_TIMER_MAX_DELAY_S): {delay!r} is not "
+                    "a whole number of seconds"
+                ) from None
         try:
-            settings = msgspec.convert(dict(raw), cls)
+            settings = msgspec.convert(table, cls)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"fanout: {exc}") from None
         url = env.get("NOTIFIER_BROKER_URL")

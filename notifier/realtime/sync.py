@@ -9,6 +9,9 @@ ones) and the ``oldest`` item the client holds, and turns bus events into frames
 - marks and removals in aggregated feeds, and resumes: a ``sync`` with the exact state of the
   whole range the client holds, so flags, counts and vanished groups all converge;
 - more than ``resume_limit`` new items: a ``refetch``.
+
+Expired activities (``expires_at`` passed) are left out of flat feeds' frames from that moment,
+as reads leave them out, before their timer removes them (and announces the removal).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 from notifier.bodies import ActivityCache, retrieved
 from notifier.feedgroups import FeedGroup, FeedKind
@@ -294,15 +298,16 @@ class FeedView:
         if self.flat:
             found = await self.storage.read_flat(self.group, self.user, limit=limit, id_gt=id_gt)
             bodies = await self.cache.get(found)
-            return [bodies[i] for i in found if i in bodies], None
+            now = datetime.now(UTC)
+            return [bodies[i] for i in found if i in bodies and not bodies[i].expired(now)], None
         if self.counted:
-            stored, counts = await self.storage.read_page(
-                self.group, self.user, limit=limit, id_gt=id_gt
+            (stored, counts), notes = await asyncio.gather(
+                self.storage.read_page(self.group, self.user, limit=limit, id_gt=id_gt),
+                self.storage.annotations(self.group, self.user),
             )
-        else:
-            stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
-            counts = None
-        return await hydrate(self.storage, stored, self.cache.get), counts
+            return await hydrate(self.storage, stored, self.cache.get, notes), counts
+        stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)
+        return await hydrate(self.storage, stored, self.cache.get), None
 
 
 def _position(item: Group | Activity) -> str:
@@ -310,12 +315,15 @@ def _position(item: Group | Activity) -> str:
 
 
 async def _newest_first(cache: ActivityCache, ids: list[str]) -> list[Activity]:
+    """The activities of ``ids`` still stored and not expired, newest first."""
     bodies = await cache.get(ids)
-    return sorted(bodies.values(), key=lambda a: a.id, reverse=True)
+    now = datetime.now(UTC)
+    live = [a for a in bodies.values() if not a.expired(now)]
+    return sorted(live, key=lambda a: a.id, reverse=True)
 
 
 async def _encode_added(cache: ActivityCache, feed: str, ids: list[str]) -> str | None:
     activities = await _newest_first(cache, ids)
     if not activities or activities[0].id != max(ids):
-        return None  # the newest is gone already: callers build their own frames
+        return None  # the newest is gone (or expired) already: callers build their own frames
     return encode(Update(feed=feed, position=activities[0].id, activities=activities))

@@ -23,7 +23,8 @@ Semantics every backend must share (the contract suite in tests/storage checks t
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
@@ -102,6 +103,23 @@ class Marks(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         if self.seen is None and self.read is None and self.archived is None:
             raise ValueError("Marks must set or clear at least one flag")
+
+
+class Annotation(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a user set on one notification group besides the flags the counts depend on.
+
+    Kept beside the feed, not in it: the counts never depend on these, so they need no
+    atomic step with the feed's state (a snoozed group is also archived, which is what takes
+    it out of the counts; notifier/inbox.py)."""
+
+    done: bool = False
+    """The user acted on it (an action button, or marked done)."""
+    snoozed_until: datetime | None = None
+    """Hidden until then; it comes back unseen (the wake timer, notifier/inbox.py)."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.done and self.snoozed_until is None
 
 
 class Storage(Protocol):
@@ -195,6 +213,20 @@ class Storage(Protocol):
         """Set flags on the named groups, the groups holding the named activities, or all
         groups (with ``up_to``: only groups whose position is at most that id). Unknown ids
         are ignored. Returns the new counts."""
+
+    async def annotations(self, group: FeedGroup, user: str) -> dict[str, Annotation]:
+        """Every group's annotation in a notification feed, by group id (one round trip)."""
+
+    async def annotate(
+        self, group: FeedGroup, user: str, changes: Mapping[str, Annotation | None]
+    ) -> None:
+        """Set annotations by group id; None (or an empty annotation) deletes one."""
+
+    async def group_members(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Every activity id (newest first) of the named groups of an aggregated feed, not
+        only the shown ``max_activities``, by group id; unknown groups are absent."""
 
     # -- follow graph ----------------------------------------------------------------------
     async def follow(self, user: str, targets: Sequence[str]) -> list[str]:

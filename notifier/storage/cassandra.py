@@ -31,6 +31,8 @@ from cassandra.query import Statement
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.preferences import Preferences
+from notifier.storage.annotations import QUERIES as ANNOTATION_QUERIES
+from notifier.storage.annotations import CassandraAnnotations
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.cassandra_aggregated import QUERIES as AGGREGATED_QUERIES
 from notifier.storage.cassandra_aggregated import AggregatedFeeds
@@ -79,6 +81,7 @@ QUERIES = {
     "ping": "SELECT release_version FROM system.local",
     **AGGREGATED_QUERIES,
     **PREFERENCE_QUERIES,
+    **ANNOTATION_QUERIES,
 }
 
 
@@ -116,7 +119,7 @@ def _chunks(items: Sequence[str]) -> list[list[str]]:
     return [list(items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
 
 
-class CassandraStorage:
+class CassandraStorage(CassandraAnnotations):
     """Storage in one Cassandra keyspace under the namespace ``prefix``; see the module
     docstring. Several storages may share one connection (``owns_connection=False``)."""
 
@@ -408,6 +411,11 @@ class CassandraStorage:
         await self._preferences.write(user, prefs)
 
     # -- lifecycle -------------------------------------------------------------------------
+    async def group_members(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        return await self._aggregated.members_of(group, user, group_ids)
+
     async def ping(self) -> None:
         await self.conn.run("ping")
 

@@ -351,6 +351,16 @@ class AggregatedFeeds:
         fuller = await self._slices("agg_newest", feed, short, False) if short else {}
         return [s.stored(shown, fuller.get(s.ref)) for s in picked]
 
+    async def members_of(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Every activity id of the named groups (``Storage.group_members``)."""
+        feed = f"{group.name}:{user}"
+        wanted = set(group_ids)
+        refs = {s.ref: s.gid for s in (await self._snapshot(feed, False)).slots if s.gid in wanted}
+        items = await self._all_items(feed, list(refs), False)
+        return {refs[ref]: sorted(ids, reverse=True) for ref, ids in items.items() if ids}
+
     async def count(self, group: FeedGroup, user: str) -> int:
         snapshot = await self._snapshot(f"{group.name}:{user}", False)
         return sum(1 for s in snapshot.slots if s.gid)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity
 from notifier.preferences import Preferences
 from notifier.storage.base import (
+    Annotation,
     Counts,
     Entry,
     FeedChange,
@@ -134,6 +135,7 @@ class MemoryStorage:
         self._keepers: dict[str, set[str]] = defaultdict(set)
         self._following: dict[str, set[str]] = defaultdict(set)
         self._preferences: dict[str, Preferences] = {}
+        self._annotations: dict[tuple[str, str], dict[str, Annotation]] = defaultdict(dict)
 
     # -- activities ------------------------------------------------------------------------
     async def put_activities(self, activities: Sequence[Activity]) -> None:
@@ -343,6 +345,30 @@ class MemoryStorage:
                     target.archived if marks.archived is None else marks.archived,
                 )
             return feed.counts()
+
+    async def annotations(self, group: FeedGroup, user: str) -> dict[str, Annotation]:
+        with self._lock:
+            return dict(self._annotations.get((group.name, user), {}))
+
+    async def annotate(
+        self, group: FeedGroup, user: str, changes: Mapping[str, Annotation | None]
+    ) -> None:
+        with self._lock:
+            notes = self._annotations[group.name, user]
+            for gid, annotation in changes.items():
+                if annotation is None or annotation.empty:
+                    notes.pop(gid, None)
+                else:
+                    notes[gid] = annotation
+
+    async def group_members(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        with self._lock:
+            feed = self._aggregated.get((group.name, user))
+            if feed is None:
+                return {}
+            return {gid: feed.groups[gid].ids[::-1] for gid in group_ids if gid in feed.groups}
 
     # -- follow graph ----------------------------------------------------------------------
     async def follow(self, user: str, targets: Sequence[str]) -> list[str]:

@@ -39,6 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.preferences import Preferences
+from notifier.storage.annotations import RedisAnnotations
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, redis_client
 from notifier.storage.redis_preferences import RedisPreferences
@@ -106,7 +107,7 @@ def _flag(value: bool | None) -> str:
     return "-" if value is None else "1" if value else "0"
 
 
-class RedisStorage:
+class RedisStorage(RedisAnnotations):
     """Storage on one Redis server (or a Sentinel-managed primary); see the module docstring."""
 
     flat_feeds_exact = True  # every write trims in one script
@@ -612,6 +613,22 @@ class RedisStorage:
         await self._preferences.write(user, prefs)
 
     # -- lifecycle -------------------------------------------------------------------------
+    async def group_members(
+        self, group: FeedGroup, user: str, group_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        # Layouts 1 and 2 both keep a group's ids in its own i:<gid> set, on the feed's slot.
+        base = self._agg_key(group, user)
+        wanted = list(dict.fromkeys(group_ids))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for gid in wanted:
+                pipe.zrange(f"{base}i:{gid}", 0, -1)
+            found = await pipe.execute()
+        return {
+            gid: [_text(i) for i in reversed(ids)]
+            for gid, ids in zip(wanted, found, strict=True)
+            if ids
+        }
+
     async def ping(self) -> None:
         await self.client.ping()
 

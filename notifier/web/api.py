@@ -16,7 +16,10 @@ from notifier.web.schemas import (
     ActivityBatchIn,
     ActivityBatchOut,
     ActivityIn,
+    CountsByCategoryOut,
     CountsOut,
+    CountsQuery,
+    DeletedOut,
     FollowCounts,
     FollowIn,
     FollowOut,
@@ -26,6 +29,7 @@ from notifier.web.schemas import (
     PreferencesOut,
     RemovedOut,
     RemoveQuery,
+    SnoozeIn,
     TokenIn,
     TokenOut,
     UnfollowOut,
@@ -159,15 +163,30 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         followers, following = await s.notifier.storage.follow_counts(user)
         return FollowCounts(followers, following)
 
-    async def read_feed(call: Call) -> FlatPage | GroupPage:
-        return await feed_ops.read_page(s.feed(call.path["group"], call.path["user"]), call.query)
+    categories = s.notifier.config.categories
 
-    async def feed_counts(call: Call) -> CountsOut:
-        return await feed_ops.counts(s.feed(call.path["group"], call.path["user"]))
+    async def read_feed(call: Call) -> FlatPage | GroupPage:
+        feed = s.feed(call.path["group"], call.path["user"])
+        return await feed_ops.read_page(feed, call.query, categories)
+
+    async def feed_counts(call: Call) -> CountsByCategoryOut:
+        feed = s.feed(call.path["group"], call.path["user"])
+        return await feed_ops.counts(feed, call.query, categories)
 
     async def mark_feed(call: Call) -> CountsOut:
         feed = s.feed(call.path["group"], call.path["user"])
         return await feed_ops.mark(feed, call.body, s.bus)
+
+    async def snooze_feed(call: Call) -> CountsOut:
+        feed = s.feed(call.path["group"], call.path["user"])
+        max_days = s.notifier.config.limits.max_snooze_days
+        counts = await feed_ops.snooze(feed, call.body, s.bus, max_days)
+        await feed_ops.wake_at(s.fanout, feed, call.body)
+        return CountsOut.of(counts)
+
+    async def delete_group(call: Call) -> DeletedOut:
+        feed = s.feed(call.path["group"], call.path["user"])
+        return await feed_ops.delete(feed, call.path["group_id"], s.bus)
 
     async def issue_token(call: Call) -> TokenOut:
         body: TokenIn = call.body
@@ -231,11 +250,18 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         Endpoint("GET", "/v1/feeds/{group}/{user}", read_feed, "Read any feed", query=PageQuery,
                  response=(FlatPage, GroupPage), errors=(404,), tags=feeds, links=read),
         Endpoint("GET", "/v1/feeds/{group}/{user}/counts", feed_counts,
-                 "Unseen and unread counts of any notification feed", response=CountsOut,
+                 "Unseen and unread counts of any notification feed (by=category: per "
+                 "category too)", query=CountsQuery, response=CountsByCategoryOut,
                  errors=(404,), tags=feeds),
         Endpoint("POST", "/v1/feeds/{group}/{user}/mark", mark_feed,
                  "Mark on behalf of a user", body=MarkIn, response=CountsOut, errors=(404,),
                  tags=feeds),
+        Endpoint("POST", "/v1/feeds/{group}/{user}/snooze", snooze_feed,
+                 "Snooze a user's notifications until a time (null: unsnooze)", body=SnoozeIn,
+                 response=CountsOut, errors=(404,), tags=feeds),
+        Endpoint("DELETE", "/v1/feeds/{group}/{user}/groups/{group_id}", delete_group,
+                 "Delete one of a user's notifications for good", response=DeletedOut,
+                 errors=(404,), tags=feeds),
         Endpoint("GET", "/v1/users/{user}/preferences", user_preferences,
                  "A user's notification preferences", response=PreferencesOut,
                  tags=("preferences",)),

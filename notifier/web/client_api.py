@@ -10,7 +10,17 @@ from notifier.feeds import Feed, FlatPage, GroupPage
 from notifier.web import feed_ops, preference_ops
 from notifier.web.auth import Forbidden
 from notifier.web.routing import Call, Endpoint
-from notifier.web.schemas import CountsOut, MarkIn, PageQuery, PreferencesIn, PreferencesOut
+from notifier.web.schemas import (
+    CountsByCategoryOut,
+    CountsOut,
+    CountsQuery,
+    DeletedOut,
+    MarkIn,
+    PageQuery,
+    PreferencesIn,
+    PreferencesOut,
+    SnoozeIn,
+)
 from notifier.web.services import Services
 
 
@@ -24,18 +34,30 @@ def client_endpoints(s: Services) -> list[Endpoint]:
             raise Forbidden(f"this token does not cover the {group!r} feeds", field="group")
         return s.feed(group, call.claims.user)
 
+    categories = s.notifier.config.categories
+    limits = s.notifier.config.limits
+
     async def read_own_feed(call: Call) -> FlatPage | GroupPage:
         feed = own_feed(call)
         await s.active.seen(feed.user)  # a user reading their feeds is active: HIGH fanout
-        return await feed_ops.read_page(feed, call.query)
+        return await feed_ops.read_page(feed, call.query, categories)
 
-    async def own_counts(call: Call) -> CountsOut:
+    async def own_counts(call: Call) -> CountsByCategoryOut:
         feed = own_feed(call)
         await s.active.seen(feed.user)
-        return await feed_ops.counts(feed)
+        return await feed_ops.counts(feed, call.query, categories)
 
     async def mark_own_feed(call: Call) -> CountsOut:
         return await feed_ops.mark(own_feed(call), call.body, s.bus)
+
+    async def snooze_own(call: Call) -> CountsOut:
+        feed = own_feed(call)
+        counts = await feed_ops.snooze(feed, call.body, s.bus, limits.max_snooze_days)
+        await feed_ops.wake_at(s.fanout, feed, call.body)
+        return CountsOut.of(counts)
+
+    async def delete_own(call: Call) -> DeletedOut:
+        return await feed_ops.delete(own_feed(call), call.path["group_id"], s.bus)
 
     async def own_preferences(call: Call) -> PreferencesOut:
         return await preference_ops.read(s.notifier, call.claims.user)
@@ -49,11 +71,17 @@ def client_endpoints(s: Services) -> list[Endpoint]:
                  auth="user", query=PageQuery, response=(FlatPage, GroupPage), errors=(404,),
                  tags=tags),
         Endpoint("GET", "/v1/me/feeds/{group}/counts", own_counts,
-                 "Your unseen and unread counts", auth="user", response=CountsOut,
-                 errors=(404,), tags=tags),
+                 "Your unseen and unread counts (by=category: per category too)", auth="user",
+                 query=CountsQuery, response=CountsByCategoryOut, errors=(404,), tags=tags),
         Endpoint("POST", "/v1/me/feeds/{group}/mark", mark_own_feed,
-                 "Mark your notifications seen / read / archived (or clear)", auth="user",
-                 body=MarkIn, response=CountsOut, errors=(404,), tags=tags),
+                 "Mark your notifications seen / read / archived / done (or clear)",
+                 auth="user", body=MarkIn, response=CountsOut, errors=(404,), tags=tags),
+        Endpoint("POST", "/v1/me/feeds/{group}/snooze", snooze_own,
+                 "Snooze your notifications until a time (null: unsnooze)", auth="user",
+                 body=SnoozeIn, response=CountsOut, errors=(404,), tags=tags),
+        Endpoint("DELETE", "/v1/me/feeds/{group}/groups/{group_id}", delete_own,
+                 "Delete one of your notifications for good", auth="user",
+                 response=DeletedOut, errors=(404,), tags=tags),
         Endpoint("GET", "/v1/me/preferences", own_preferences,
                  "Your notification preferences (what you muted)", auth="user",
                  response=PreferencesOut, tags=tags),

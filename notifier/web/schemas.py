@@ -8,11 +8,12 @@ field names, so every 422 names the field at fault.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from notifier.feeds import MAX_PAGE
+from notifier.categories import CATEGORY_NAME
+from notifier.feeds import MAX_PAGE, Status
 from notifier.model import USER_ID, Activity
 from notifier.storage.base import Counts
 
@@ -27,6 +28,9 @@ Ref = Annotated[
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="Any id of yours; length limited by limits.max_ref_length",
     ),
+]
+CategoryName = Annotated[
+    str, msgspec.Meta(pattern=CATEGORY_NAME.pattern, description="A notification category")
 ]
 FeedId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-]{1,128}$")]
 
@@ -120,11 +124,21 @@ class FollowCounts(msgspec.Struct):
 
 
 class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
-    """Cursor pagination: ``id_lt`` / ``id_gt`` are activity ids (group positions)."""
+    """Cursor pagination: ``id_lt`` / ``id_gt`` are activity ids (group positions).
+    Notification feeds also filter by ``status`` (default ``inbox``: neither archived nor
+    snoozed) and ``category``."""
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 25
     id_lt: ActivityId | None = None
     id_gt: ActivityId | None = None
+    status: Status | None = None
+    category: CategoryName | None = None
+
+
+class CountsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """``by=category`` adds unseen / unread per category."""
+
+    by: Literal["category"] | None = None
 
 
 class MarkIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -134,10 +148,49 @@ class MarkIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seen: bool | None = None
     read: bool | None = None
     archived: bool | None = None
+    done: bool | None = None
+    """The user acted on the group (an action button); pushed live like the flags."""
     group_ids: list[ActivityId] = msgspec.field(default_factory=list)
     activity_ids: list[ActivityId] = msgspec.field(default_factory=list)
     all: bool = False
     up_to: ActivityId | None = None
+    category: CategoryName | None = None
+    """With ``all``: only groups of this category."""
+    status: Status | None = None
+    """With ``all``: only groups now in this status (``read``: archive all read ones)."""
+
+
+class CategoryCountsOut(msgspec.Struct):
+    """Unseen and unread groups of one category."""
+
+    unseen: int
+    unread: int
+
+
+class CountsByCategoryOut(msgspec.Struct, omit_defaults=True):
+    """Exact totals, and (with ``by=category``) the same split by category."""
+
+    unseen: int
+    unread: int
+    categories: dict[str, CategoryCountsOut] | None = None
+    """Every declared category (zeros included) and any other found in the feed."""
+    uncategorized: CategoryCountsOut | None = None
+    """Groups whose activities carry no category."""
+
+
+class SnoozeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Hide notification groups until ``until`` (they come back unseen); ``null`` ends the
+    snooze now."""
+
+    group_ids: Annotated[list[ActivityId], msgspec.Meta(min_length=1, max_length=1000)]
+    until: datetime | None
+
+
+class DeletedOut(msgspec.Struct):
+    """The activities a delete took out of the feed, and the new counts."""
+
+    removed: list[str]
+    counts: CountsOut
 
 
 class CountsOut(msgspec.Struct):

@@ -126,7 +126,7 @@ class Api:
         counts: Json | None = None
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": PAGE}
+            params: dict[str, Any] = {"limit": PAGE, **everything(group)}
             if cursor is not None:
                 params["id_lt"] = cursor
             response = await self.call("GET", path, token=token, params=params, via=via)
@@ -143,3 +143,9 @@ class Api:
         if down_to:
             items = [i for i in items if position(i) >= down_to]
         return items, counts
+
+
+def everything(group: str) -> dict[str, str]:
+    """The model and the websocket clients hold a notification feed's archived groups too;
+    the HTTP default (``inbox``) leaves them out, so reads ask for ``status=all``."""
+    return {"status": "all"} if group == "notification" else {}

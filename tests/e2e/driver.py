@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.api import Api
+from tests.e2e.api import Api, everything
 from tests.e2e.checks import Audit
 from tests.e2e.client import Tab
 from tests.e2e.cluster import Cluster
@@ -233,7 +233,7 @@ class Driver:
                     continue
                 response = await self.api.call(
                     "GET", f"/v1/me/feeds/{state.name}", token=await self._token(tab.user),
-                    params={"limit": 5, "id_lt": state.oldest},
+                    params={"limit": 5, "id_lt": state.oldest, **everything(state.name)},
                 )  # fmt: skip
                 if response.status_code != 200:
                     self._finding("response", f"{tab.name} window", response.text[:300])

@@ -195,11 +195,18 @@ class Client:
             self.ws = None
 
 
+def _everything(feed: str) -> dict[str, str]:
+    """A websocket client holds a notification feed's archived groups too; the HTTP default
+    (``inbox``) leaves them out, so the comparisons read ``status=all``."""
+    return {"status": "all"} if feed == "notification" else {}
+
+
 async def http_state(
     http: httpx.AsyncClient, feed: str, headers: dict[str, str], limit: int = 25
 ) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
     """A fresh HTTP read of the first page: items and counts."""
-    response = await http.get(f"/v1/me/feeds/{feed}", params={"limit": limit}, headers=headers)
+    params = {"limit": limit, **_everything(feed)}
+    response = await http.get(f"/v1/me/feeds/{feed}", params=params, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
     return body.get("groups") or body.get("activities") or [], body.get("counts")
@@ -214,7 +221,7 @@ async def http_window(
     counts: dict[str, int] | None = None
     cursor: str | None = None
     while True:
-        params: dict[str, Any] = {"limit": 100}
+        params: dict[str, Any] = {"limit": 100, **_everything(feed)}
         if cursor is not None:
             params["id_lt"] = cursor
         response = await http.get(f"/v1/me/feeds/{feed}", params=params, headers=headers)

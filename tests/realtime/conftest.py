@@ -4,7 +4,9 @@ that real ``websockets`` clients connect to it (and httpx talks HTTP to the same
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,8 @@ from notifier.storage.base import Storage
 from notifier.web.app import create_app
 from notifier.web.services import Services
 from notifier.web.settings import server_options
+from tests.e2e.cluster import Web, start_web
+from tests.fanout.conftest import WorkerPool, make_config
 from tests.realtime.client import Client
 from tests.services import free_port
 from tests.web.conftest import API_KEY, ORIGIN, close_services, make_services, server_settings
@@ -106,3 +110,21 @@ async def live_factory(storage: Storage) -> AsyncIterator[LiveFactory]:
 async def live(live_factory: LiveFactory) -> Live:
     result: Live = await live_factory()
     return result
+
+
+@pytest.fixture
+def processes(redis_url: str) -> Iterator[tuple[Web, WorkerPool]]:
+    """``notifier serve`` and ``notifier worker`` on the session's Redis, a prefix of their own."""
+    _, path = make_config(redis_url, f"x{uuid.uuid4().hex[:8]}")
+    workers = WorkerPool(path, threads=2)
+    web = start_web(path, path.parent)
+    workers.start(1)
+    try:
+        yield web, workers
+    finally:
+        web.proc.terminate()
+        try:
+            web.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            web.proc.kill()
+        workers.stop()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from notifier.categories import Categories
 from notifier.config import Config
 from notifier.fanout.settings import FanoutSettings
 from notifier.feedgroups import FeedGroup, FeedGroups, default_groups
@@ -55,17 +56,26 @@ class Api:
         return {"Authorization": f"Bearer {token}"}
 
 
-def config_for(storage: Storage, groups: list[FeedGroup] | None = None) -> Config:
-    """The default configuration (or these feed groups), pointed at ``storage`` (and a broker
-    namespace of its own)."""
+def config_for(
+    storage: Storage, groups: list[FeedGroup] | None = None, categories: Categories | None = None
+) -> Config:
+    """The default configuration (or these feed groups and categories), pointed at
+    ``storage`` (and a broker namespace of its own)."""
     feeds = FeedGroups.of(groups if groups is not None else default_groups())
+    categories = categories or Categories()
     if isinstance(storage, RedisStorage):
         url = storage.url
         assert url, "a RedisStorage opened with from_url (its config needs the URL)"
         broker = broker_for(url)
         fanout = FanoutSettings(namespace=f"ns{storage.prefix}", broker_url=broker)
-        return Config(feeds=feeds, storage_url=url, key_prefix=storage.prefix, fanout=fanout)
-    return Config(feeds=feeds)
+        return Config(
+            feeds=feeds,
+            categories=categories,
+            storage_url=url,
+            key_prefix=storage.prefix,
+            fanout=fanout,
+        )
+    return Config(feeds=feeds, categories=categories)
 
 
 async def close_services(services: Services) -> None:
@@ -77,9 +87,12 @@ async def close_services(services: Services) -> None:
 
 
 def make_services(
-    storage: Storage, settings: ServerSettings, groups: list[FeedGroup] | None = None
+    storage: Storage,
+    settings: ServerSettings,
+    groups: list[FeedGroup] | None = None,
+    categories: Categories | None = None,
 ) -> Services:
-    return build_services(config_for(storage, groups), settings, storage=storage)
+    return build_services(config_for(storage, groups, categories), settings, storage=storage)
 
 
 @pytest.fixture

@@ -128,3 +128,8 @@ async def test_a_muted_activity_never_reaches_the_feed_or_counts(api: Api) -> No
     assert [g["verb"] for g in bo["groups"]] == ["invite"]
     assert bo["counts"] == {"unseen": 1, "unread": 1}
     assert [g["verb"] for g in cy["groups"]] == ["invite", "like"]
+    assert [g["category"] for g in cy["groups"]] == ["billing", "social"]
+    by_category = await api.http.get(
+        "/v1/me/feeds/notification/counts?by=category", headers=api.user("bo")
+    )
+    assert by_category.json()["categories"]["social"] == {"unseen": 0, "unread": 0}

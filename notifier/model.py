@@ -90,6 +90,9 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Most feeds one activity may be copied into with ``to``."""
     max_batch: int = 1_000
     """Most activities in one batch write."""
+    max_muted: int = 500
+    """Most names in each list of a user's muted categories, verbs and actors
+    (notifier.preferences): fanout checks every activity against them."""
     max_actions: int = 2
     """Most action buttons (``extra.actions``) on one activity."""
     max_snooze_days: int = 365

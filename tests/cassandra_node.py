@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "cassandra-node"
 CLUSTER_SCRIPT = ROOT / "scripts" / "cassandra-cluster"
 CLUSTER = "NOTIFIER_TEST_CASSANDRA_CLUSTER"
-KEYSPACE = "notifier_test"
+KEYSPACE = os.environ.get("NOTIFIER_TEST_CASSANDRA_KEYSPACE", "notifier_test")
+"""The test keyspace. Branches whose schemas differ (a migration one has and another has not)
+must not share one on a shared node: a keyspace newer than a branch's schema refuses it."""
 
 _connections: dict[str, CassandraConnection] = {}
 

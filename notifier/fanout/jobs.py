@@ -39,6 +39,9 @@ class FanoutJob(msgspec.Struct, frozen=True, kw_only=True):
     activity_ids: list[str]
     entries: dict[str, list[Entry]] = msgspec.field(default_factory=dict)
     """Fanout group name → entries to add (``add`` only)."""
+    categories: dict[str, str] = msgspec.field(default_factory=dict)
+    """Activity id → its category, for categorised activities (``add`` only): the mute rule
+    needs it and entries do not carry it. A job from before it existed has none."""
     to: list[str] = msgspec.field(default_factory=list)
     """The activities' explicit feeds (``remove`` only: cleaned up by the job too)."""
     after: str | None = None
@@ -58,6 +61,8 @@ class ChunkJob(msgspec.Struct, frozen=True, kw_only=True):
     activity_ids: list[str]
     users: list[str]
     entries: dict[str, list[Entry]] = msgspec.field(default_factory=dict)
+    categories: dict[str, str] = msgspec.field(default_factory=dict)
+    """As ``FanoutJob.categories``."""
 
 
 Job = FanoutJob | ChunkJob

@@ -14,6 +14,11 @@ Removal is ordered so that no copy survives a race with an in-flight add: the re
 enqueued before anything is deleted (so it cannot be lost), the activity bodies are deleted
 before any follower feed is cleaned, and a chunk that adds checks *after* writing that the
 bodies still exist, taking its copies back out if they do not.
+
+Users' mutes (notifier.preferences) are applied here, when writing notification feeds: the
+preferences of a write's users are read once (one round trip for a whole chunk), and users who
+mute an activity are left out of its write, so it never reaches their feed, counts or
+realtime frames. Other feed kinds are written as they always were.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, NamedTuple, assert_never
 
 import msgspec
 
@@ -37,6 +42,7 @@ from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.feeds import NotificationFeed, entries_for
 from notifier.inbox import Inbox
 from notifier.model import Activity, check_user_id, split_feed_id
+from notifier.preferences import Preferences, receivers
 from notifier.realtime.bus import Bus, EventKind, NullBus, marked, publish_changes
 from notifier.storage.base import Entry, FeedChange, Storage
 
@@ -102,8 +108,14 @@ class Manager:
         if fanout and self.fanout_groups:
             for actor, own in by_actor.items():
                 entries = {g.name: entries_for(g, own) for g in self.fanout_groups}
-                job = FanoutJob(op="add", actor=actor, activity_ids=[a.id for a in own])
-                jobs.append((Priority.HIGH, msgspec.structs.replace(job, entries=entries)))
+                job = FanoutJob(
+                    op="add",
+                    actor=actor,
+                    activity_ids=[a.id for a in own],
+                    entries=entries,
+                    categories=_categories(own),
+                )
+                jobs.append((Priority.HIGH, job))
         # With the bodies stored, the fanout job can start: it is enqueued while the direct
         # feeds are written (every step is idempotent, so a caller's retry after a failure
         # of either completes both).
@@ -126,13 +138,23 @@ class Manager:
     async def _add_direct(
         self, by_actor: dict[str, list[Activity]], targets: dict[str, dict[str, list[Activity]]]
     ) -> None:
-        """The actors' own feeds and the activities' ``to`` feeds."""
+        """The actors' own feeds and the activities' ``to`` feeds (the mutes of all the
+        users of notification ``to`` feeds read at once)."""
         for actor, own in by_actor.items():
             await self._add(self.actor_group, [actor], entries_for(self.actor_group, own))
+        groups = {name: self.config.feeds[name] for name in targets}
+        notified = {
+            user
+            for name, by_user in targets.items()
+            if groups[name].kind is FeedKind.NOTIFICATION
+            for user in by_user
+        }
+        prefs = await self._preferences(list(notified), groups.values())
+        categories = _categories([a for own in by_actor.values() for a in own])
         for name, by_user in targets.items():
-            group = self.config.feeds[name]
+            group = groups[name]
             for own, users in _same_activities(by_user):
-                await self._add(group, users, entries_for(group, own))
+                await self._add(group, users, entries_for(group, own), prefs, categories)
 
     async def remove_activity(
         self, activity_id: str | None = None, *, foreign_id: str | None = None
@@ -347,13 +369,17 @@ class Manager:
             activity_ids=job.activity_ids,
             users=users,
             entries=job.entries,
+            categories=job.categories,
         )
 
     async def run_chunk(self, job: ChunkJob) -> None:
-        """Write one chunk: one batched storage call (and one publish) per fanout group."""
+        """Write one chunk: one batched storage call (and one publish) per fanout group, or a
+        few when some users mute some of the activities (their preferences read once)."""
         if job.op == "add":
-            for name, entries in job.entries.items():
-                await self._add(self._group(name), job.users, entries)
+            groups = [(self._group(name), entries) for name, entries in job.entries.items()]
+            prefs = await self._preferences(job.users, [group for group, _ in groups])
+            for group, entries in groups:
+                await self._add(group, job.users, entries, prefs, job.categories)
                 metrics.FANOUT_WRITES.inc(len(job.users))
             present = await self.storage.get_activities(job.activity_ids)
             gone = [i for i in job.activity_ids if i not in present]
@@ -402,8 +428,10 @@ class Manager:
         bodies = await self.storage.get_activities(ids)
         activities = [bodies[i] for i in ids if i in bodies]
         if activities:
+            prefs = await self._preferences([user], self.fanout_groups)
+            categories = _categories(activities)
             for group in self.fanout_groups:
-                await self._add(group, [user], entries_for(group, activities))
+                await self._add(group, [user], entries_for(group, activities), prefs, categories)
         return new
 
     async def unfollow(self, user: str, target: str, *, keep_history: bool = False) -> bool:
@@ -494,7 +522,36 @@ class Manager:
                 targets[name][user].append(activity)
         return targets
 
-    async def _add(self, group: FeedGroup, users: Sequence[str], entries: list[Entry]) -> None:
+    async def _preferences(
+        self, users: Sequence[str], groups: Iterable[FeedGroup]
+    ) -> dict[str, Preferences]:
+        """The stored preferences of ``users``, read only when one of ``groups`` is a
+        notification group (mutes apply to nothing else)."""
+        if users and any(group.kind is FeedKind.NOTIFICATION for group in groups):
+            return await self.storage.preferences(users)
+        return {}
+
+    async def _add(
+        self,
+        group: FeedGroup,
+        users: Sequence[str],
+        entries: list[Entry],
+        prefs: Mapping[str, Preferences] | None = None,
+        categories: Mapping[str, str] | None = None,
+    ) -> None:
+        """Write ``entries`` into ``users``' ``group`` feeds and announce what changed. In a
+        notification group, ``prefs`` (of some of ``users``) leave out what each user mutes
+        (``categories``: activity id → category): one write per distinct set of entries,
+        and with no mute in play exactly the one write it would be without preferences."""
+        if not prefs or group.kind is not FeedKind.NOTIFICATION:
+            await self._write(group, users, entries)
+            return
+        found = categories or {}
+        subjects = [_Subject(e.actor, e.verb, found.get(e.id)) for e in entries]
+        for kept, who in receivers(users, entries, subjects, prefs, self.config.categories):
+            await self._write(group, who, kept)
+
+    async def _write(self, group: FeedGroup, users: Sequence[str], entries: list[Entry]) -> None:
         changes = await self.storage.add_to_feeds(group, users, entries)
         await self._publish(group.name, "added", changes)
 
@@ -515,6 +572,19 @@ class Manager:
             log.exception(
                 "realtime publish failed changes=%d first_user=%s", len(changes), changes[0].user
             )
+
+
+class _Subject(NamedTuple):
+    """What the mute rule looks at for an entry (``notifier.preferences.Subject``)."""
+
+    actor: str
+    verb: str
+    category: str | None
+
+
+def _categories(activities: Sequence[Activity]) -> dict[str, str]:
+    """Activity id → category, for the categorised ones (what jobs carry for the mute rule)."""
+    return {a.id: a.category for a in activities if a.category is not None}
 
 
 def _by_actor(activities: Sequence[Activity]) -> dict[str, list[Activity]]:

@@ -31,6 +31,7 @@ import msgspec
 
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity
+from notifier.preferences import Preferences
 
 
 def fresh_group_id(activity_id: str, taken: Container[str]) -> str:
@@ -252,6 +253,14 @@ class Storage(Protocol):
 
     async def follow_counts(self, user: str) -> tuple[int, int]:
         """(followers, following) of ``user``."""
+
+    # -- preferences -----------------------------------------------------------------------
+    async def preferences(self, users: Sequence[str]) -> dict[str, Preferences]:
+        """Stored preferences of ``users`` in one round trip (fanout reads a chunk's at
+        once); users who mute nothing are absent."""
+
+    async def put_preferences(self, user: str, prefs: Preferences) -> None:
+        """Replace ``user``'s preferences (default ones are forgotten, not stored)."""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def ping(self) -> None:

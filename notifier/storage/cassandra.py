@@ -10,6 +10,7 @@ partition key, so many namespaces share one keyspace):
   by conditional batches (see ``cassandra_aggregated``).
 - ``followers ((ns, uid), follower)`` / ``following ((ns, uid), target)``;
   ``history_keepers ((ns, uid), keeper)``: who unfollowed ``uid`` keeping its activities.
+- ``preferences ((ns, uid))``: what a user muted (see ``cassandra_preferences``).
 
 Flat feeds need no Paxos: adding ids commutes, so a write reads the feed's head (at most
 ``max_length`` ids, the newest-first slice that stops there), inserts what is new and kept,
@@ -29,11 +30,14 @@ from cassandra.query import Statement
 
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity, decode_activity, encode_activity
+from notifier.preferences import Preferences
 from notifier.storage.annotations import QUERIES as ANNOTATION_QUERIES
 from notifier.storage.annotations import CassandraAnnotations
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.cassandra_aggregated import QUERIES as AGGREGATED_QUERIES
 from notifier.storage.cassandra_aggregated import AggregatedFeeds
+from notifier.storage.cassandra_preferences import QUERIES as PREFERENCE_QUERIES
+from notifier.storage.cassandra_preferences import CassandraPreferences
 from notifier.storage.cassandra_session import Call, CassandraConnection, CassandraSettings
 
 T = TypeVar("T")
@@ -76,6 +80,7 @@ QUERIES = {
     "following_count": "SELECT COUNT(*) FROM {ks}.following WHERE ns = ? AND uid = ?",
     "ping": "SELECT release_version FROM system.local",
     **AGGREGATED_QUERIES,
+    **PREFERENCE_QUERIES,
     **ANNOTATION_QUERIES,
 }
 
@@ -127,6 +132,7 @@ class CassandraStorage(CassandraAnnotations):
         self.prefix = prefix
         self._owns = owns_connection
         self._aggregated = AggregatedFeeds(connection, prefix)
+        self._preferences = CassandraPreferences(connection, prefix)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "notifier") -> CassandraStorage:
@@ -396,6 +402,13 @@ class CassandraStorage(CassandraAnnotations):
             self.conn.run("following_count", self.prefix, user),
         )
         return int(followers[0][0]), int(following[0][0])
+
+    # -- preferences -----------------------------------------------------------------------
+    async def preferences(self, users: Sequence[str]) -> dict[str, Preferences]:
+        return await self._preferences.read(users)
+
+    async def put_preferences(self, user: str, prefs: Preferences) -> None:
+        await self._preferences.write(user, prefs)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def group_members(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity
+from notifier.preferences import Preferences
 from notifier.storage.base import (
     Annotation,
     Counts,
@@ -133,6 +134,7 @@ class MemoryStorage:
         self._followers: dict[str, set[str]] = defaultdict(set)
         self._keepers: dict[str, set[str]] = defaultdict(set)
         self._following: dict[str, set[str]] = defaultdict(set)
+        self._preferences: dict[str, Preferences] = {}
         self._annotations: dict[tuple[str, str], dict[str, Annotation]] = defaultdict(dict)
 
     # -- activities ------------------------------------------------------------------------
@@ -407,6 +409,18 @@ class MemoryStorage:
     async def follow_counts(self, user: str) -> tuple[int, int]:
         with self._lock:
             return len(self._followers.get(user, ())), len(self._following.get(user, ()))
+
+    # -- preferences -----------------------------------------------------------------------
+    async def preferences(self, users: Sequence[str]) -> dict[str, Preferences]:
+        with self._lock:
+            return {u: self._preferences[u] for u in users if u in self._preferences}
+
+    async def put_preferences(self, user: str, prefs: Preferences) -> None:
+        with self._lock:
+            if prefs.is_default:
+                self._preferences.pop(user, None)
+            else:
+                self._preferences[user] = prefs
 
     # -- lifecycle -------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -9,6 +9,7 @@ of one feed live in one slot and a script may touch them together):
 - ``P:g:{<group>:<user>}:…`` an aggregated feed: see ``redis_scripts/common.lua``
 - ``P:fr:<user>`` / ``P:fg:<user>``  zsets, lexical: followers / following
 - ``P:fk:<user>``  zset, lexical: users who unfollowed ``user`` keeping its activities
+- ``P:pr:<user>``  string: a user's notification preferences (see ``redis_preferences``)
 
 Ids are members with score 0 and ordered lexically, never float scores: cursors are exact and
 two ids never tie (Stream Framework's float scores skipped items sharing a millisecond).
@@ -37,9 +38,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
+from notifier.preferences import Preferences
 from notifier.storage.annotations import RedisAnnotations
 from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, redis_client
+from notifier.storage.redis_preferences import RedisPreferences
 
 #: The first line of every feed script. On a Redis Cluster the feeds of a call may then be
 #: keys of many slots of one node (Redis >= 7.0), given undeclared: see feeds.lua.
@@ -126,6 +129,7 @@ class RedisStorage(RedisAnnotations):
         self._agg_mark = self._register("aggregated_mark", aggregated=True)
         self._agg_read = self._register("aggregated_read", aggregated=True, reads=True)
         self._agg_migrate = self._register("aggregated_migrate", aggregated=True)
+        self._preferences = RedisPreferences(client, prefix)
 
     @classmethod
     def from_url(
@@ -600,6 +604,13 @@ class RedisStorage(RedisAnnotations):
             pipe.zcard(self._following_key(user))
             followers, following = await pipe.execute()
         return int(followers), int(following)
+
+    # -- preferences -----------------------------------------------------------------------
+    async def preferences(self, users: Sequence[str]) -> dict[str, Preferences]:
+        return await self._preferences.read(users)
+
+    async def put_preferences(self, user: str, prefs: Preferences) -> None:
+        await self._preferences.write(user, prefs)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def group_members(

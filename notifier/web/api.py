@@ -10,7 +10,7 @@ from notifier import metrics
 from notifier.errors import Conflict, InvalidInput, NotFound
 from notifier.feeds import FlatPage, GroupPage
 from notifier.model import Activity, check_user_id
-from notifier.web import feed_ops
+from notifier.web import feed_ops, preference_ops
 from notifier.web.routing import Call, Endpoint, Link, json_response
 from notifier.web.schemas import (
     ActivityBatchIn,
@@ -25,6 +25,8 @@ from notifier.web.schemas import (
     FollowOut,
     MarkIn,
     PageQuery,
+    PreferencesIn,
+    PreferencesOut,
     RemovedOut,
     RemoveQuery,
     SnoozeIn,
@@ -195,6 +197,13 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         token, expires = s.tokens.issue(body.user, body.ttl, body.feeds)
         return TokenOut(token, expires)
 
+    async def user_preferences(call: Call) -> PreferencesOut:
+        return await preference_ops.read(s.notifier, check_user_id(call.path["user"], "user"))
+
+    async def set_user_preferences(call: Call) -> PreferencesOut:
+        user = check_user_id(call.path["user"], "user")
+        return await preference_ops.replace(s.notifier, user, call.body)
+
     activities, follows, feeds = ("activities",), ("follows",), ("feeds",)
     actor_feed = s.notifier.config.feeds.actor_group
     made = {
@@ -253,6 +262,12 @@ def server_endpoints(s: Services) -> list[Endpoint]:
         Endpoint("DELETE", "/v1/feeds/{group}/{user}/groups/{group_id}", delete_group,
                  "Delete one of a user's notifications for good", response=DeletedOut,
                  errors=(404,), tags=feeds),
+        Endpoint("GET", "/v1/users/{user}/preferences", user_preferences,
+                 "A user's notification preferences", response=PreferencesOut,
+                 tags=("preferences",)),
+        Endpoint("PUT", "/v1/users/{user}/preferences", set_user_preferences,
+                 "Replace a user's notification preferences", body=PreferencesIn,
+                 response=PreferencesOut, tags=("preferences",)),
         Endpoint("POST", "/v1/tokens", issue_token, "Issue a user token for a browser",
                  body=TokenIn, response=TokenOut, errors=(404,), tags=("auth",)),
     ]  # fmt: skip

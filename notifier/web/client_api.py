@@ -7,7 +7,7 @@ cannot name another's feed at all. A token limited to some feed groups gets 403 
 from __future__ import annotations
 
 from notifier.feeds import Feed, FlatPage, GroupPage
-from notifier.web import feed_ops
+from notifier.web import feed_ops, preference_ops
 from notifier.web.auth import Forbidden
 from notifier.web.routing import Call, Endpoint
 from notifier.web.schemas import (
@@ -17,6 +17,8 @@ from notifier.web.schemas import (
     DeletedOut,
     MarkIn,
     PageQuery,
+    PreferencesIn,
+    PreferencesOut,
     SnoozeIn,
 )
 from notifier.web.services import Services
@@ -57,6 +59,12 @@ def client_endpoints(s: Services) -> list[Endpoint]:
     async def delete_own(call: Call) -> DeletedOut:
         return await feed_ops.delete(own_feed(call), call.path["group_id"], s.bus)
 
+    async def own_preferences(call: Call) -> PreferencesOut:
+        return await preference_ops.read(s.notifier, call.claims.user)
+
+    async def set_own_preferences(call: Call) -> PreferencesOut:
+        return await preference_ops.replace(s.notifier, call.claims.user, call.body)
+
     tags = ("client",)
     return [
         Endpoint("GET", "/v1/me/feeds/{group}", read_own_feed, "Read one of your feeds",
@@ -74,4 +82,10 @@ def client_endpoints(s: Services) -> list[Endpoint]:
         Endpoint("DELETE", "/v1/me/feeds/{group}/groups/{group_id}", delete_own,
                  "Delete one of your notifications for good", auth="user",
                  response=DeletedOut, errors=(404,), tags=tags),
+        Endpoint("GET", "/v1/me/preferences", own_preferences,
+                 "Your notification preferences (what you muted)", auth="user",
+                 response=PreferencesOut, tags=tags),
+        Endpoint("PUT", "/v1/me/preferences", set_own_preferences,
+                 "Replace your notification preferences (mute categories, verbs, actors)",
+                 auth="user", body=PreferencesIn, response=PreferencesOut, tags=tags),
     ]  # fmt: skip

@@ -205,6 +205,43 @@ class CountsOut(msgspec.Struct):
         return cls(counts.unseen, counts.unread)
 
 
+class MutedIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What to mute: category names (not critical ones), registered verbs, actors' user ids;
+    each list at most ``limits.max_muted`` names. A list left out mutes nothing of its kind."""
+
+    categories: list[str] = msgspec.field(default_factory=list)
+    verbs: list[str] = msgspec.field(default_factory=list)
+    actors: list[str] = msgspec.field(default_factory=list)
+
+
+class PreferencesIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A user's notification preferences, replacing the stored ones."""
+
+    muted: MutedIn
+
+
+class MutedOut(msgspec.Struct):
+    """What the user muted, each list sorted."""
+
+    categories: list[str]
+    verbs: list[str]
+    actors: list[str]
+
+
+class CategoryOut(msgspec.Struct):
+    """A declared category; ``critical`` ones cannot be muted."""
+
+    name: str
+    critical: bool
+
+
+class PreferencesOut(msgspec.Struct):
+    """A user's notification preferences, and the categories there are to mute."""
+
+    muted: MutedOut
+    categories: list[CategoryOut]
+
+
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     """Issue a user token; ``feeds`` limits it to some feed groups."""
 

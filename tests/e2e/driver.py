@@ -40,6 +40,7 @@ from tests.e2e.world import (
     Delete,
     Follow,
     Mark,
+    Mute,
     Op,
     Post,
     Unfollow,
@@ -104,6 +105,7 @@ class Driver:
         restart: asyncio.Task[None] | None = None
         try:
             await self._timed("follows", self._execute_all(self.world.initial_follows().ops))
+            await self._timed("mutes", self._execute_all(self.world.initial_mutes().ops))
             plans = self.world.tabs()
             self.tabs = [
                 Tab(f"tab{n}:{p.user}", p.user, p.feeds, self.ws_urls,
@@ -291,6 +293,8 @@ class Driver:
             await self._delete(op)
         elif isinstance(op, Follow | Unfollow):
             await self._graph(op)
+        elif isinstance(op, Mute):
+            await self._mute(op)
         else:
             await self._mark(op)
 
@@ -384,6 +388,16 @@ class Driver:
             got = response.json()[answer]
             self._log(f"{op} -> {answer}={got}", user=op.user, other=op.target)
             assert got == expected, f"{op}: answered {answer}={got}, model says {expected}"
+
+    async def _mute(self, op: Mute) -> None:
+        response = await self.api.call(
+            "PUT", f"/v1/users/{op.user}/preferences", body={"muted": op.muted}
+        )
+        assert response.status_code == 200, f"{op}: {response.status_code} {response.text}"
+        answered = response.json()["muted"]
+        assert all(answered[k] == sorted(v) for k, v in op.muted.items()), f"{op}: {answered}"
+        self.model.mute(op.user, op.muted)
+        self._log(f"{op}", user=op.user)
 
     async def _mark(self, op: Mark) -> None:
         user = op.user

@@ -309,6 +309,8 @@ class Model:
         self.by_foreign: dict[str, set[str]] = defaultdict(set)
         self.following: dict[str, set[str]] = defaultdict(set)
         self.feeds: dict[tuple[str, str], FeedModel] = {}
+        self.muted: dict[str, Json] = {}
+        """User -> what they mute (``{"verbs": [...], "actors": [...]}``)."""
 
     def feed(self, group: str, user: str) -> FeedModel:
         found = self.feeds.get((group, user))
@@ -345,7 +347,20 @@ class Model:
             if group in self.specs and self.specs[group].modelled:
                 self._write(group, user, own)
 
+    def mute(self, user: str, muted: Json) -> None:
+        """PUT preferences answered: from now on what ``user`` mutes never enters their
+        notification feeds (docs/concepts.md, "Muting"); what they hold stays."""
+        self.muted[user] = muted
+
+    def _mutes(self, user: str, act: Act) -> bool:
+        muted = self.muted.get(user, {})
+        return act.verb in muted.get("verbs", ()) or act.actor in muted.get("actors", ())
+
     def _write(self, group: str, user: str, acts: Sequence[Act]) -> None:
+        if self.specs[group].kind == "notification":
+            acts = [a for a in acts if not self._mutes(user, a)]
+            if not acts:
+                return
         feed = self.feed(group, user)
         if isinstance(feed, AggregatedModel):
             feed.add(acts)

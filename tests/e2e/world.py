@@ -10,6 +10,9 @@ Each round has three phases, separated by quiet points (fanout finished):
 - **remove**: DELETE by id or by ``foreign_id``;
 - **graph**: follows with backfill, unfollows with and without ``keep_history``.
 
+Before any activity, some users mute a verb or an actor (``PUT /v1/users/{user}/preferences``):
+what they mute never reaches their notification feed (docs/concepts.md, "Muting").
+
 Marks (seen / read / archived, one group, by activity, all, all ``up_to``) run in every phase.
 A flat fanout feed sees only adds, or only removals, between two quiet points, so its final
 state does not depend on the order workers run in; every write to a notification feed is
@@ -133,7 +136,15 @@ class Mark:
     pick: float
 
 
-Op = Post | Batch | Delete | Follow | Unfollow | Mark
+@dataclass(frozen=True)
+class Mute:
+    """PUT /v1/users/{user}/preferences: what ``user`` mutes (``{"verbs": [...], ...}``)."""
+
+    user: str
+    muted: Json
+
+
+Op = Post | Batch | Delete | Follow | Unfollow | Mark | Mute
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,18 @@ class World:
                 ops.append(Follow(user, target, 0))
         self.rng.shuffle(ops)
         return Phase("follows", ops)
+
+    def initial_mutes(self) -> Phase:
+        """About one user in four mutes a notifying verb or another user (from an rng of
+        its own: the rest of the world is the same with or without it)."""
+        rng = random.Random(self.seed * 31 + 7)
+        ops: list[Op] = []
+        for user in self.users:
+            if rng.random() < 0.125:
+                ops.append(Mute(user, {"verbs": [rng.choice(["comment", "reply", "like"])]}))
+            elif rng.random() < 0.15:
+                ops.append(Mute(user, {"actors": [rng.choice(self.users)]}))
+        return Phase("mutes", ops)
 
     def tabs(self) -> list[TabPlan]:
         """Websocket clients: most users one, two users two (each connection goes to a

@@ -1,0 +1,58 @@
+"""The preferences view in a real browser against the real server: muting a category or a
+verb from the inbox panel, critical categories shown but not mutable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.async_api import expect
+
+from tests.widget.conftest import Server, Tab, eventually
+
+
+async def muted(server: Server) -> dict[str, list[str]]:
+    response = await server.http.get("/v1/users/bo/preferences", headers=server.api())
+    assert response.status_code == 200, response.text
+    body: dict[str, list[str]] = response.json()["muted"]
+    return body
+
+
+async def test_muting_a_category_and_a_verb_from_the_panel(server: Server, open_tab: Any) -> None:
+    await server.notify("bo", "ana")
+    await server.notify("bo", "cy", "mention", target="post:1")
+    tab: Tab = await open_tab()
+    bo = tab.user("bo")
+    await bo.get_by_test_id("notifier-bell").click()
+    settings = bo.get_by_role("button", name="Notification settings")
+    await settings.click()
+    await expect(settings).to_have_attribute("aria-expanded", "true")
+    prefs = bo.get_by_role("region", name="Notification settings")
+    categories = prefs.get_by_role("group", name="Categories")
+    social = categories.get_by_role("checkbox", name="Social")
+    account = categories.get_by_role("checkbox", name="Account")
+    await expect(social).to_be_checked()
+    await expect(account).to_be_checked()
+    await expect(account).to_be_disabled()  # critical: shown, never muted
+    await expect(prefs).to_contain_text("Account (always on)")
+    await expect(bo.get_by_role("tablist")).to_be_hidden()
+    await social.uncheck()
+    await expect(bo.get_by_test_id("notifier-prefs-status")).to_have_text("Saved")
+    await eventually(lambda: muted_categories(server), ["social"])
+    await (
+        prefs.get_by_role("group", name="Activity")
+        .get_by_role("checkbox", name="Mentions")
+        .uncheck()
+    )
+    await expect(bo.get_by_test_id("notifier-prefs-status")).to_have_text("Saved")
+    assert (await muted(server))["verbs"] == ["mention"]
+    await bo.get_by_role("button", name="Back to notifications").click()
+    await expect(settings).to_be_focused()
+    await expect(bo.get_by_test_id("notifier-item")).to_have_count(2)
+    await server.notify("bo", "dee", "comment", target="photo:3")  # social: muted
+    await server.notify("bo", "eve", "share", target="photo:4")  # no category: arrives
+    await expect(bo.get_by_test_id("notifier-new-banner")).to_have_text("1 new notification")
+    assert "comment" not in {g["verb"] for g in (await server.feed("bo"))["groups"]}
+
+
+async def muted_categories(server: Server) -> list[str]:
+    return (await muted(server))["categories"]

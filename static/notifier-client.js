@@ -82,6 +82,8 @@ const RETRY_IN = /\bretry in (\d+) ms\b/;
 const MAX_ANNOUNCED_MS = 3_600_000;
 /** Refresh a token this long before it expires, seconds. */
 const TOKEN_MARGIN = 30;
+/** How often changes kept offline are tried again while nothing else sends them, ms. */
+const FLUSH_RETRY_MS = 5_000;
 /** What a local change returns to drop a group (a delete). */
 const REMOVE = Symbol("remove");
 
@@ -312,6 +314,7 @@ export class NotifierClient {
   }
 
   _clearTimers() {
+    clearTimeout(this._timers.flush);
     clearTimeout(this._timers.categories);
     this._timers.categories = 0;
     clearTimeout(this._timers.retry);
@@ -799,8 +802,7 @@ export class NotifierClient {
     this._applyLocal(change);
     const waiting = { method, path, body, change };
     if (this.pending.length || globalThis.navigator?.onLine === false) {
-      this.pending.push(waiting);
-      this._changed();
+      this._queue(waiting);
       return this.counts;
     }
     this._changed();
@@ -809,14 +811,28 @@ export class NotifierClient {
       return this.counts;
     } catch (error) {
       if (error.offline) {
-        this.pending.push(waiting);
-        this._changed();
+        this._queue(waiting);
         return this.counts;
       }
       this._emit("error", error);
       if (this.socket?.readyState === WebSocket.OPEN) this._subscribe();
       throw error;
     }
+  }
+
+  /**
+   * Keep a change for later. Besides coming back online and reconnecting, a retry timer
+   * sends it: a request can fail while the browser and the socket both look fine.
+   */
+  _queue(waiting) {
+    this.pending.push(waiting);
+    this._retryFlush();
+    this._changed();
+  }
+
+  _retryFlush() {
+    clearTimeout(this._timers.flush);
+    if (!this._stopped) this._timers.flush = setTimeout(() => this._flush(), FLUSH_RETRY_MS);
   }
 
   /** Send the changes made offline, in order; stops at the first that still cannot go. */
@@ -830,7 +846,10 @@ export class NotifierClient {
         try {
           this._received(await this.request(method, path, body));
         } catch (error) {
-          if (error.offline) break;
+          if (error.offline) {
+            this._retryFlush();
+            break;
+          }
           refused = true;
           this._emit("error", error);
         }

@@ -28,6 +28,11 @@ async def unread(server: Server) -> int:
     return count
 
 
+async def unseen(server: Server) -> int:
+    count: int = (await server.feed("bo"))["counts"]["unseen"]
+    return count
+
+
 async def test_mark_all_read_made_offline_is_sent_when_the_browser_is_back_online(
     server: Server, open_tab: Any, context: BrowserContext
 ) -> None:
@@ -71,6 +76,23 @@ async def test_marks_made_while_the_server_is_down_are_sent_when_it_is_back(
     await eventually(lambda: unread(server), 1)
     await expect(bo.locator(".notifier")).to_have_attribute("data-status", "live")
     await expect(liked).to_have_attribute("data-read", "true")  # not back to unread
+
+
+async def test_a_mark_whose_request_failed_while_the_socket_stayed_up_is_sent_again(
+    server: Server, open_tab: Any
+) -> None:
+    await server.notify("bo", "ana")
+    tab: Tab = await open_tab()
+    bo = tab.user("bo")
+    await bo.get_by_test_id("notifier-bell").click()
+    await eventually(lambda: unseen(server), 0)  # opening's own mark went through first
+    await tab.page.route("**/mark", lambda route: route.abort("connectionreset"))
+    await bo.get_by_role("button", name="Mark as read").click()
+    await expect(bo.get_by_test_id("notifier-status")).to_contain_text("1 change will be sent")
+    await expect(bo.locator(".notifier")).to_have_attribute("data-status", "live")
+    await tab.page.unroute("**/mark")
+    await eventually(lambda: unread(server), 0)  # by the retry timer: nothing else happened
+    await expect(bo.get_by_test_id("notifier-status")).to_be_hidden()
 
 
 async def test_the_closed_bell_says_when_it_is_offline(server: Server, open_tab: Any) -> None:

@@ -16,6 +16,7 @@ import { ICONS, el, icon, label, safeUrl } from "./notifier-dom.js";
 import { fill, plural, stringsFor } from "./notifier-i18n.js";
 import { describe, Row } from "./notifier-items.js";
 import { Preferences } from "./notifier-prefs.js";
+import { Tabs } from "./notifier-tabs.js";
 
 export { NotifierClient } from "./notifier-client.js";
 export { LOCALES, relativeTime } from "./notifier-i18n.js";
@@ -230,34 +231,7 @@ export class NotifierWidget {
     icon(this.closeButton, "close");
     const header = el("div", { class: "notifier-header" });
     header.append(this.heading, this.markAll, this.settingsButton, this.closeButton);
-    this.tabList = el("div", {
-      class: "notifier-tabs",
-      role: "tablist",
-      "data-testid": "notifier-tabs",
-    });
-    this.tabs = [{ key: "all", status: "inbox", category: null }];
-    for (const category of categories)
-      this.tabs.push({ key: `c:${category}`, status: "inbox", category });
-    if (this.options.archive !== false)
-      this.tabs.push({ key: "archived", status: "archived", category: null });
-    for (const tab of this.tabs) {
-      tab.button = el("button", {
-        type: "button",
-        role: "tab",
-        class: "notifier-tab",
-        id: `${id}-tab-${tab.key}`,
-        "aria-controls": `${id}-list`,
-        "data-testid": `notifier-tab-${tab.key.replace(/^c:/, "")}`,
-      });
-      tab.name = el("span", {});
-      tab.count = el("span", { class: "notifier-tab-count" });
-      tab.unread = el("span", { class: "notifier-sr" });
-      // Named by its visible text ("Social 2") and, for screen readers, " unread" after it.
-      tab.button.append(tab.name, " ", tab.count, tab.unread);
-      tab.button.addEventListener("click", () => this.selectTab(tab.key));
-      this.tabList.append(tab.button);
-    }
-    this.tabList.addEventListener("keydown", (event) => this._tabKey(event));
+    this.tabBar = new Tabs(this, id, categories, this.options.archive !== false);
     this.status = el("p", {
       class: "notifier-status",
       role: "status",
@@ -273,7 +247,7 @@ export class NotifierWidget {
     this.sentinel = el("li", { class: "notifier-sentinel", "aria-hidden": "true" });
     this.placeholder = el("div", { class: "notifier-placeholder" });
     this.scroller = el("div", { class: "notifier-scroller", id: `${id}-list` });
-    if (this.tabs.length > 1) this.scroller.setAttribute("role", "tabpanel");
+    if (this.tabBar.shown) this.scroller.setAttribute("role", "tabpanel");
     this.scroller.append(this.banner, this.list, this.placeholder);
     this.footer = el("div", { class: "notifier-footer" });
     this.archiveRead = el("button", {
@@ -285,7 +259,7 @@ export class NotifierWidget {
     this.prefs = new Preferences(this, id);
     this.panel.append(
       header,
-      this.tabList,
+      this.tabBar.element,
       this.status,
       this.scroller,
       this.footer,
@@ -446,7 +420,7 @@ export class NotifierWidget {
    * @param {string} key
    */
   selectTab(key) {
-    const tab = this.tabs.find((t) => t.key === key);
+    const tab = this.tabBar.find(key);
     if (!tab || tab.key === this.view.key) return;
     this.view = { key: tab.key, status: tab.status, category: tab.category };
     this._closeMenus();
@@ -462,39 +436,6 @@ export class NotifierWidget {
   _loadView() {
     if (this.client.loaded || this.client.status === "live")
       this._act(this.client.loadView(this.view));
-  }
-
-  _tabKey(event) {
-    const at = this.tabs.findIndex((t) => t.key === this.view.key);
-    const moves = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: this.tabs.length - 1 };
-    if (!(event.key in moves)) return;
-    event.preventDefault();
-    const tab = this.tabs[(moves[event.key] + this.tabs.length) % this.tabs.length];
-    this.selectTab(tab.key);
-    tab.button.focus();
-  }
-
-  _renderTabs() {
-    const counts = this.client.categoryCounts;
-    for (const tab of this.tabs) {
-      const selected = tab.key === this.view.key;
-      tab.button.setAttribute("aria-selected", String(selected));
-      tab.button.tabIndex = selected ? 0 : -1;
-      const name =
-        tab.key === "all"
-          ? this.strings.all
-          : tab.status === "archived"
-            ? this.strings.archived
-            : this._categoryName(tab.category);
-      let unread = 0;
-      if (tab.key === "all") unread = this.client.counts?.unread ?? 0;
-      else if (tab.category !== null) unread = counts?.categories?.[tab.category]?.unread ?? 0;
-      tab.name.textContent = name;
-      tab.count.textContent = !unread ? "" : unread > MAX_BADGE ? `${MAX_BADGE}+` : String(unread);
-      tab.count.hidden = unread === 0;
-      tab.unread.textContent = unread ? ` ${this.strings.unread}` : "";
-      tab.button.dataset.count = String(unread);
-    }
   }
 
   /** Remember what the open list shows; later arrivals wait behind the banner. */
@@ -568,7 +509,7 @@ export class NotifierWidget {
     const view = this.view;
     const items = client.items(view);
     const { visible, waiting } = this._visible(items);
-    this._renderTabs();
+    this.tabBar.render();
     const archive = view.status === "archived";
     const unread =
       view.category === null
@@ -583,7 +524,7 @@ export class NotifierWidget {
     this.banner.textContent = fill(plural(this.strings.newItems, waiting, this.locale), {
       count: waiting,
     });
-    this.tabList.hidden = this.tabs.length < 2 || this.prefsOpen;
+    this.tabBar.element.hidden = !this.tabBar.shown || this.prefsOpen;
     this.scroller.hidden = this.prefsOpen;
     this._renderStatus(client, visible.length);
     if (!this.isOpen) return;

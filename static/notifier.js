@@ -64,6 +64,8 @@ const MAX_BADGE = 99;
 const SHEET = "(max-width: 480px)";
 /** Options that a running widget takes as they change; any other one mounts it again. */
 const LIVE_OPTIONS = new Set([
+  "token",
+  "tokenUrl",
   "locale",
   "strings",
   "theme",
@@ -98,8 +100,13 @@ export class NotifierWidget {
   constructor(element, options) {
     this.element = element;
     this.options = { theme: "auto", archive: true, toast: false, toastMs: 6000, ...options };
-    const token = this.options.token ?? (this.options.tokenUrl && tokenFrom(this.options.tokenUrl));
-    if (!token) throw new TypeError("notifier: give options.token or options.tokenUrl");
+    if (!this.options.token && !this.options.tokenUrl) {
+      throw new TypeError("notifier: give options.token or options.tokenUrl");
+    }
+    // Read at each call: a page that passes a new token function (a framework re-rendering
+    // with an inline one) keeps its connection; the new function serves the next token.
+    const token = () =>
+      this.options.token ? this.options.token() : tokenFrom(this.options.tokenUrl)();
     loadStylesheet(this.options.stylesheet ?? STYLESHEET);
     const categories = this.options.categories ?? [];
     this.client = new NotifierClient({ ...this.options, token, byCategory: categories.length > 0 });
@@ -870,10 +877,12 @@ export class NotifierBellElement extends HTMLElement {
   }
 }
 
-/** Whether two option values are the same (arrays by content: `categories`). */
+/** Whether two option values are the same (arrays and objects by content: `categories`,
+ * `backoff`: a framework re-rendering with equal values does not reconnect). */
 function same(a, b) {
-  if (Array.isArray(a) && Array.isArray(b)) return a.join("\n") === b.join("\n");
-  return a === b;
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b); // arrays and plain objects, by content
 }
 
 if (typeof customElements !== "undefined" && !customElements.get("notifier-bell")) {

@@ -50,6 +50,16 @@ async def test_options_set_after_start_apply(server: Server, open_tab: Any) -> N
     assert not tab.page.url.endswith("#/photos/7")  # the callback kept the page where it was
     # Those applied in place: the same connection.
     assert await tab.page.locator(BO_BELL).evaluate("bell => bell.client === window.c")
+    # As a framework re-rendering does: equal values in new objects, a new token function.
+    rerender = """bell => bell.options = { ...bell.options, backoff: { min: 500, max: 30000 },
+        token: async () => (await (await fetch("/demo/token/bo", { method: "POST" }))
+            .json()).token }"""
+    await tab.page.locator(BO_BELL).evaluate(rerender)  # backoff is new: mounted again
+    await tab.page.locator(BO_BELL).evaluate("bell => (window.c = bell.client, 1)")
+    await tab.page.locator(BO_BELL).evaluate(rerender)
+    assert await tab.page.locator(BO_BELL).evaluate("bell => bell.client === window.c")
+    assert await tab.page.evaluate("window.c.token(true).then((t) => t.length > 20)")
+    await expect(bo.locator(".notifier")).to_have_attribute("data-status", "live")
     # A feed of its own (or a server, a token) needs a new connection: mounted again.
     await tab.page.locator(BO_BELL).evaluate(
         "bell => bell.options = { ...bell.options, categories: ['social'] }"

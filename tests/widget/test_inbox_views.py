@@ -168,7 +168,8 @@ async def test_snooze_hides_an_item_until_its_time_and_delete_removes_it_for_goo
     await expect(bo.get_by_test_id("notifier-panel")).to_be_visible()
     await more.press("Enter")
     await tab.page.keyboard.press("Enter")  # the first entry
-    await expect(bo.get_by_test_id("notifier-item")).to_have_count(2)
+    await expect(bo.get_by_test_id("notifier-item")).to_have_count(2)  # at once, locally
+    await eventually(lambda: verbs(server, "snoozed"), {"like"})  # and in storage
     snoozed = (await groups(server, "snoozed"))["like"]
     until = datetime.fromisoformat(snoozed["snoozed_until"])
     assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
@@ -180,8 +181,8 @@ async def test_snooze_hides_an_item_until_its_time_and_delete_removes_it_for_goo
     await expect(bo.get_by_test_id("notifier-item").first.locator("a")).to_be_focused()
 
 
-async def verbs(server: Server) -> set[str]:
-    return set(await groups(server))
+async def verbs(server: Server, status: str = "all") -> set[str]:
+    return set(await groups(server, status))
 
 
 async def test_a_group_snoozed_elsewhere_arrives_live_and_stays_out_of_the_inbox(

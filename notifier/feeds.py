@@ -7,7 +7,6 @@ ids back into activities, fetching the bodies of a whole page in one round trip.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal, get_args
@@ -218,19 +217,6 @@ def in_status(status: Status, *, seen: bool, read: bool, archived: bool, snoozed
     }[status]
 
 
-def matches(group: Group, status: Status, category: str | None = None) -> bool:
-    """Whether ``group`` belongs on a page filtered by ``status`` and ``category``."""
-    if category is not None and group.category != category:
-        return False
-    return in_status(
-        status,
-        seen=group.is_seen,
-        read=group.is_read,
-        archived=group.is_archived,
-        snoozed=group.snoozed_until is not None,
-    )
-
-
 class NotificationFeed(AggregatedFeed):
     """An aggregated feed with seen / read / archived state, exact counts, annotations (done,
     snoozed) and filtered reads (by status and category)."""
@@ -252,27 +238,24 @@ class NotificationFeed(AggregatedFeed):
         if status not in STATUSES:
             raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
         id_lt, id_gt = check_cursor(id_lt, "id_lt"), check_cursor(id_gt, "id_gt")
-        filtered = status != "all" or category is not None
-        batch = min(max(limit * 2, 20), _SCAN) if filtered else limit
+
+        stored, counts, notes = await self.storage.read_inbox(
+            self.group, self.user, limit=limit, id_lt=id_lt, id_gt=id_gt
+        )
         found: list[Group] = []
-        counts: Counts | None = None
-        notes = None
-        cursor, exhausted = id_lt, False
-        while len(found) < limit and not exhausted:
-            page, notes_now = await asyncio.gather(
-                self.storage.read_page(
-                    self.group, self.user, limit=batch, id_lt=cursor, id_gt=id_gt
-                ),
-                self.storage.annotations(self.group, self.user) if notes is None else _none(),
+        batch = limit
+        while True:
+            # Flags and annotations decide the status before any body is fetched: groups a
+            # filter skips cost a storage read, not a hydration.
+            wanted = [g for g in stored if stored_in(g, notes.get(g.id), status)]
+            groups = await hydrate(self.storage, wanted, self.bodies, notes)
+            found += [g for g in groups if category is None or g.category == category]
+            if len(found) >= limit or len(stored) < batch:
+                break
+            batch = min(max((limit - len(found)) * 2, 20), _SCAN)
+            stored, _ = await self.storage.read_page(
+                self.group, self.user, limit=batch, id_lt=stored[-1].position, id_gt=id_gt
             )
-            stored, page_counts = page
-            notes = notes_now if notes is None else notes
-            counts = counts or page_counts
-            groups = await hydrate(self.storage, stored, self.bodies, notes)
-            found += [g for g in groups if matches(g, status, category)]
-            exhausted = len(stored) < batch
-            if stored:
-                cursor = stored[-1].position
         found = found[:limit]
         return GroupPage(
             groups=found,
@@ -338,15 +321,22 @@ async def hydrate(
     soon, reads must not show them until then (notifier/fanout/timers.py)."""
     wanted = [i for g in stored for i in g.activity_ids]
     bodies = await (bodies_of or storage.get_activities)(wanted)
+    if any(b.expires_at is not None for b in bodies.values()):
+        now = datetime.now(UTC)
+        expired = {i for i, b in bodies.items() if b.expired(now)}
+        bodies = {i: b for i, b in bodies.items() if i not in expired}
+        groups_left = [
+            g
+            for g in stored
+            if any(i in bodies for i in g.activity_ids) or not expired.intersection(g.activity_ids)
+        ]
+    else:
+        groups_left = list(stored)
     notes = notes or {}
-    now = datetime.now(UTC)
     groups = []
-    for g in stored:
+    for g in groups_left:
         activities = [bodies[i] for i in g.activity_ids if i in bodies]
-        if activities and all(a.expired(now) for a in activities):
-            continue
-        activities = [a for a in activities if not a.expired(now)]
-        note = notes.get(g.id)
+        note = notes.get(g.id) if notes else None
         snoozed = note.snoozed_until if note is not None and g.is_archived else None
         groups.append(
             Group(
@@ -371,8 +361,13 @@ async def hydrate(
     return groups
 
 
-async def _none() -> None:
-    return None
+def stored_in(group: StoredGroup, note: Annotation | None, status: Status) -> bool:
+    """``in_status`` for a stored group and its annotation (snoozed: archived with a wake
+    time)."""
+    snoozed = group.is_archived and note is not None and note.snoozed_until is not None
+    return in_status(
+        status, seen=group.is_seen, read=group.is_read, archived=group.is_archived, snoozed=snoozed
+    )
 
 
 def open_feed(storage: Storage, group: FeedGroup, user: str, bodies: Bodies | None = None) -> Feed:

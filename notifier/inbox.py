@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from notifier.errors import InvalidInput
-from notifier.feeds import NotificationFeed, Status, in_status
+from notifier.feeds import NotificationFeed, Status, stored_in
 from notifier.storage.annotations import prune
 from notifier.storage.base import Annotation, Counts, FeedChange, Marks, StoredGroup
 
@@ -100,11 +100,7 @@ class Inbox:
         for g in stored:
             if category is not None and categories.get(g.id) != category:
                 continue
-            note = notes.get(g.id)
-            snoozed = note is not None and note.snoozed_until is not None and g.is_archived
-            if status is not None and not in_status(
-                status, seen=g.is_seen, read=g.is_read, archived=g.is_archived, snoozed=snoozed
-            ):
+            if status is not None and not stored_in(g, notes.get(g.id), status):
                 continue
             chosen.append(g)
         return chosen

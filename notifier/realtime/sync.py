@@ -301,9 +301,8 @@ class FeedView:
             now = datetime.now(UTC)
             return [bodies[i] for i in found if i in bodies and not bodies[i].expired(now)], None
         if self.counted:
-            (stored, counts), notes = await asyncio.gather(
-                self.storage.read_page(self.group, self.user, limit=limit, id_gt=id_gt),
-                self.storage.annotations(self.group, self.user),
+            stored, counts, notes = await self.storage.read_inbox(
+                self.group, self.user, limit=limit, id_gt=id_gt
             )
             return await hydrate(self.storage, stored, self.cache.get, notes), counts
         stored = await self.storage.read_groups(self.group, self.user, limit=limit, id_gt=id_gt)

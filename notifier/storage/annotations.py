@@ -1,10 +1,9 @@
 """Notification-group annotations (done, snoozed until) for the Redis and Cassandra backends.
 
-One small map per feed, beside it: a Redis hash ``P:n:{<group>:<user>}`` (the feed's hash tag,
-so it lives on the feed's Cluster slot) and a Cassandra partition ``(ns, feed)`` of
-``annotations``. Entries of groups that left the feed are pruned when the map is next
-written (``prune``), so a map never holds more than the feed's groups plus the few written
-since.
+One small map per feed, beside it: a Redis hash ``P:g:{<group>:<user>}:n`` (among the feed's
+own keys: its Cluster slot, and a page's read script returns it in the same call), and a
+Cassandra partition ``(ns, feed)`` of ``annotations``. Snoozing prunes the entries of groups
+that left the feed (``prune``), so a map holds little more than the feed's annotated groups.
 """
 
 from __future__ import annotations
@@ -45,7 +44,9 @@ class RedisAnnotations:
     prefix: str
 
     def _notes_key(self, group: FeedGroup, user: str) -> str:
-        return f"{self.prefix}:n:{{{group.name}:{user}}}"
+        # Beside the aggregated feed's own keys (redis_scripts/common.lua), so the read
+        # script of a notification page returns them in the same round trip.
+        return f"{self.prefix}:g:{{{group.name}:{user}}}:n"
 
     async def annotations(self, group: FeedGroup, user: str) -> dict[str, Annotation]:
         raw = await self.client.hgetall(self._notes_key(group, user))
@@ -91,6 +92,11 @@ def prune(current: Mapping[str, Annotation], live: Sequence[str]) -> dict[str, A
     """Deletions for annotations of groups no longer in the feed (``live``: its group ids)."""
     alive = set(live)
     return {gid: None for gid in current if gid not in alive}
+
+
+def decode_notes(flat: list[Any]) -> dict[str, Annotation]:
+    """Annotations from a script's ``HGETALL`` reply (field, value, field, value…)."""
+    return {_text(flat[j]): _decode(flat[j + 1]) for j in range(0, len(flat), 2)}
 
 
 def _text(value: Any) -> str:

@@ -23,6 +23,7 @@ Semantics every backend must share (the contract suite in tests/storage checks t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Container, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -189,6 +190,18 @@ class Storage(Protocol):
         """``read_groups`` and the feed's ``counts`` together: what a notification page shows,
         in one round trip (and one consistent instant) where the backend can."""
 
+    async def read_inbox(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts, dict[str, Annotation]]:
+        """``read_page`` and the feed's ``annotations`` together: what a notification page
+        shows, in one round trip where the backend can (Redis: one script)."""
+
     async def count(self, group: FeedGroup, user: str) -> int:
         """Activities in a flat feed, groups in an aggregated one."""
 
@@ -268,3 +281,20 @@ class Storage(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+async def read_inbox_apart(
+    storage: Storage,
+    group: FeedGroup,
+    user: str,
+    *,
+    limit: int,
+    id_lt: str | None = None,
+    id_gt: str | None = None,
+) -> tuple[list[StoredGroup], Counts, dict[str, Annotation]]:
+    """``Storage.read_inbox`` as two concurrent reads, for backends without one call."""
+    (stored, counts), notes = await asyncio.gather(
+        storage.read_page(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt),
+        storage.annotations(group, user),
+    )
+    return stored, counts, notes

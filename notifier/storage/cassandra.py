@@ -33,7 +33,15 @@ from notifier.model import Activity, decode_activity, encode_activity
 from notifier.preferences import Preferences
 from notifier.storage.annotations import QUERIES as ANNOTATION_QUERIES
 from notifier.storage.annotations import CassandraAnnotations
-from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+from notifier.storage.base import (
+    Annotation,
+    Counts,
+    Entry,
+    FeedChange,
+    Marks,
+    StoredGroup,
+    read_inbox_apart,
+)
 from notifier.storage.cassandra_aggregated import QUERIES as AGGREGATED_QUERIES
 from notifier.storage.cassandra_aggregated import AggregatedFeeds
 from notifier.storage.cassandra_preferences import QUERIES as PREFERENCE_QUERIES
@@ -299,6 +307,17 @@ class CassandraStorage(CassandraAnnotations):
     ) -> tuple[list[StoredGroup], Counts]:
         groups = await self.read_groups(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
         return groups, await self.counts(group, user)
+
+    async def read_inbox(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts, dict[str, Annotation]]:
+        return await read_inbox_apart(self, group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
 
     async def count(self, group: FeedGroup, user: str) -> int:
         if group.aggregated:

@@ -24,6 +24,7 @@ from notifier.storage.base import (
     Marks,
     StoredGroup,
     fresh_group_id,
+    read_inbox_apart,
 )
 
 
@@ -296,6 +297,17 @@ class MemoryStorage:
     ) -> tuple[list[StoredGroup], Counts]:
         groups = await self.read_groups(group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
         return groups, await self.counts(group, user)
+
+    async def read_inbox(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts, dict[str, Annotation]]:
+        return await read_inbox_apart(self, group, user, limit=limit, id_lt=id_lt, id_gt=id_gt)
 
     async def count(self, group: FeedGroup, user: str) -> int:
         with self._lock:

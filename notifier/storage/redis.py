@@ -39,8 +39,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.preferences import Preferences
-from notifier.storage.annotations import RedisAnnotations
-from notifier.storage.base import Counts, Entry, FeedChange, Marks, StoredGroup
+from notifier.storage.annotations import RedisAnnotations, decode_notes
+from notifier.storage.base import Annotation, Counts, Entry, FeedChange, Marks, StoredGroup
 from notifier.storage.redis_client import POOL_SIZE, POOL_TIMEOUT, AnyRedis, redis_client
 from notifier.storage.redis_preferences import RedisPreferences
 
@@ -441,19 +441,47 @@ class RedisStorage(RedisAnnotations):
         # Members are position..gid: "(id_lt" excludes every member at that position, and
         # "(id_gt" + "g" (above any hex digit) excludes every member at id_gt. The script
         # returns the counts first, read in the same atomic step.
+        result = await self._read(group, user, limit, id_lt, id_gt, annotated=False)
+        counts = Counts(int(result[0]), int(result[1]))
+        return [_stored_group(row) for row in result[2:]], counts
+
+    async def read_inbox(
+        self,
+        group: FeedGroup,
+        user: str,
+        *,
+        limit: int,
+        id_lt: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[StoredGroup], Counts, dict[str, Annotation]]:
+        result = await self._read(group, user, limit, id_lt, id_gt, annotated=True)
+        counts = Counts(int(result[0]), int(result[1]))
+        notes = decode_notes(result[2])
+        return [_stored_group(row) for row in result[3:]], counts, notes
+
+    async def _read(
+        self,
+        group: FeedGroup,
+        user: str,
+        limit: int,
+        id_lt: str | None,
+        id_gt: str | None,
+        *,
+        annotated: bool,
+    ) -> Any:
         key = self._agg_key(group, user)
         args = [
             f"({id_lt}" if id_lt else "+",
             f"({id_gt}g" if id_gt else "-",
             limit,
             group.max_activities,
+            "1" if annotated else "0",
         ]
         result = await self._one(self._agg_read, key, args)
         if result == [b"migrate"]:  # a feed of the previous layout: brought up to date once
             await self._one(self._agg_migrate, key, [])
             result = await self._one(self._agg_read, key, args)
-        counts = Counts(int(result[0]), int(result[1]))
-        return [_stored_group(row) for row in result[2:]], counts
+        return result
 
     async def count(self, group: FeedGroup, user: str) -> int:
         if group.aggregated:

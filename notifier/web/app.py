@@ -150,7 +150,7 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from notifier.storage.base import Annotation, Storage
+from notifier.storage.base import Annotation, Counts, Storage
 from tests.storage.helpers import aid, entry, notification
 
 LATER = datetime(2030, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
@@ -58,3 +58,15 @@ async def test_group_members_lists_every_activity_not_only_the_shown_ones(
     assert changes[0].removed == members[by_key["k"].id]
     assert [g.key for g in await storage.read_groups(group, "bo", limit=10)] == ["other"]
     assert (await storage.counts(group, "bo")).unseen == 1
+
+
+async def test_read_inbox_is_read_page_with_the_annotations(storage: Storage) -> None:
+    group = notification()
+    await storage.add_to_feeds(group, ["bo"], [entry(1, key="a"), entry(2, key="b")])
+    await storage.annotate(group, "bo", {aid(1): Annotation(done=True)})
+    stored, counts, notes = await storage.read_inbox(group, "bo", limit=10)
+    assert (stored, counts) == await storage.read_page(group, "bo", limit=10)
+    assert notes == {aid(1): Annotation(done=True)}
+    page, _, notes = await storage.read_inbox(group, "bo", limit=1, id_lt=aid(2))
+    assert [g.id for g in page] == [aid(1)] and notes == {aid(1): Annotation(done=True)}
+    assert await storage.read_inbox(group, "nobody", limit=10) == ([], Counts(0, 0), {})

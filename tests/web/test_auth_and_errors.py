@@ -324,3 +324,23 @@ def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(auth.time, "time", lambda: expires + 1.0)
     with pytest.raises(auth.Unauthorized, match="expired"):
         tokens.verify(token)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/v1/me/preferences"),
+        ("DELETE", "/v1/me/feeds/notification/groups/06616437fa72c1506ecefbec81"),
+        ("POST", "/v1/me/feeds/notification/snooze"),
+    ],
+)
+async def test_cors_preflight_allows_every_method_the_client_api_uses(
+    api: Api, method: str, path: str
+) -> None:
+    preflight = {
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    response = await api.http.options(path, headers={"Origin": ORIGIN, **preflight})
+    assert response.status_code == 200, response.text
+    assert method in response.headers["access-control-allow-methods"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from playwright.async_api import BrowserContext, expect
 
 from tests.services import free_port
@@ -61,11 +60,6 @@ async def muted_categories(server: Server) -> list[str]:
     return (await muted(server))["categories"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server gap: CORS allow_methods is GET, POST, DELETE, so a browser's preflight "
-    "for PUT /v1/me/preferences from an allowed origin gets 400 (notifier/web/app.py)",
-)
 async def test_preferences_are_saved_from_another_allowed_origin(
     server_factory: ServerFactory, context: BrowserContext
 ) -> None:

@@ -181,6 +181,10 @@ class StaticAssets:
             (b"etag", chosen.etag.encode()),
             (b"cache-control", self.cache_control),
             (b"vary", b"Accept-Encoding"),
+            # Public files, fetched without credentials: any page may load the widget's
+            # modules (a module script needs CORS). A page whose origin the API refuses then
+            # gets a widget that says so, instead of a module the browser refused to run.
+            (b"access-control-allow-origin", b"*"),
         ]
         if etag_matches(headers.get(b"if-none-match", ""), chosen.etag):
             await send({"type": "http.response.start", "status": 304, "headers": common})

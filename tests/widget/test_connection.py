@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import uvicorn
 from playwright.async_api import BrowserContext, expect
 from starlette.applications import Starlette
@@ -136,7 +137,7 @@ async def test_a_failing_token_url_is_named_as_such(server: Server, open_tab: An
 PAGE = """<!doctype html><html lang="en"><body>
 <header><div id="bell"></div></header>
 <script type="module">
-  import {{ mount }} from "/static/notifier.js";
+  import {{ mount }} from "{static}/static/notifier.js";
   window.widget = mount(document.querySelector("#bell"), {{
     server: "{server}", token: () => {token}, backoff: {{ min: 50, max: 200 }},
   }});
@@ -144,10 +145,11 @@ PAGE = """<!doctype html><html lang="en"><body>
 
 
 @asynccontextmanager
-async def site_with_own_copy(server: Server) -> AsyncIterator[str]:
-    """Another site serving the widget's files itself (as from a CDN) and pointing it at
-    notifier, whose NOTIFIER_ALLOWED_ORIGINS does not name it."""
-    html = PAGE.format(server=server.url, token=json.dumps(server.token("bo")))
+async def site_with_own_copy(server: Server, *, own_copy: bool = True) -> AsyncIterator[str]:
+    """Another site pointing the widget at notifier, whose NOTIFIER_ALLOWED_ORIGINS does not
+    name it; the widget's files come from its own copy (as from a CDN) or from notifier."""
+    static = "" if own_copy else server.url
+    html = PAGE.format(server=server.url, token=json.dumps(server.token("bo")), static=static)
 
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(html)
@@ -167,12 +169,13 @@ async def site_with_own_copy(server: Server) -> AsyncIterator[str]:
         await task
 
 
+@pytest.mark.parametrize("own_copy", [True, False], ids=["own-copy", "notifier-static"])
 async def test_an_origin_the_server_does_not_allow_is_named_in_the_widget(
-    server_factory: ServerFactory, context: BrowserContext
+    server_factory: ServerFactory, context: BrowserContext, own_copy: bool
 ) -> None:
     server: Server = await server_factory()
     await server.notify("bo", "ana")
-    async with site_with_own_copy(server) as origin:
+    async with site_with_own_copy(server, own_copy=own_copy) as origin:
         page = await context.new_page()
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))

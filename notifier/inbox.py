@@ -152,9 +152,13 @@ class Inbox:
             chosen = await self._select(stored, category, status)
             targets = [g.id for g in chosen if up_to is None or g.position <= up_to]
         elif activity_ids and annotating:
+            # Every member, not only the shown ones: an older activity names its group too.
             stored, _ = await self._everything()
+            members = await self.storage.group_members(
+                self.group, self.user, [g.id for g in stored]
+            )
             wanted = set(activity_ids)
-            targets += [g.id for g in stored if wanted.intersection(g.activity_ids)]
+            targets += [gid for gid, ids in members.items() if wanted.intersection(ids)]
         if marks is None:
             counts = await self.storage.counts(self.group, self.user)
         elif all and not scoped:

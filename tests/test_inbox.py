@@ -169,6 +169,12 @@ async def test_done_is_set_and_cleared_and_shown_on_the_group(app: Notifier) -> 
         second.id: False,
         first.id: True,
     }
+    # An activity older than the shown ones (max_activities is 2 here) names its group too.
+    more = [await notify(app, "bo", n, obj="photo:1") for n in (3, 4)]
+    await inbox.mark(None, done=False, activity_ids=[first.id])
+    [joined] = [g for g in (await feed.read()).groups if g.id == first.id]
+    assert first.id not in [a.id for a in joined.activities] and len(more) == 2
+    assert joined.is_done is False
 
 
 async def test_snooze_hides_until_wake_which_brings_it_back_unseen(app: Notifier) -> None:

@@ -20,6 +20,7 @@ import traceback
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -38,11 +39,13 @@ from tests.e2e.world import (
     SPECS,
     Batch,
     Delete,
+    DeleteGroup,
     Follow,
     Mark,
     Mute,
     Op,
     Post,
+    Snooze,
     Unfollow,
     World,
 )
@@ -295,6 +298,10 @@ class Driver:
             await self._graph(op)
         elif isinstance(op, Mute):
             await self._mute(op)
+        elif isinstance(op, Snooze):
+            await self._snooze(op)
+        elif isinstance(op, DeleteGroup):
+            await self._delete_group(op)
         else:
             await self._mark(op)
 
@@ -421,6 +428,56 @@ class Driver:
                     f"mark notification:{user} {body} answered {response.json()}, model {counts}"
                 )
 
+    async def _snooze(self, op: Snooze) -> None:
+        user = op.user
+        tabs = [t for t in self.tabs if t.user == user and "notification" in t.feeds]
+        async with self._locked([f"notification:{user}"]):
+            target = self._pick_group(op.user, op.pick, tabs)
+            if target is None:
+                return
+            until = (datetime.now(UTC) + timedelta(days=1)).isoformat() if op.far else None
+            body = {"group_ids": [target], "until": until}
+            path, token = (
+                (f"/v1/feeds/notification/{user}/snooze", None) if op.via_server
+                else ("/v1/me/feeds/notification/snooze", await self._token(user))
+            )  # fmt: skip
+            response = await self.api.call("POST", path, token=token, body=body)
+            counts = self.model.snooze("notification", user, [target], op.far)
+            assert response.status_code == 200, f"snooze {user} {body}: {response.text}"
+            if ("notification", user) not in self.audit.diverged:
+                assert response.json() == counts, (
+                    f"snooze notification:{user} {body} answered {response.json()}, model {counts}"
+                )
+
+    async def _delete_group(self, op: DeleteGroup) -> None:
+        user = op.user
+        tabs = [t for t in self.tabs if t.user == user and "notification" in t.feeds]
+        async with self._locked([f"notification:{user}"]):
+            target = self._pick_group(op.user, op.pick, tabs)
+            if target is None:
+                return
+            path, token = (
+                (f"/v1/feeds/notification/{user}/groups/{target}", None) if op.via_server
+                else (f"/v1/me/feeds/notification/groups/{target}", await self._token(user))
+            )  # fmt: skip
+            response = await self.api.call("DELETE", path, token=token)
+            removed = self.model.delete_group("notification", user, target)
+            expected = 200 if removed else 404
+            assert response.status_code == expected, f"delete {user} {target}: {response.text}"
+            if removed and ("notification", user) not in self.audit.diverged:
+                answer = response.json()
+                assert sorted(answer["removed"]) == sorted(removed), f"delete {target}: {answer}"
+                assert answer["counts"] == self.model.counts("notification", user)
+
+    def _pick_group(self, user: str, pick: float, tabs: list[Tab]) -> str | None:
+        """A group of ``user``'s notification feed, from what their tab shows (or the
+        model when they have none)."""
+        held = tabs[int(pick * len(tabs))].feeds["notification"].newest() if tabs else []
+        feed = self.model.feed("notification", user)
+        assert isinstance(feed, AggregatedModel)
+        ids = [g["id"] for g in held] or [g.id for g in feed.newest()]
+        return ids[min(int(pick * len(ids)), len(ids) - 1)] if ids else None
+
     def _mark_target(self, op: Mark, tabs: list[Tab]) -> Json:
         """What the user marks: from what their tab shows (a user marks what they saw), or
         from the model when they have no tab."""
@@ -432,6 +489,8 @@ class Driver:
                                       for g in feed.newest()]  # fmt: skip
         if op.target == "all" or not groups:
             return {"all": True}
+        if op.target in ("all-read", "all-unseen"):
+            return {"all": True, "status": op.target.removeprefix("all-")}
         picked = groups[min(int(op.pick * len(groups)), len(groups) - 1)]
         if op.target == "up_to":
             return {"all": True, "up_to": groups[0]["position"] if op.pick < 0.5 else

@@ -161,6 +161,9 @@ class GroupModel:
     seen: bool = False
     read: bool = False
     archived: bool = False
+    done: bool = False
+    snoozed: bool = False
+    """Snoozed until a far time (the e2e never waits for a wake): archived meanwhile."""
 
     @property
     def position(self) -> str:
@@ -183,6 +186,8 @@ class GroupModel:
             "is_seen": self.seen,
             "is_read": self.read,
             "is_archived": self.archived,
+            "is_done": self.done,
+            "snoozed": self.snoozed and self.archived,
         }
 
 
@@ -202,6 +207,8 @@ def group_view(body: Json) -> Json:
         "is_seen": body["is_seen"],
         "is_read": body["is_read"],
         "is_archived": body["is_archived"],
+        "is_done": body.get("is_done", False),
+        "snoozed": body.get("snoozed_until") is not None,
     }
 
 
@@ -233,7 +240,7 @@ class AggregatedModel:
                 group = self.groups[gid] = GroupModel(gid, key, act.verb)
             bisect.insort(group.members, act.id)
             group.actors[act.id] = act.actor
-            group.seen = group.read = group.archived = False  # news again
+            group.seen = group.read = group.archived = group.snoozed = False  # news again
             self.member_of[act.id] = group.id
             self.trim()
             if act.id in self.trimmed and act.id in self.member_of:
@@ -263,18 +270,48 @@ class AggregatedModel:
             self.member_of.pop(activity_id, None)
 
     def mark(self, body: Json) -> None:
-        """Apply a mark request body (``seen``/``read``/``archived`` and a target)."""
+        """Apply a mark request body (``seen``/``read``/``archived``/``done`` and a target:
+        ids, or all, with ``up_to`` and a ``status`` the groups must be in now)."""
         if body.get("all"):
             up_to = body.get("up_to")
-            targets = [g for g in self.groups.values() if up_to is None or g.position <= up_to]
+            status = body.get("status")
+            targets = [
+                g for g in self.groups.values()
+                if (up_to is None or g.position <= up_to)
+                and (status is None or _in_status(g, status))
+            ]  # fmt: skip
         else:
             gids = set(body.get("group_ids", []))
             gids |= {self.member_of[a] for a in body.get("activity_ids", []) if a in self.member_of}
             targets = [self.groups[g] for g in gids if g in self.groups]
         for group in targets:
-            for flag in ("seen", "read", "archived"):
+            for flag in ("seen", "read", "archived", "done"):
                 if body.get(flag) is not None:
                     setattr(group, flag, bool(body[flag]))
+            if body.get("archived") is not None:
+                group.snoozed = False  # archiving or unarchiving ends a snooze
+
+    def snooze(self, group_ids: Iterable[str], far: bool) -> None:
+        """Snooze the groups until a far time (``far``), or end their snooze now."""
+        for gid in group_ids:
+            group = self.groups.get(gid)
+            if group is None:
+                continue
+            if far:
+                group.snoozed = group.archived = True
+            elif group.snoozed and group.archived:
+                group.snoozed = group.archived = False
+            else:
+                group.snoozed = False
+
+    def delete(self, group_id: str) -> list[str]:
+        """Delete a group for good: its activities leave this feed; returns them."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return []
+        members = list(group.members)
+        self.remove(members)
+        return members
 
     def counts(self) -> dict[str, int]:
         groups = self.groups.values()
@@ -282,6 +319,20 @@ class AggregatedModel:
             "unseen": sum(not g.seen and not g.archived for g in groups),
             "unread": sum(not g.read and not g.archived for g in groups),
         }
+
+
+def _in_status(group: GroupModel, status: str) -> bool:
+    snoozed = group.snoozed and group.archived
+    return {
+        "inbox": not group.archived,
+        "unread": not group.read and not group.archived,
+        "unseen": not group.seen and not group.archived,
+        "read": group.read and not group.archived,
+        "seen": group.seen and not group.archived,
+        "archived": group.archived and not snoozed,
+        "snoozed": snoozed,
+        "all": True,
+    }[status]
 
 
 def _fresh_id(activity_id: str, taken: dict[str, GroupModel]) -> str:
@@ -415,6 +466,17 @@ class Model:
         assert isinstance(feed, AggregatedModel)
         feed.mark(body)
         return feed.counts()
+
+    def snooze(self, group: str, user: str, group_ids: Sequence[str], far: bool) -> dict[str, int]:
+        feed = self.feed(group, user)
+        assert isinstance(feed, AggregatedModel)
+        feed.snooze(group_ids, far)
+        return feed.counts()
+
+    def delete_group(self, group: str, user: str, group_id: str) -> list[str]:
+        feed = self.feed(group, user)
+        assert isinstance(feed, AggregatedModel)
+        return feed.delete(group_id)
 
     def notes(self) -> list[str]:
         """Where an activity a trim had dropped came back (a re-send, a backfill).

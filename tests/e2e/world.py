@@ -13,7 +13,9 @@ Each round has three phases, separated by quiet points (fanout finished):
 Before any activity, some users mute a verb or an actor (``PUT /v1/users/{user}/preferences``):
 what they mute never reaches their notification feed (docs/concepts.md, "Muting").
 
-Marks (seen / read / archived, one group, by activity, all, all ``up_to``) run in every phase.
+Marks (seen / read / archived / done, one group, by activity, all, all ``up_to``, all of one
+status), snoozes (until tomorrow, or ended now) and deletes of a notification run in every
+phase.
 A flat fanout feed sees only adds, or only removals, between two quiet points, so its final
 state does not depend on the order workers run in; every write to a notification feed is
 serialised by the driver, so the model applies them in the server's order. Re-sends, conflicts
@@ -137,6 +139,26 @@ class Mark:
 
 
 @dataclass(frozen=True)
+class Snooze:
+    """Snooze one of ``user``'s notification groups until tomorrow (``far``), or end a
+    snooze now; the group is picked when it runs, as a mark's is."""
+
+    user: str
+    far: bool
+    via_server: bool
+    pick: float
+
+
+@dataclass(frozen=True)
+class DeleteGroup:
+    """Delete one of ``user``'s notification groups for good (picked when it runs)."""
+
+    user: str
+    via_server: bool
+    pick: float
+
+
+@dataclass(frozen=True)
 class Mute:
     """PUT /v1/users/{user}/preferences: what ``user`` mutes (``{"verbs": [...], ...}``)."""
 
@@ -144,7 +166,7 @@ class Mute:
     muted: Json
 
 
-Op = Post | Batch | Delete | Follow | Unfollow | Mark | Mute
+Op = Post | Batch | Delete | Follow | Unfollow | Mark | Mute | Snooze | DeleteGroup
 
 
 @dataclass(frozen=True)
@@ -269,12 +291,22 @@ class World:
             flags = self.rng.choice([
                 {"seen": True}, {"seen": True}, {"read": True}, {"read": True},
                 {"archived": True}, {"read": False}, {"seen": False, "read": False},
-                {"archived": False},
+                {"archived": False}, {"done": True}, {"done": False, "read": True},
             ])  # fmt: skip
-            target = self.rng.choice(["all", "up_to", "up_to", "group", "group", "activity"])
-            mark = Mark(self.rng.choice(self.users), flags, target, self.rng.random() < 0.2,
-                        self.rng.random())  # fmt: skip
-            ops.insert(self.rng.randrange(len(ops) + 1), mark)
+            target = self.rng.choice(["all", "up_to", "up_to", "group", "group", "activity",
+                                      "all-read", "all-unseen"])  # fmt: skip
+            user, via_server, pick = (
+                self.rng.choice(self.users),
+                self.rng.random() < 0.2,
+                self.rng.random(),
+            )
+            kind = self.rng.random()
+            op: Op = (
+                Snooze(user, kind < 0.07, via_server, pick) if kind < 0.14
+                else DeleteGroup(user, via_server, pick) if kind < 0.2
+                else Mark(user, flags, target, via_server, pick)
+            )  # fmt: skip
+            ops.insert(self.rng.randrange(len(ops) + 1), op)
         return ops
 
     # -- add phase ---------------------------------------------------------------------------

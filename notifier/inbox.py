@@ -16,7 +16,7 @@ backend has it with no new atomic step:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,20 +65,17 @@ class Inbox:
         self.user = feed.user
 
     # -- reading the whole feed ------------------------------------------------------------
-    async def _everything(self) -> tuple[list[StoredGroup], Counts]:
-        """Every group, newest first, and the counts of the first read."""
-        found: list[StoredGroup] = []
-        counts: Counts | None = None
-        cursor: str | None = None
-        while True:
-            stored, page_counts = await self.storage.read_page(
-                self.group, self.user, limit=_SCAN, id_lt=cursor
+    async def _everything(self) -> tuple[list[StoredGroup], Counts, dict[str, Annotation]]:
+        """Every group, newest first, with the counts and the annotations of the first read
+        (one round trip on Redis for a feed of up to ``_SCAN`` groups)."""
+        found, counts, notes = await self.storage.read_inbox(self.group, self.user, limit=_SCAN)
+        stored = found
+        while len(stored) == _SCAN:
+            stored, _ = await self.storage.read_page(
+                self.group, self.user, limit=_SCAN, id_lt=stored[-1].position
             )
-            counts = counts or page_counts
             found += stored
-            if len(stored) < _SCAN:
-                return found, counts
-            cursor = stored[-1].position
+        return found, counts, notes
 
     async def _categories(self, stored: Sequence[StoredGroup]) -> dict[str, str | None]:
         """Each group's category, from the body of its newest activity (a group never mixes
@@ -92,9 +89,12 @@ class Inbox:
         }
 
     async def _select(
-        self, stored: Sequence[StoredGroup], category: str | None, status: Status | None
+        self,
+        stored: Sequence[StoredGroup],
+        notes: Mapping[str, Annotation],
+        category: str | None,
+        status: Status | None,
     ) -> list[StoredGroup]:
-        notes = await self.storage.annotations(self.group, self.user) if status else {}
         categories = await self._categories(stored) if category is not None else {}
         chosen = []
         for g in stored:
@@ -108,7 +108,7 @@ class Inbox:
     # -- counts ----------------------------------------------------------------------------
     async def counts_by_category(self, declared: Sequence[str] = ()) -> Tally:
         """Unseen / unread per category (every ``declared`` one present, zeros included)."""
-        stored, counts = await self._everything()
+        stored, counts, _ = await self._everything()
         categories = await self._categories(stored)
         tallies: dict[str | None, list[int]] = {name: [0, 0] for name in declared}
         tallies.setdefault(None, [0, 0])
@@ -147,13 +147,14 @@ class Inbox:
         unsnooze = marks is not None and marks.archived is not None
         annotating = done is not None or unsnooze
         targets = list(group_ids)
+        notes: dict[str, Annotation] | None = None
         if all and (scoped or annotating):
-            stored, _ = await self._everything()
-            chosen = await self._select(stored, category, status)
+            stored, _, notes = await self._everything()
+            chosen = await self._select(stored, notes, category, status)
             targets = [g.id for g in chosen if up_to is None or g.position <= up_to]
         elif activity_ids and annotating:
             # Every member, not only the shown ones: an older activity names its group too.
-            stored, _ = await self._everything()
+            stored, _, notes = await self._everything()
             members = await self.storage.group_members(
                 self.group, self.user, [g.id for g in stored]
             )
@@ -170,13 +171,19 @@ class Inbox:
                 self.group, self.user, marks, group_ids=group_ids, activity_ids=activity_ids
             )
         if annotating and targets:
-            await self._annotate(targets, done=done, unsnooze=unsnooze)
+            if notes is None:
+                notes = await self.storage.annotations(self.group, self.user)
+            await self._annotate(targets, notes, done=done, unsnooze=unsnooze)
         return counts
 
     async def _annotate(
-        self, group_ids: Sequence[str], *, done: bool | None, unsnooze: bool
+        self,
+        group_ids: Sequence[str],
+        notes: Mapping[str, Annotation],
+        *,
+        done: bool | None,
+        unsnooze: bool,
     ) -> None:
-        notes = await self.storage.annotations(self.group, self.user)
         changes: dict[str, Annotation | None] = {}
         for gid in dict.fromkeys(group_ids):
             note = notes.get(gid, Annotation())
@@ -193,10 +200,9 @@ class Inbox:
     async def snooze(self, group_ids: Sequence[str], until: datetime | None) -> Counts:
         """Hide the groups until ``until`` (None: bring them back now, as they were). The
         caller schedules ``wake`` at ``until``. Unknown ids are ignored."""
-        stored, counts = await self._everything()
+        stored, counts, notes = await self._everything()
         live = {g.id: g for g in stored}
         targets = [gid for gid in dict.fromkeys(group_ids) if gid in live]
-        notes = await self.storage.annotations(self.group, self.user)
         changes: dict[str, Annotation | None] = dict(prune(notes, list(live)))
         for gid in targets:
             note = notes.get(gid, Annotation())
@@ -220,11 +226,10 @@ class Inbox:
         """The wake timer of a snooze: if ``group_id`` is still snoozed until ``until``, it
         comes back unseen and unread; returns the new counts (None: nothing to do, e.g. it
         was unsnoozed, snoozed again, or deleted). Idempotent."""
-        notes = await self.storage.annotations(self.group, self.user)
+        stored, _, notes = await self._everything()
         note = notes.get(group_id)
         if note is None or note.snoozed_until != until:
             return None
-        stored, _ = await self._everything()
         group = next((g for g in stored if g.id == group_id), None)
         await self.storage.annotate(self.group, self.user, {group_id: Annotation(done=note.done)})
         if group is None or not group.is_archived:

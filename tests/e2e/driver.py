@@ -408,59 +408,32 @@ class Driver:
 
     async def _mark(self, op: Mark) -> None:
         user = op.user
-        tabs = [t for t in self.tabs if t.user == user and "notification" in t.feeds]
         async with self._locked([f"notification:{user}"]):
             body = dict(op.flags)
-            body.update(self._mark_target(op, tabs))
-            if op.via_server:
-                response = await self.api.call(
-                    "POST", f"/v1/feeds/notification/{user}/mark", body=body
-                )
-            else:
-                response = await self.api.call(
-                    "POST", "/v1/me/feeds/notification/mark", token=await self._token(user),
-                    body=body,
-                )  # fmt: skip
+            body.update(self._mark_target(op, self._notification_tabs(user)))
+            response = await self._on_feed("POST", user, op.via_server, "/mark", body)
             counts = self.model.mark("notification", user, body)
-            assert response.status_code == 200, f"mark {user} {body}: {response.text}"
-            if ("notification", user) not in self.audit.diverged:
-                assert response.json() == counts, (
-                    f"mark notification:{user} {body} answered {response.json()}, model {counts}"
-                )
+            self._answered(f"mark {body}", user, response, counts)
 
     async def _snooze(self, op: Snooze) -> None:
         user = op.user
-        tabs = [t for t in self.tabs if t.user == user and "notification" in t.feeds]
         async with self._locked([f"notification:{user}"]):
-            target = self._pick_group(op.user, op.pick, tabs)
+            target = self._pick_group(user, op.pick, self._notification_tabs(user))
             if target is None:
                 return
             until = (datetime.now(UTC) + timedelta(days=1)).isoformat() if op.far else None
             body = {"group_ids": [target], "until": until}
-            path, token = (
-                (f"/v1/feeds/notification/{user}/snooze", None) if op.via_server
-                else ("/v1/me/feeds/notification/snooze", await self._token(user))
-            )  # fmt: skip
-            response = await self.api.call("POST", path, token=token, body=body)
+            response = await self._on_feed("POST", user, op.via_server, "/snooze", body)
             counts = self.model.snooze("notification", user, [target], op.far)
-            assert response.status_code == 200, f"snooze {user} {body}: {response.text}"
-            if ("notification", user) not in self.audit.diverged:
-                assert response.json() == counts, (
-                    f"snooze notification:{user} {body} answered {response.json()}, model {counts}"
-                )
+            self._answered(f"snooze {body}", user, response, counts)
 
     async def _delete_group(self, op: DeleteGroup) -> None:
         user = op.user
-        tabs = [t for t in self.tabs if t.user == user and "notification" in t.feeds]
         async with self._locked([f"notification:{user}"]):
-            target = self._pick_group(op.user, op.pick, tabs)
+            target = self._pick_group(user, op.pick, self._notification_tabs(user))
             if target is None:
                 return
-            path, token = (
-                (f"/v1/feeds/notification/{user}/groups/{target}", None) if op.via_server
-                else (f"/v1/me/feeds/notification/groups/{target}", await self._token(user))
-            )  # fmt: skip
-            response = await self.api.call("DELETE", path, token=token)
+            response = await self._on_feed("DELETE", user, op.via_server, f"/groups/{target}")
             removed = self.model.delete_group("notification", user, target)
             expected = 200 if removed else 404
             assert response.status_code == expected, f"delete {user} {target}: {response.text}"
@@ -468,6 +441,29 @@ class Driver:
                 answer = response.json()
                 assert sorted(answer["removed"]) == sorted(removed), f"delete {target}: {answer}"
                 assert answer["counts"] == self.model.counts("notification", user)
+
+    async def _on_feed(
+        self, method: str, user: str, via_server: bool, rest: str, body: Json | None = None
+    ) -> httpx.Response:
+        """A call on ``user``'s notification feed: the server API's route, or the client
+        API's with the user's token."""
+        if via_server:
+            return await self.api.call(method, f"/v1/feeds/notification/{user}{rest}", body=body)
+        token = await self._token(user)
+        return await self.api.call(
+            method, f"/v1/me/feeds/notification{rest}", token=token, body=body
+        )
+
+    def _answered(self, what: str, user: str, response: httpx.Response, counts: Json) -> None:
+        """The answer is 200 with the model's counts (unless the feed diverged already)."""
+        assert response.status_code == 200, f"{what} of {user}: {response.text}"
+        if ("notification", user) not in self.audit.diverged:
+            assert response.json() == counts, (
+                f"{what} on notification:{user} answered {response.json()}, model {counts}"
+            )
+
+    def _notification_tabs(self, user: str) -> list[Tab]:
+        return [t for t in self.tabs if t.user == user and "notification" in t.feeds]
 
     def _pick_group(self, user: str, pick: float, tabs: list[Tab]) -> str | None:
         """A group of ``user``'s notification feed, from what their tab shows (or the

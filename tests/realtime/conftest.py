@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,3 +128,25 @@ def processes(redis_url: str) -> Iterator[tuple[Web, WorkerPool]]:
         except subprocess.TimeoutExpired:
             web.proc.kill()
         workers.stop()
+
+
+Scenario = Callable[[httpx.AsyncClient, Client], Awaitable[None]]
+
+
+async def run_on_processes(
+    processes: tuple[Web, WorkerPool], user: str, scenario: Scenario
+) -> None:
+    """``scenario`` with an HTTP client of the ``processes``' web server and a websocket
+    client of ``user`` (not connected yet); their output is printed when it fails."""
+    web, workers = processes
+    async with httpx.AsyncClient(base_url=web.http, timeout=30) as http:
+        response = await http.post(
+            "/v1/tokens", json={"user": user}, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert response.status_code == 200, response.text
+        client = Client(web.ws, response.json()["token"], origin=ORIGIN)
+        try:
+            await scenario(http, client)
+        except BaseException:
+            print(workers.output(), web.log.read_text(errors="replace")[-4000:])
+            raise

@@ -19,8 +19,8 @@ from notifier.storage.base import Storage
 from tests.e2e.cluster import Web
 from tests.fanout.conftest import WorkerPool
 from tests.realtime.client import Client
-from tests.realtime.conftest import Live
-from tests.web.conftest import API_KEY, ORIGIN
+from tests.realtime.conftest import Live, run_on_processes
+from tests.web.conftest import API_KEY
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,16 +81,7 @@ async def test_an_expiring_activity_is_pushed_out_live_on_the_embedded_server(li
 async def test_an_expiring_activity_is_pushed_out_live_by_worker_processes(
     processes: tuple[Web, WorkerPool],
 ) -> None:
-    web, workers = processes
-    async with httpx.AsyncClient(base_url=web.http, timeout=30) as http:
-        response = await http.post("/v1/tokens", json={"user": "bo"}, headers=KEY)
-        assert response.status_code == 200, response.text
-        bo = Client(web.ws, response.json()["token"], origin=ORIGIN)
-        try:
-            await watch_expiry(http, bo)
-        except BaseException:
-            print(workers.output(), web.log.read_text(errors="replace")[-4000:])
-            raise
+    await run_on_processes(processes, "bo", watch_expiry)
 
 
 @pytest.mark.parametrize("storage_factory", ["memory", "redis"], indirect=True)

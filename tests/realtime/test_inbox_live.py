@@ -13,9 +13,8 @@ import pytest
 from tests.e2e.cluster import Web
 from tests.fanout.conftest import WorkerPool
 from tests.realtime.client import Client
-from tests.realtime.conftest import Live
+from tests.realtime.conftest import Live, run_on_processes
 from tests.realtime.test_expiry import KEY
-from tests.web.conftest import ORIGIN
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -135,12 +134,4 @@ async def test_a_snoozed_notification_comes_back_live_on_the_embedded_server(liv
 async def test_a_snoozed_notification_comes_back_live_by_worker_processes(
     processes: tuple[Web, WorkerPool],
 ) -> None:
-    web, workers = processes
-    async with httpx.AsyncClient(base_url=web.http, timeout=30) as http:
-        response = await http.post("/v1/tokens", json={"user": "bo"}, headers=KEY)
-        bo = Client(web.ws, response.json()["token"], origin=ORIGIN)
-        try:
-            await watch_wake(http, bo)
-        except BaseException:
-            print(workers.output(), web.log.read_text(errors="replace")[-4000:])
-            raise
+    await run_on_processes(processes, "bo", watch_wake)

@@ -9,6 +9,7 @@ browser itself is started once per session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -218,3 +219,21 @@ async def eventually(probe: Callable[[], Awaitable[T]], expected: T) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"still {value!r}, expected {expected!r}")
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def serve_site(app: Starlette, port: int | None = None) -> AsyncIterator[str]:
+    """Another site (an app embedding the widget) under uvicorn on its own origin, in the
+    test's loop: its base URL while it runs."""
+    port = port or free_port()
+    site = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(site.serve())
+    while not site.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        site.should_exit = True
+        await task

@@ -4,7 +4,6 @@ is named as such instead of a blank widget or "can't be reached"."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -12,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import BrowserContext, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,8 +18,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 
 from notifier.web.static import STATIC_DIR, StaticAssets
-from tests.services import free_port
-from tests.widget.conftest import Server, ServerFactory, Tab, eventually
+from tests.widget.conftest import Server, ServerFactory, Tab, eventually, serve_site
 
 
 async def unread(server: Server) -> int:
@@ -155,18 +152,8 @@ async def site_with_own_copy(server: Server, *, own_copy: bool = True) -> AsyncI
         return HTMLResponse(html)
 
     app = Starlette(routes=[Route("/", page), Mount("/static", app=StaticAssets(STATIC_DIR))])
-    port = free_port()
-    site = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    task = asyncio.create_task(site.serve())
-    while not site.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        site.should_exit = True
-        await task
+    async with serve_site(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize("own_copy", [True, False], ids=["own-copy", "notifier-static"])

@@ -10,7 +10,6 @@ route answering bo's token; only the notifier origin the doc writes
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections import defaultdict
@@ -18,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,7 +25,7 @@ from starlette.routing import Route
 
 from tests.services import free_port
 from tests.widget import npm
-from tests.widget.conftest import Server, ServerFactory
+from tests.widget.conftest import Server, ServerFactory, serve_site
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "widget.md"
 DOC_ORIGIN = "https://notifier.example"
@@ -78,19 +76,8 @@ async def readers_app(server: Server, port: int, framework: str) -> AsyncIterato
         Route("/notifier-token", notifier_token, methods=["POST"]),
         npm.route,
     ]
-    site = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=routes), port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(site.serve())
-    while not site.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        site.should_exit = True
-        await task
+    async with serve_site(Starlette(routes=routes), port) as url:
+        yield url
 
 
 @pytest.mark.parametrize("framework", ["react", "vue"])

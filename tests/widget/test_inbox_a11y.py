@@ -5,23 +5,19 @@ an offline bell. No violation of impact serious or critical."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Locator, expect
 
 from tests.widget.conftest import Server
-from tests.widget.npm import node_modules
 from tests.widget.test_a11y import (
-    FAILING_IMPACTS,
     PHONE,
-    SCAN,
     State,
+    assert_accessible,
     click,
     dark_theme,
     items,
     open_inbox,
-    report,
 )
 
 
@@ -86,22 +82,4 @@ STATES = [
 async def test_no_serious_or_critical_axe_violations_in_the_inbox_views(
     state: State, server: Server, browser: Browser
 ) -> None:
-    axe = node_modules() / "axe-core" / "axe.min.js"
-    await state.feed(server)
-    context = await browser.new_context(**state.device)
-    try:
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        await page.goto(server.url)
-        bo = page.get_by_test_id("user-bo")
-        await expect(bo.locator('.notifier[data-state="ready"]')).to_have_count(1)
-        for step in state.steps:
-            await step(server, bo)
-        await page.add_script_tag(path=axe)
-        violations: list[dict[str, Any]] = await page.evaluate(SCAN)
-    finally:
-        await context.close()
-    assert not errors, f"errors in the page: {errors}"
-    failing = [v for v in violations if v["impact"] in FAILING_IMPACTS]
-    assert not failing, f"axe found (any impact):\n{report(violations)}"
+    await assert_accessible(state, server, browser)

@@ -3,7 +3,6 @@ a hidden tab that lets go of its socket, and embedding from another origin."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -11,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import uvicorn
 from playwright.async_api import BrowserContext, Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,7 +19,7 @@ from starlette.routing import Route
 from notifier.config import Config
 from notifier.feedgroups import FeedGroups, default_groups
 from tests.services import free_port
-from tests.widget.conftest import Server, ServerFactory, Tab, eventually
+from tests.widget.conftest import Server, ServerFactory, Tab, eventually, serve_site
 
 BO_CLIENT = 'document.querySelector("[data-testid=user-bo] notifier-bell").client'
 
@@ -192,19 +190,8 @@ async def app_page(server: Server, port: int) -> AsyncIterator[str]:
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(html)
 
-    site = uvicorn.Server(
-        uvicorn.Config(Starlette(routes=[Route("/", page)]), port=port, log_level="warning")
-    )
-    task = asyncio.create_task(site.serve())
-    while not site.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        site.should_exit = True
-        await task
+    async with serve_site(Starlette(routes=[Route("/", page)]), port) as url:
+        yield url
 
 
 async def test_the_widget_works_from_an_allowed_origin_and_not_from_others(

@@ -535,9 +535,15 @@ async def test_a_removal_whose_group_changes_after_its_snapshot_re_reads(
     aggregated = store._aggregated
     real_slices = aggregated._slices
     interleaved = []
+    rival_started = False
 
     async def slices_after_a_rival(*args: Any, **kwargs: Any) -> dict[str, list[str]]:
-        if not interleaved:  # the first read of the group's rows: the rival commits first
+        nonlocal rival_started
+        # The first read of the group's rows: the rival commits first. Flagged before the
+        # await: reads that run concurrently with it must not start a second rival, whose
+        # removal would find nothing left and be the one recorded.
+        if not rival_started:
+            rival_started = True
             interleaved.append(await other.remove_from_feeds(group, ["bo"], [aid(2), aid(3)]))
         return await real_slices(*args, **kwargs)
 

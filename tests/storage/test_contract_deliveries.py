@@ -16,6 +16,11 @@ from tests.storage.helpers import aid
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
+def at(seconds: float) -> datetime:
+    """``seconds`` after NOW."""
+    return NOW + timedelta(seconds=seconds)
+
+
 @pytest.fixture
 def store(storage: Storage) -> DeliveryStore:
     return deliveries_for(storage)
@@ -108,7 +113,7 @@ async def test_begin_counts_attempts_holds_a_lease_and_refuses_while_it_lasts(
     started = await store.begin(d.scope, d.id, NOW, NOW + timedelta(seconds=30))
     assert started is not None
     assert (started.attempts, started.lease_until) == (1, NOW + timedelta(seconds=30))
-    assert await store.begin(d.scope, d.id, NOW + timedelta(seconds=29), NOW + timedelta(60)) is None
+    assert await store.begin(d.scope, d.id, at(29), at(60)) is None
     # The lease ran out (the attempt's worker died): the next attempt may start.
     later = NOW + timedelta(seconds=31)
     second = await store.begin(d.scope, d.id, later, later + timedelta(seconds=30))
@@ -133,9 +138,10 @@ async def test_finish_records_the_outcome_of_the_current_attempt_only(store: Del
     assert await store.finish(d.scope, d.id, 1, failed) is True
     stored = await store.get(d.scope, d.id)
     assert stored is not None
-    assert (stored.status, stored.last_error, stored.updated_at) == ("pending", "HTTP 503", failed.at)
+    assert (stored.status, stored.last_error) == ("pending", "HTTP 503")
+    assert stored.updated_at == failed.at
     assert stored.lease_until <= NOW  # the lease ended with the attempt: a retry may begin now
-    assert await store.begin(d.scope, d.id, NOW + timedelta(seconds=2), NOW + timedelta(60)) is not None
+    assert await store.begin(d.scope, d.id, at(2), at(60)) is not None
     # Attempt 1 reporting late (after attempt 2 began) changes nothing.
     late = Outcome(status="delivered", at=NOW + timedelta(seconds=3))
     assert await store.finish(d.scope, d.id, 1, late) is False
@@ -147,7 +153,7 @@ async def test_finish_records_the_outcome_of_the_current_attempt_only(store: Del
         "delivered", 2, done.at, ""
     )  # fmt: skip
     # Delivered: no attempt begins again.
-    assert await store.begin(d.scope, d.id, NOW + timedelta(days=1), NOW + timedelta(days=2)) is None
+    assert await store.begin(d.scope, d.id, at(86_400), at(172_800)) is None
 
 
 async def test_a_dead_delivery_is_replayed_as_pending_keeping_its_attempts(
@@ -157,7 +163,7 @@ async def test_a_dead_delivery_is_replayed_as_pending_keeping_its_attempts(
     await store.claim(d)
     await store.begin(d.scope, d.id, NOW, NOW + timedelta(seconds=30))
     await store.finish(d.scope, d.id, 1, Outcome(status="dead", at=NOW, error="HTTP 410"))
-    assert await store.begin(d.scope, d.id, NOW + timedelta(days=1), NOW + timedelta(days=2)) is None
+    assert await store.begin(d.scope, d.id, at(86_400), at(172_800)) is None
     again = await store.replay(d.scope, d.id, NOW + timedelta(minutes=5))
     assert again is not None
     assert (again.status, again.attempts, again.updated_at) == (

@@ -17,6 +17,7 @@ them once per chunk of users.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
@@ -40,17 +41,35 @@ class Muted(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.categories or self.verbs or self.actors)
 
 
+#: In ``Preferences.channels``: every category (and uncategorised groups).
+ALL_CATEGORIES = "*"
+
+
 class Preferences(msgspec.Struct, frozen=True, kw_only=True):
-    """A user's notification preferences (JSON: ``{"muted": {"categories": [...], ...}}``).
+    """A user's notification preferences (JSON: ``{"muted": {"categories": [...], ...},
+    "channels": {"email": ["social"]}, "email": "bo@example.com"}``).
 
     The default value mutes nothing; storage keeps no record of it."""
 
     muted: Muted = Muted()
+    channels: dict[str, frozenset[str]] = msgspec.field(default_factory=dict)
+    """Delivery channel (``email``, ``webhook``) → the categories not delivered through it
+    (``*``: none at all; notifier.delivery). Unlike in-app mutes these may name critical
+    categories: the in-app feed still receives those, which is what critical guarantees."""
+    email: str | None = None
+    """Where email digests go; set through the server API only (the app knows addresses)."""
 
     @property
     def is_default(self) -> bool:
-        """Whether this mutes nothing (storage forgets such preferences)."""
-        return not self.muted
+        """Whether this mutes nothing and holds no address (storage forgets such)."""
+        return not self.muted and not any(self.channels.values()) and self.email is None
+
+    def allows(self, channel: str, category: str | None) -> bool:
+        """Whether a group of ``category`` may go out through ``channel`` for this user."""
+        off = self.channels.get(channel)
+        if not off:
+            return True
+        return ALL_CATEGORIES not in off and (category is None or category not in off)
 
 
 _encoder = msgspec.json.Encoder(order="deterministic")
@@ -103,6 +122,39 @@ def check_preferences(
             actors=frozenset(muted_actors),
         )
     )
+
+
+#: Channels a user can turn categories off on (notifier.delivery.model.CHANNELS).
+CHANNEL_NAMES = ("email", "webhook")
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def check_channels(
+    raw: Mapping[str, Iterable[object]], *, known_categories: Categories, limits: Limits
+) -> dict[str, frozenset[str]]:
+    """Channel mutes from what a caller sent, or InvalidInput naming ``channels.<name>``:
+    known channels only, declared categories (or ``*``), at most ``limits.max_muted``."""
+    found: dict[str, frozenset[str]] = {}
+    for channel, values in raw.items():
+        field = f"channels.{channel}"
+        if channel not in CHANNEL_NAMES:
+            raise InvalidInput("channels", f"unknown channel {channel!r}: one of {CHANNEL_NAMES}")
+        names = _bounded(values, field, limits)
+        for name in names:
+            if name != ALL_CATEGORIES:
+                known_categories.check(name, field)
+        if names:
+            found[channel] = frozenset(names)
+    return found
+
+
+def check_email(value: object) -> str | None:
+    """An email address (or None), or InvalidInput on ``email``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value):
+        raise InvalidInput("email", "must be an email address (name@domain), at most 254 chars")
+    return value
 
 
 def _bounded(values: Iterable[object], field: str, limits: Limits) -> list[str]:
@@ -176,9 +228,13 @@ def receivers(
 
 
 __all__ = [
+    "ALL_CATEGORIES",
+    "CHANNEL_NAMES",
     "Muted",
     "Preferences",
     "Subject",
+    "check_channels",
+    "check_email",
     "check_preferences",
     "decode_preferences",
     "encode_preferences",

@@ -63,7 +63,9 @@ def client_endpoints(s: Services) -> list[Endpoint]:
         return await preference_ops.read(s.notifier, call.claims.user)
 
     async def set_own_preferences(call: Call) -> PreferencesOut:
-        return await preference_ops.replace(s.notifier, call.claims.user, call.body)
+        return await preference_ops.replace(
+            s.notifier, call.claims.user, call.body, may_set_email=False
+        )
 
     tags = ("client",)
     return [

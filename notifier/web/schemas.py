@@ -214,10 +214,16 @@ class MutedIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     actors: list[str] = msgspec.field(default_factory=list)
 
 
-class PreferencesIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A user's notification preferences, replacing the stored ones."""
+class PreferencesIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A user's notification preferences, replacing the stored ones. ``channels`` and
+    ``email`` left out keep what is stored (a client that knows only mutes keeps them)."""
 
     muted: MutedIn
+    channels: dict[str, list[str]] | msgspec.UnsetType = msgspec.UNSET
+    """Delivery channel (``email``, ``webhook``) → categories not sent through it; ``*``:
+    none at all (docs/delivery.md)."""
+    email: str | msgspec.UnsetType | None = msgspec.UNSET
+    """The address of email digests (server API only; null forgets it)."""
 
 
 class MutedOut(msgspec.Struct):
@@ -240,6 +246,9 @@ class PreferencesOut(msgspec.Struct):
 
     muted: MutedOut
     categories: list[CategoryOut]
+    channels: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    """Delivery channel → categories not sent through it (``*``: none), each list sorted."""
+    email: str | None = None
 
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):

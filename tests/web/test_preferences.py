@@ -21,6 +21,7 @@ CATEGORIES = Categories(
 )
 DECLARED = [{"name": "billing", "critical": True}, {"name": "social", "critical": False}]
 NOTHING = {"categories": [], "verbs": [], "actors": []}
+NO_DELIVERY = {"channels": {}, "email": None}
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ async def test_preferences_start_empty_and_list_the_declared_categories(api: Api
         await api.http.get("/v1/users/bo/preferences", headers=api.server()),
     ):
         assert response.status_code == 200, response.text
-        assert response.json() == {"muted": NOTHING, "categories": DECLARED}
+        assert response.json() == {"muted": NOTHING, "categories": DECLARED, **NO_DELIVERY}
 
 
 async def test_put_replaces_them_and_both_apis_see_the_same(api: Api) -> None:
@@ -49,7 +50,7 @@ async def test_put_replaces_them_and_both_apis_see_the_same(api: Api) -> None:
     put = await api.http.put("/v1/me/preferences", json=body, headers=api.user("bo"))
     assert put.status_code == 200, put.text
     muted = {"categories": ["social"], "verbs": ["comment", "like"], "actors": ["ana", "cy"]}
-    assert put.json() == {"muted": muted, "categories": DECLARED}
+    assert put.json() == {"muted": muted, "categories": DECLARED, **NO_DELIVERY}
     seen = await api.http.get("/v1/users/bo/preferences", headers=api.server())
     assert seen.json() == put.json()
     # The server API replaces them too: a list left out mutes nothing of its kind.
@@ -133,3 +134,50 @@ async def test_a_muted_activity_never_reaches_the_feed_or_counts(api: Api) -> No
         "/v1/me/feeds/notification/counts?by=category", headers=api.user("bo")
     )
     assert by_category.json()["categories"]["social"] == {"unseen": 0, "unread": 0}
+
+
+async def test_channels_and_email_are_kept_when_left_out_and_only_the_server_sets_email(
+    api: Api,
+) -> None:
+    server = {"muted": {}, "channels": {"email": ["social"]}, "email": "bo@example.com"}
+    put = await api.http.put("/v1/users/bo/preferences", json=server, headers=api.server())
+    assert put.status_code == 200, put.text
+    assert put.json()["channels"] == {"email": ["social"]}
+    # The widget knows only mutes: its PUT keeps the channels and the address.
+    mutes = {"muted": {"verbs": ["like"]}}
+    put = await api.http.put("/v1/me/preferences", json=mutes, headers=api.user("bo"))
+    assert put.status_code == 200, put.text
+    assert put.json()["muted"]["verbs"] == ["like"]
+    assert (put.json()["channels"], put.json()["email"]) == ({"email": ["social"]}, "bo@example.com")
+    # A browser may turn channels off, never change the address.
+    off = {"muted": {}, "channels": {"email": ["*"], "webhook": []}}
+    put = await api.http.put("/v1/me/preferences", json=off, headers=api.user("bo"))
+    assert put.json()["channels"] == {"email": ["*"]}
+    refused = await api.http.put(
+        "/v1/me/preferences", json={"muted": {}, "email": "x@evil.example"}, headers=api.user("bo")
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "email"
+    seen = await api.http.get("/v1/users/bo/preferences", headers=api.server())
+    assert seen.json()["email"] == "bo@example.com"
+    forget = {"muted": {}, "email": None}
+    put = await api.http.put("/v1/users/bo/preferences", json=forget, headers=api.server())
+    assert put.json()["email"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"muted": {}, "channels": {"sms": ["social"]}}, "channels"),
+        ({"muted": {}, "channels": {"email": ["nope"]}}, "channels.email"),
+        ({"muted": {}, "channels": {"email": "social"}}, "channels"),
+        ({"muted": {}, "email": "not-an-address"}, "email"),
+        ({"muted": {}, "email": "a@b.c" + "x" * 260}, "email"),
+    ],
+)
+async def test_bad_channels_or_addresses_are_refused_naming_the_field(
+    api: Api, body: dict[str, object], field: str
+) -> None:
+    put = await api.http.put("/v1/users/bo/preferences", json=body, headers=api.server())
+    assert put.status_code == 422, put.text
+    assert put.json()["error"]["field"].startswith(field)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from notifier.categories import Categories
+from notifier.delivery.settings import DeliverySettings
 from notifier.errors import ConfigError
 from notifier.fanout.settings import FanoutSettings
 from notifier.feedgroups import FeedGroups, default_groups, group_from_mapping
@@ -45,6 +46,8 @@ class Config:
     pool_timeout: float = POOL_TIMEOUT
     """Redis storage: seconds a command waits for a free connection before ``Busy`` (503)."""
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    """Escalation to webhooks and email digests (``[delivery]``; notifier.delivery)."""
     server: Mapping[str, Any] = field(default_factory=dict)
     """The raw ``[server]`` table; ``notifier.web.settings.ServerSettings`` validates it."""
 
@@ -77,6 +80,7 @@ class Config:
             "limits",
             "storage",
             "fanout",
+            "delivery",
             "server",
         }
         if unknown:
@@ -122,6 +126,7 @@ class Config:
                 "storage.pool_timeout (NOTIFIER_STORAGE_POOL_TIMEOUT)",
             ),
             fanout=FanoutSettings.from_mapping(raw.get("fanout", {}), env),
+            delivery=DeliverySettings.from_mapping(raw.get("delivery", {}), env, categories),
             server=dict(raw.get("server", {})),
         )
 

@@ -115,6 +115,18 @@ FANOUT_DEAD_LETTERS = Counter(
     "dead-lettered; `notifier deadletters` lists and requeues them.",
     registry=REGISTRY,
 )
+DELIVERY_DECISIONS = Counter(
+    "notifier_delivery_decisions",
+    "Deliveries decided (claimed) by escalation rules, by channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+DELIVERY_ATTEMPTS = Counter(
+    "notifier_delivery_attempts",
+    "Delivery attempts, by channel and outcome (delivered, retry, dead).",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
 
 
 def count_backend_error(component: str, exc: BaseException) -> None:

@@ -41,7 +41,6 @@ from notifier.delivery.model import CHANNELS, Channel
 from notifier.errors import ConfigError, InvalidInput
 
 Until = Literal["seen", "read"]
-_QUEUE = msgspec.Meta(pattern=r"^[a-zA-Z_][a-zA-Z0-9._-]{0,63}$")
 #: The rule table that applies to categories without one of their own.
 DEFAULT = "default"
 
@@ -82,7 +81,6 @@ class WebhookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
 
 class _Raw(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     public_url: str = "http://localhost:8000"
-    queue: Annotated[str, _QUEUE] = "notifier.deliveries"
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8
     min_backoff_ms: Annotated[int, msgspec.Meta(ge=1)] = 5_000
     max_backoff_ms: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400_000)] = 3_600_000
@@ -101,8 +99,6 @@ class DeliverySettings:
     rules: Mapping[str, Mapping[Channel, Rule | None]] = field(default_factory=dict)
     """Category (or ``default``) → channel → its rule; None: that channel is off for it."""
     public_url: str = "http://localhost:8000"
-    queue: str = "notifier.deliveries"
-    """The dramatiq queue of delivery attempts."""
     max_attempts: int = 8
     """Attempts of one delivery before it is dead (a dead letter, replayable by the API)."""
     min_backoff_ms: int = 5_000
@@ -181,7 +177,6 @@ class DeliverySettings:
         settings = cls(
             rules=rules,
             public_url=env.get("NOTIFIER_PUBLIC_URL", parsed.public_url).rstrip("/"),
-            queue=parsed.queue,
             max_attempts=parsed.max_attempts,
             min_backoff_ms=parsed.min_backoff_ms,
             max_backoff_ms=parsed.max_backoff_ms,

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from weakref import WeakKeyDictionary
 
 from notifier.delivery.model import Delivery, Endpoint, Outcome, Status
 
@@ -85,6 +86,9 @@ class DeliveryStore(Protocol):
         ones when given: at most ``limit``, and all there are when fewer."""
 
 
+_MEMORY: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+
+
 def deliveries_for(storage: Storage, retention: timedelta = RETENTION) -> DeliveryStore:
     """The delivery store living beside ``storage``, on its connection and key prefix."""
     from notifier.storage.memory import MemoryStorage
@@ -92,7 +96,11 @@ def deliveries_for(storage: Storage, retention: timedelta = RETENTION) -> Delive
     if isinstance(storage, MemoryStorage):
         from notifier.delivery.memory_store import MemoryDeliveries
 
-        return MemoryDeliveries()
+        # One per storage: the web API and the in-process workers must share it.
+        found = _MEMORY.get(storage)
+        if found is None:
+            found = _MEMORY[storage] = MemoryDeliveries()
+        return found
     from notifier.storage.redis import RedisStorage
 
     if isinstance(storage, RedisStorage):

@@ -28,7 +28,15 @@ from notifier.errors import is_transient
 from notifier.fanout.broker import PriorityRedisBroker
 from notifier.fanout.jobs import ChunkJob, FanoutJob, Job, Priority, encode_job
 from notifier.fanout.settings import FanoutSettings
-from notifier.fanout.timers import Timer, TimerJob, decode_timer, delay_ms, encode_timer, is_due
+from notifier.fanout.timers import (
+    Attempt,
+    Timer,
+    TimerJob,
+    decode_timer,
+    delay_ms,
+    encode_timer,
+    is_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +79,17 @@ class FanoutActors:
             for p in Priority
         }
         self.timer = self._declare(self._run_timer, "timer", self.timer_queue, _TIMER_PRIORITY)
+        self.delivery_queue = settings.delivery_queue
+        # Delivery attempts are timers too (retries are delayed), on a queue of their own: a
+        # slow webhook receiver then holds up attempts, never fanout or expiry.
+        self.deliver = self._declare(
+            self._run_timer, "deliver", self.delivery_queue, _TIMER_PRIORITY
+        )
 
     @property
     def all_queues(self) -> list[str]:
-        """Every queue these actors consume: HIGH, LOW and the timers'."""
-        return [*self.queues.values(), self.timer_queue]
+        """Every queue these actors consume: HIGH, LOW, the timers' and the deliveries'."""
+        return [*self.queues.values(), self.timer_queue, self.delivery_queue]
 
     def _declare(self, fn: _ActorFn, name: str, queue: str, priority: int) -> JobActor:
         actor: JobActor = dramatiq.Actor(
@@ -165,13 +179,18 @@ class FanoutActors:
             return
         now = datetime.now(UTC)
         cap = self.settings.timer_max_delay_s
-        delayed = [(self.timer.message(encode_timer(t)), delay_ms(t.at, now, cap)) for t in timers]
+        delayed = [
+            (self._actor_of(t).message(encode_timer(t)), delay_ms(t.at, now, cap)) for t in timers
+        ]
         if isinstance(self.broker, StubBroker):
             self._enqueue_delayed(delayed)
         else:
             # dramatiq's enqueue with a delay is synchronous: off the loop, a thread hop per
             # batch (a round trip per timer; timers are one per expiring activity).
             await asyncio.to_thread(self._enqueue_delayed, delayed)
+
+    def _actor_of(self, timer: Timer) -> JobActor:
+        return self.deliver if isinstance(timer.job, Attempt) else self.timer
 
     def _enqueue_delayed(self, delayed: list[tuple[dramatiq.Message[Any], int]]) -> None:
         for message, delay in delayed:

@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, NamedTuple, assert_never
 import msgspec
 
 from notifier import metrics
+from notifier.delivery.engine import Escalation
+from notifier.delivery.store import deliveries_for
 from notifier.errors import ConfigError, InvalidInput
 from notifier.fanout.followers import FollowCounts, FollowerLookup, StorageFollowers
 from notifier.fanout.jobs import ChunkJob, Dispatcher, FanoutJob, Job, Priority, describe
 from notifier.fanout.policy import MemoryPresence, Presence, PriorityPolicy, RecentlyActive
-from notifier.fanout.timers import Expire, Timer, TimerJob, Wake
+from notifier.fanout.timers import Attempt, Digest, Escalate, Expire, Timer, TimerJob, Wake
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.feeds import NotificationFeed, entries_for
 from notifier.inbox import Inbox
@@ -90,6 +92,10 @@ class Manager:
         self.fanout_groups = config.feeds.fanout_groups
         self._owns_storage = owns_storage
         self._owns_bus = owns_bus
+        self.escalation = Escalation(
+            config, storage, deliveries_for(storage, config.delivery.retention), dispatcher
+        )
+        """Webhooks and email digests of groups left unseen (notifier.delivery)."""
 
     # -- activities ------------------------------------------------------------------------
     async def add_activity(self, activity: Activity) -> None:
@@ -214,6 +220,12 @@ class Manager:
                 await self._expire(job)
             case Wake():
                 await self._wake(job)
+            case Escalate():
+                await self.escalation.run_escalate(job)
+            case Digest():
+                await self.escalation.run_digest(job)
+            case Attempt():
+                await self.escalation.run_attempt(job)
             case _:
                 assert_never(job)
 
@@ -503,6 +515,7 @@ class Manager:
 
     async def close(self) -> None:
         """Stop in-process workers and release the broker (and storage, if opened here)."""
+        await self.escalation.close()  # before in-process workers stop: its pool is theirs
         await self.dispatcher.close()
         await self.presence.close()
         if self._owns_bus:
@@ -543,17 +556,30 @@ class Manager:
         notification group, ``prefs`` (of some of ``users``) leave out what each user mutes
         (``categories``: activity id → category): one write per distinct set of entries,
         and with no mute in play exactly the one write it would be without preferences."""
-        if not prefs or group.kind is not FeedKind.NOTIFICATION:
-            await self._write(group, users, entries)
-            return
         found = categories or {}
+        if not prefs or group.kind is not FeedKind.NOTIFICATION:
+            await self._write(group, users, entries, found)
+            return
         subjects = [_Subject(e.actor, e.verb, found.get(e.id)) for e in entries]
         for kept, who in receivers(users, entries, subjects, prefs, self.config.categories):
-            await self._write(group, who, kept)
+            await self._write(group, who, kept, found)
 
-    async def _write(self, group: FeedGroup, users: Sequence[str], entries: list[Entry]) -> None:
+    async def _write(
+        self,
+        group: FeedGroup,
+        users: Sequence[str],
+        entries: list[Entry],
+        categories: Mapping[str, str],
+    ) -> None:
+        """Write, announce, then schedule the escalation of what may stay unseen (from the
+        write itself: a retry of a write that changes nothing schedules it again)."""
         changes = await self.storage.add_to_feeds(group, users, entries)
         await self._publish(group.name, "added", changes)
+        timers = self.escalation.timers_for(
+            group, users, [e.id for e in entries], categories, datetime.now(UTC)
+        )
+        if timers:
+            await self.dispatcher.schedule(timers)
 
     async def _remove(self, group: FeedGroup, users: Sequence[str], ids: Sequence[str]) -> None:
         changes = await self.storage.remove_from_feeds(group, users, ids)

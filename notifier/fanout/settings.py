@@ -44,6 +44,9 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     timer_queue: Annotated[str, _QUEUE] = "notifier.timers"
     """Queue of timer jobs (``notifier.fanout.timers``): apart from HIGH and LOW, so that
     waiting for the fanout queues to drain never waits for a timer."""
+    delivery_queue: Annotated[str, _QUEUE] = "notifier.deliveries"
+    """Queue of delivery attempts (webhooks, email digests; notifier.delivery): apart from
+    the others, so a slow receiver holds up no fanout job and no timer."""
     timer_max_delay_s: Annotated[int, msgspec.Meta(ge=1, le=_MAX_DELAY_S)] = 3_600
     """Longest single delay of a timer (NOTIFIER_TIMER_MAX_DELAY_S). A worker holds a
     delayed message in memory until it is due; a timer due later is sent again when this

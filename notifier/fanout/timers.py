@@ -49,7 +49,33 @@ class Wake(msgspec.Struct, tag="wake", tag_field="kind", frozen=True, kw_only=Tr
     until: _Aware
 
 
-TimerJob = Expire | Wake
+class Escalate(msgspec.Struct, tag="escalate", tag_field="kind", frozen=True, kw_only=True):
+    """Deliver, through webhooks, the groups of ``users``' ``group`` feeds that one write
+    changed (to ``activity_ids``), if they are still unseen (or unread) now and unchanged
+    since (notifier/delivery/engine.py)."""
+
+    group: str
+    users: list[str]
+    activity_ids: list[str]
+
+
+class Digest(msgspec.Struct, tag="digest", tag_field="kind", frozen=True, kw_only=True):
+    """Email ``users`` the digest of the window starting at ``window_start``: the groups
+    that became due and are still unseen (or unread) (notifier/delivery/engine.py)."""
+
+    users: list[str]
+    window_start: _Aware
+
+
+class Attempt(msgspec.Struct, tag="attempt", tag_field="kind", frozen=True, kw_only=True):
+    """Try to send delivery ``delivery_id`` (of ``scope``) once more (a retry after a failed
+    attempt, or after the lease of a dead worker's attempt ran out)."""
+
+    scope: str
+    delivery_id: str
+
+
+TimerJob = Expire | Wake | Escalate | Digest | Attempt
 """Every kind of timer job, told apart by ``kind``."""
 
 

@@ -22,6 +22,7 @@ from notifier.web.admin import admin_routes
 from notifier.web.api import server_endpoints
 from notifier.web.auth import ApiKeys
 from notifier.web.client_api import client_endpoints
+from notifier.web.delivery_api import delivery_endpoints
 from notifier.web.errors import (
     OutageResponses,
     handle_http_exception,
@@ -68,7 +69,7 @@ class _App(Starlette):
 
 def endpoints(services: Services) -> list[Endpoint]:
     """Every HTTP endpoint of the API (health and schema routes aside)."""
-    return server_endpoints(services) + client_endpoints(services)
+    return server_endpoints(services) + delivery_endpoints(services) + client_endpoints(services)
 
 
 def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:

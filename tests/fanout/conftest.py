@@ -106,9 +106,13 @@ async def wait_until(
 class WorkerPool:
     """``notifier worker`` OS processes on one config, each killable on its own."""
 
-    def __init__(self, config_path: Path, threads: int = 4) -> None:
+    def __init__(
+        self, config_path: Path, threads: int = 4, env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = config_path
         self.threads = threads
+        self.env = env or {}
+        """Environment variables the workers get besides the test's (minus NOTIFIER_*)."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
@@ -132,7 +136,10 @@ class WorkerPool:
                         str(self.config_path),
                     ],
                     cwd=ROOT,
-                    env={k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")},
+                    env={
+                        **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")},
+                        **self.env,
+                    },
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )

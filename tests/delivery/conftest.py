@@ -1,0 +1,190 @@
+"""Delivery fixtures: a manager whose config has escalation rules with short delays, a local
+webhook receiver, and (for Redis) real ``notifier worker`` processes that run the timers and
+attempts, so a test can SIGKILL one.
+
+Clocks are driven by configuration: rules fire after fractions of a second and digest windows
+last one second, so tests wait seconds, never minutes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.delivery.smtp import SmtpReceiver
+
+from notifier.config import Config
+from notifier.delivery.model import Endpoint
+from notifier.delivery.signing import new_secret
+from notifier.fanout.manager import Manager
+from notifier.fanout.runtime import open_manager
+from notifier.model import Activity
+from notifier.service import Notifier
+from tests.delivery.receiver import WebhookReceiver
+from tests.fanout.conftest import FANOUT, WorkerPool, pytest_runtest_makereport, toml
+from tests.services import broker_for
+
+__all__ = ["pytest_runtest_makereport"]
+
+SECRET = "d" * 40
+FEEDS = """
+[feeds.user]
+kind = "flat"
+max_length = 1000
+
+[feeds.notification]
+kind = "notification"
+max_length = 100
+rule = "{{ verb }}:{{ object }}"
+
+[verbs]
+like = "liked"
+comment = "commented on"
+invoice = "invoiced"
+
+[categories.social]
+verbs = ["like", "comment"]
+
+[categories.billing]
+critical = true
+verbs = ["invoice"]
+"""
+
+
+def delivery_toml(smtp_port: int, **overrides: Any) -> str:
+    """The [delivery] section of the tests: short delays, quick retries, local receivers."""
+    settings = {
+        "public_url": "http://127.0.0.1:8999",
+        "min_backoff_ms": 50,
+        "max_backoff_ms": 400,
+        "max_attempts": 3,
+        **overrides.pop("top", {}),
+    }
+    rules = overrides.pop(
+        "rules",
+        {"default": {"webhook": '{ after_s = 0.3, until = "seen" }',
+                     "email": '{ after_s = 0.3, until = "read" }'}},
+    )  # fmt: skip
+    lines = ["[delivery]"]
+    lines += [
+        f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in settings.items()
+    ]
+    lines += ["[delivery.webhook]", "allow_private = true", "timeout_s = 2"]
+    lines += ["[delivery.digest]", f"window_s = {overrides.pop('window_s', 1.0)}"]
+    lines += ["[delivery.email]", 'host = "127.0.0.1"', f"port = {smtp_port}", "timeout_s = 5"]
+    for category, table in rules.items():
+        lines.append(f"[delivery.rules.{category}]")
+        lines += [f"{channel} = {rule}" for channel, rule in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def make_config(
+    storage_url: str, prefix: str, smtp_port: int, **delivery: Any
+) -> tuple[Config, Path]:
+    fanout = {**FANOUT, "namespace": f"ns{prefix}"}
+    broker = broker_for(storage_url) if storage_url != "memory://" else None
+    if broker is not None:
+        fanout["broker_url"] = broker
+    path = Path(tempfile.mkdtemp(prefix="notifier-delivery-")) / "notifier.toml"
+    path.write_text(toml(storage_url, prefix, fanout, FEEDS) + delivery_toml(smtp_port, **delivery))
+    return Config.load(path, env={"NOTIFIER_SECRET": SECRET}), path
+
+
+@dataclass
+class Stack:
+    """The producing side (a manager), its workers, and the receivers deliveries reach."""
+
+    backend: str
+    config: Config
+    manager: Manager
+    webhooks: WebhookReceiver
+    smtp: SmtpReceiver
+    pool: WorkerPool | None = None
+
+    @property
+    def app(self) -> Notifier:
+        return Notifier(self.config, self.manager.storage)
+
+    @property
+    def store(self) -> Any:
+        return self.manager.escalation.store
+
+    async def endpoint(self, name: str, categories: frozenset[str] | None = None) -> Endpoint:
+        """Register an endpoint posting to ``/<name>`` of the receiver."""
+        from datetime import UTC, datetime
+
+        endpoint = Endpoint(
+            id=f"ep_{name}", url=self.webhooks.url(f"/{name}"), secret=new_secret(),
+            categories=categories, created_at=datetime.now(UTC),
+        )  # fmt: skip
+        self.webhooks.secrets[f"/{name}"] = endpoint.secret
+        await self.store.put_endpoint(endpoint)
+        return endpoint
+
+    async def notify(
+        self, user: str, actor: str, verb: str = "like", obj: str = "photo:1"
+    ) -> Activity:
+        """``actor`` does ``verb`` to ``obj``; the activity goes to ``user``'s notifications."""
+        activity = self.app.activity(
+            actor=actor, verb=verb, object=obj, to=[f"notification:{user}"]
+        )
+        await self.manager.add_activity(activity)
+        return activity
+
+
+async def open_stack(backend: str, storage_url: str, **delivery: Any) -> Stack:
+    webhooks, smtp = WebhookReceiver(), SmtpReceiver()
+    await webhooks.start()
+    smtp.start()
+    prefix = f"d{uuid.uuid4().hex[:10]}"
+    config, path = make_config(storage_url, prefix, smtp.port, **delivery)
+    pool = None
+    if backend != "memory":
+        pool = WorkerPool(path, threads=4, env={"NOTIFIER_SECRET": SECRET})
+        pool.start(1)
+    return Stack(backend, config, open_manager(config), webhooks, smtp, pool)
+
+
+async def close_stack(stack: Stack, failed: bool = False) -> None:
+    if failed and stack.pool is not None:
+        print(stack.pool.output())
+    await stack.manager.close()
+    if stack.pool is not None:
+        stack.pool.stop()
+    await stack.webhooks.stop()
+    stack.smtp.stop()
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
+    """Opens stacks on memory (in-process workers) or Redis (a worker process), with the
+    [delivery] settings given (``delivery_toml``), closed after the test."""
+    backend = request.param
+    made: list[Stack] = []
+
+    async def make(**delivery: Any) -> Stack:
+        redis = backend != "memory"
+        url = request.getfixturevalue("storage_redis_url") if redis else "memory://"
+        stack = await open_stack(backend, url, **delivery)
+        made.append(stack)
+        return stack
+
+    yield make
+    report = getattr(request.node, "rep_call", None)
+    for stack in made:
+        await close_stack(stack, failed=report is not None and report.failed)
+
+
+@pytest.fixture
+async def stack(make_stack: StackFactory) -> Stack:
+    """A stack with the default test rules (webhook after 0.3 s unseen, email digest after
+    0.3 s unread, one-second windows)."""
+    return await make_stack()

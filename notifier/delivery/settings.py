@@ -118,9 +118,10 @@ class DeliverySettings:
 
     @property
     def lease(self) -> timedelta:
-        """How long an attempt holds its delivery: longer than any attempt may run."""
-        longest = max(self.webhook.timeout_s, self.email.timeout_s * 3)
-        return timedelta(seconds=longest * 2 + 5)
+        """How long an attempt holds its delivery: longer than any attempt may run (an SMTP
+        session is a few exchanges, each within ``email.timeout_s``)."""
+        longest = max(self.webhook.timeout_s, self.email.timeout_s)
+        return timedelta(seconds=longest * 3 + 5)
 
     def rule(self, category: str | None, channel: Channel) -> Rule | None:
         """The rule of ``channel`` for groups of ``category``: the category's own table if it

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.delivery.smtp import SmtpReceiver
 
 from notifier.config import Config
 from notifier.delivery.model import Endpoint
@@ -26,6 +25,7 @@ from notifier.fanout.runtime import open_manager
 from notifier.model import Activity
 from notifier.service import Notifier
 from tests.delivery.receiver import WebhookReceiver
+from tests.delivery.smtp import SmtpReceiver
 from tests.fanout.conftest import FANOUT, WorkerPool, pytest_runtest_makereport, toml
 from tests.services import broker_for
 
@@ -74,9 +74,12 @@ def delivery_toml(smtp_port: int, **overrides: Any) -> str:
     lines += [
         f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in settings.items()
     ]
-    lines += ["[delivery.webhook]", "allow_private = true", "timeout_s = 2"]
+    webhook_timeout = overrides.pop("webhook_timeout_s", 2)
+    email_timeout = overrides.pop("email_timeout_s", 5)
+    lines += ["[delivery.webhook]", "allow_private = true", f"timeout_s = {webhook_timeout}"]
     lines += ["[delivery.digest]", f"window_s = {overrides.pop('window_s', 1.0)}"]
-    lines += ["[delivery.email]", 'host = "127.0.0.1"', f"port = {smtp_port}", "timeout_s = 5"]
+    lines += ["[delivery.email]", 'host = "127.0.0.1"', f"port = {smtp_port}",
+              f"timeout_s = {email_timeout}"]  # fmt: skip
     for category, table in rules.items():
         lines.append(f"[delivery.rules.{category}]")
         lines += [f"{channel} = {rule}" for channel, rule in table.items()]

@@ -36,6 +36,7 @@ class Received:
     delivery_id: str | None
     """The verified ``webhook-id``; None when the signature did not verify."""
     status: int = 0
+    """What it answered; 0 while unanswered, or when the sender was gone first."""
 
     def json(self) -> Any:
         return msgspec.json.decode(self.body)
@@ -49,6 +50,10 @@ class WebhookReceiver:
     answers: dict[str, list[int]] = field(default_factory=dict)
     hold: asyncio.Event | None = None
     """When set (not None and not yet set), every request waits for it before answering."""
+    held: int = 0
+    """Requests that waited for ``hold``."""
+    delay: float = 0.0
+    """Seconds every answer waits (a slower receiver: more attempts are in flight)."""
     received: list[Received] = field(default_factory=list)
     acknowledged: Counter[str] = field(default_factory=Counter)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -77,7 +82,12 @@ class WebhookReceiver:
             record.status = 401
             return Response(status_code=401)
         if self.hold is not None and not self.hold.is_set():
+            self.held += 1
             await self.hold.wait()
+            if await request.is_disconnected():
+                return Response(status_code=499)  # the sender is gone: nothing acknowledged
+        if self.delay:
+            await asyncio.sleep(self.delay)
         scripted = self.answers.get(path)
         record.status = scripted.pop(0) if scripted else 200
         if 200 <= record.status < 300:

@@ -2,7 +2,7 @@
 
 Key layout (``P`` is the storage's prefix; ``{…}`` a Redis Cluster hash tag, as in
 ``notifier.storage.redis``: every key of one scope lives in one slot, so one script may
-touch them together):
+touch them together; the prefix stays outside the tag, so every key starts with ``P:``):
 
 - ``P:d:{<scope>}:r:<id>``  hash: a delivery (fields below); TTL ``retention``
 - ``P:d:{<scope>}:m``       hash: the scope's marks, name → value; TTL ``retention``
@@ -31,7 +31,9 @@ and trims entries not written for ``retention`` (at most ``TRIM_PER_WRITE`` a wr
 idempotent, and a claim writes it whether or not it created the delivery, so a caller that
 runs a claim again after a crash between the two steps repairs a missing entry. Since every
 write of a record refreshes its entry too, an entry outlives its record (by the time between
-the two steps), never the reverse: ``list`` skips entries whose record has gone.
+the two steps), and ``list`` skips entries whose record has gone. The reverse, a record
+outliving its entry, takes a caller dying between the two steps of a begin, finish or
+replay; the delivery's next write mends it.
 
 On a Redis Cluster: each script declares its keys (``#!lua``, no cross-slot flag: Redis
 refuses any other key), all of one slot, so redis-py sends it to the node serving that slot,

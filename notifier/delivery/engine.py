@@ -134,8 +134,10 @@ class Escalation:
                 webhook[rule.after_s].append(activity_id)
             rule = self.settings.rule(category, "email")
             if rule is not None:
-                due = now + timedelta(seconds=rule.after_s)
-                digests.add(window_start(due, window))
+                # A digest's "changed at" is its newest activity's time, which may be a few
+                # minutes ahead (limits.max_future_seconds): the window is the later one.
+                changed = max(now, ids.id_time(activity_id))
+                digests.add(window_start(changed + timedelta(seconds=rule.after_s), window))
         listed = list(users)
         timers = [
             Timer(

@@ -118,9 +118,9 @@ class MemoryDeliveries:
             end = len(log) if before is None else bisect.bisect_left(log, (before, ""))
             found: list[Delivery] = []
             for delivery_id, scope in reversed(log[:end]):
+                if len(found) >= limit:
+                    break
                 stored = self._deliveries.get((scope, delivery_id))
                 if stored is not None and (status is None or stored.status == status):
                     found.append(stored)
-                    if len(found) == limit:
-                        break
             return found

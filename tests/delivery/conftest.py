@@ -24,6 +24,7 @@ from notifier.fanout.manager import Manager
 from notifier.fanout.runtime import open_manager
 from notifier.model import Activity
 from notifier.service import Notifier
+from tests import cassandra_node
 from tests.delivery.receiver import WebhookReceiver
 from tests.delivery.smtp import SmtpReceiver
 from tests.fanout.conftest import FANOUT, WorkerPool, pytest_runtest_makereport, toml
@@ -87,10 +88,10 @@ def delivery_toml(smtp_port: int, **overrides: Any) -> str:
 
 
 def make_config(
-    storage_url: str, prefix: str, smtp_port: int, **delivery: Any
+    storage_url: str, prefix: str, smtp_port: int, broker_url: str | None = None, **delivery: Any
 ) -> tuple[Config, Path]:
     fanout = {**FANOUT, "namespace": f"ns{prefix}"}
-    broker = broker_for(storage_url) if storage_url != "memory://" else None
+    broker = broker_url or (broker_for(storage_url) if storage_url != "memory://" else None)
     if broker is not None:
         fanout["broker_url"] = broker
     path = Path(tempfile.mkdtemp(prefix="notifier-delivery-")) / "notifier.toml"
@@ -140,12 +141,14 @@ class Stack:
         return activity
 
 
-async def open_stack(backend: str, storage_url: str, **delivery: Any) -> Stack:
+async def open_stack(
+    backend: str, storage_url: str, broker_url: str | None = None, **delivery: Any
+) -> Stack:
     webhooks, smtp = WebhookReceiver(), SmtpReceiver()
     await webhooks.start()
     smtp.start()
     prefix = f"d{uuid.uuid4().hex[:10]}"
-    config, path = make_config(storage_url, prefix, smtp.port, **delivery)
+    config, path = make_config(storage_url, prefix, smtp.port, broker_url, **delivery)
     pool = None
     if backend != "memory":
         pool = WorkerPool(path, threads=4, env={"NOTIFIER_SECRET": SECRET})
@@ -166,17 +169,24 @@ async def close_stack(stack: Stack, failed: bool = False) -> None:
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cassandra"])
 async def make_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
-    """Opens stacks on memory (in-process workers) or Redis (a worker process), with the
-    [delivery] settings given (``delivery_toml``), closed after the test."""
+    """Opens stacks on memory (in-process workers), Redis or Cassandra (a worker process, the
+    broker on the session's redis-server), with the [delivery] settings given
+    (``delivery_toml``), closed after the test."""
     backend = request.param
     made: list[Stack] = []
 
     async def make(**delivery: Any) -> Stack:
-        redis = backend != "memory"
-        url = request.getfixturevalue("storage_redis_url") if redis else "memory://"
-        stack = await open_stack(backend, url, **delivery)
+        broker = None
+        if backend == "memory":
+            url = "memory://"
+        elif backend == "redis":
+            url = request.getfixturevalue("storage_redis_url")
+        else:
+            url = cassandra_node.url(request.getfixturevalue("cassandra_hosts"))
+            broker = request.getfixturevalue("redis_url")
+        stack = await open_stack(backend, url, broker, **delivery)
         made.append(stack)
         return stack
 

@@ -61,6 +61,7 @@ class WaitingClusterPipeline(ClusterPipeline):
     ) -> list[Any]:
         client = self.cluster_client
         assert isinstance(client, WaitingCluster)
+        await client.ready()
         async with client.gate:
             try:
                 return await super().execute(raise_on_error, allow_redirections)
@@ -72,8 +73,25 @@ class WaitingCluster(RedisCluster):
     """``RedisCluster`` whose commands wait for a free slot of a bounded gate."""
 
     gate: _Gate
+    _started: asyncio.Lock | None = None
+    _is_ready: bool = False
+
+    async def ready(self) -> None:
+        """Discover the cluster once, before the first command: redis-py 8 lets concurrent
+        first commands of a fresh client race over half-made connections (AttributeError
+        on a None writer, about one run in five with 40 at once); one ``initialize`` first
+        never does."""
+        if self._is_ready:
+            return
+        if self._started is None:
+            self._started = asyncio.Lock()
+        async with self._started:
+            if not self._is_ready:
+                await self.initialize()
+                self._is_ready = True
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.ready()
         async with self.gate:
             try:
                 return await super().execute_command(*args, **kwargs)

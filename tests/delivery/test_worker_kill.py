@@ -9,6 +9,7 @@ once its lease runs out (three times the longest timeout plus 5 s: 8 s here).
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -54,6 +55,63 @@ async def test_a_worker_killed_while_its_webhook_waits_for_the_answer_loses_and_
         assert list(stack.webhooks.acknowledged.values()) == [1]
         [stored] = await stack.store.list("ep_hooks", limit=10)
         assert (stored.status, stored.attempts) == ("delivered", 2)
+        failed = False
+    finally:
+        await close_stack(stack, failed=failed)
+
+
+async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_duplicate_nothing(
+    storage_redis_url: str,
+) -> None:
+    """60 users' groups escalate to two endpoints while workers are SIGKILLed at random
+    moments; at the end every (group, endpoint) was acknowledged under one id, and no
+    (group, endpoint) has two deliveries."""
+    users = [f"u{n:02d}" for n in range(60)]
+    stack = await open_stack(
+        "redis", storage_redis_url, webhook_timeout_s=1, email_timeout_s=1, rules={
+            "default": {"webhook": '{ after_s = 0.5, until = "seen" }'}}
+    )  # fmt: skip
+    failed = True
+    try:
+        pool = stack.pool
+        assert pool is not None
+        pool.start(1)  # two workers
+        stack.webhooks.delay = 0.05  # attempts stay in flight a while: kills land mid-POST
+        for name in ("a", "b"):
+            await stack.endpoint(name)
+        for user in users:
+            await stack.notify(user, "ana")
+        rng = random.Random(1812)
+        kills = 0
+        until = asyncio.get_running_loop().time() + 6
+        while asyncio.get_running_loop().time() < until:
+            await asyncio.sleep(rng.uniform(0.2, 0.7))
+            alive = [p for p in pool.procs if p.poll() is None]
+            pool.kill(rng.choice(alive))
+            kills += 1
+            pool.start(1)
+
+        async def all_delivered() -> bool:
+            done = [await stack.store.list(f"ep_{n}", limit=500, status="delivered") for n in "ab"]
+            return sum(len(d) for d in done) == 2 * len(users)
+
+        await wait_until(all_delivered, within=120, every=0.5)
+        await asyncio.sleep(1)
+        decided = {n: await stack.store.list(f"ep_{n}", limit=500) for n in "ab"}
+        for name, deliveries in decided.items():
+            assert sorted(d.user for d in deliveries) == users, name  # one per user: no twin
+            assert {d.status for d in deliveries} == {"delivered"}
+            acknowledged = {r.delivery_id for r in stack.webhooks.verified(f"/{name}")
+                            if 200 <= r.status < 300}  # fmt: skip
+            assert acknowledged == {d.id for d in deliveries}, name  # none lost
+        # Attempts in flight when their worker died reached the receiver and are sent again
+        # under the same id once their lease runs out: what receivers dedupe by webhook-id.
+        repeats = sum(n - 1 for n in stack.webhooks.acknowledged.values())
+        attempts = sum(d.attempts for ds in decided.values() for d in ds)
+        print(
+            f"\nworker kills: {kills}; deliveries {2 * len(users)}, attempts {attempts}, "
+            f"POSTs {len(stack.webhooks.received)}, acknowledged twice (same id): {repeats}"
+        )
         failed = False
     finally:
         await close_stack(stack, failed=failed)

@@ -199,11 +199,14 @@ class Receiver:
         counts: dict[str, Any] = response.json()
         return counts
 
-    async def wait_for(self, n: int, within: float) -> dict[str, Any]:
+    async def wait_for(
+        self, n: int, within: float, check: Callable[[], None] = lambda: None
+    ) -> dict[str, Any]:
         """The counts once ``n`` distinct ids are acknowledged (TimeoutError after ``within``
-        seconds, with the counts reached)."""
+        seconds, with the counts reached); ``check`` raises to stop waiting earlier."""
         deadline = time.monotonic() + within
         while (counts := await self.counts())["distinct"] < n:
+            check()
             if counts["rejected"]:
                 raise RuntimeError(f"the receiver refused signatures: {counts}")
             if time.monotonic() > deadline:
@@ -247,7 +250,9 @@ class _Run:
         )
         scheduled = time.monotonic() - start
         try:
-            counts = await self.receiver.wait_for(len(deliveries), self.within(len(deliveries)))
+            counts = await self.receiver.wait_for(
+                len(deliveries), self.within(len(deliveries)), self.check_workers
+            )
         except (TimeoutError, RuntimeError) as exc:
             raise RuntimeError(f"{exc}\n{self.worker_logs()}") from None
         await self.recorded(deliveries)
@@ -298,6 +303,11 @@ class _Run:
             answered=counts["answered"], sender_cpu_s=after[1] - before[1],
             redis_cpu_s=after[2] - before[2], receiver_cpu_s=after[3] - before[3],
         )  # fmt: skip
+
+    def check_workers(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is not None:
+                raise RuntimeError(f"a notifier worker exited with {worker.returncode}")
 
     def worker_logs(self) -> str:
         return "\n".join(

@@ -174,6 +174,28 @@ def connections(count: int) -> None:
 
 
 @bench.command()
+@click.option("--deliveries", type=click.IntRange(1), default=2_000, show_default=True,
+              help="Webhooks per round.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="notifier worker processes.")  # fmt: skip
+@click.option("--threads", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Threads per worker process.")  # fmt: skip
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True,
+              help="Measured rounds (after a warm-up).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+def webhooks(deliveries: int, workers: int, threads: int, rounds: int, as_json: bool) -> None:
+    """Webhook deliveries/s through notifier's workers, vs one httpx client posting the same
+    signed bodies with as many requests in flight, to the same receiver process."""
+    from notifier.bench import webhooks as scenario
+
+    result = asyncio.run(scenario.run(deliveries, workers, threads, rounds, progress=_progress))
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+    else:
+        click.echo(scenario.table(result))
+
+
+@bench.command()
 @click.option("--redis-url", required=True, help="A Redis db the peer may use (keys sfpeer:*).")
 @click.option("--followers", default=10_000, show_default=True)
 def peer(redis_url: str, followers: int) -> None:

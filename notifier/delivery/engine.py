@@ -34,6 +34,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,8 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 #: Users whose feeds one timer reads at once.
 _READS = 16
+#: How long a process keeps the endpoints it read for its attempts.
+_ENDPOINTS_TTL_S = 2.0
 
 
 def is_pending(group: Group, rule: Rule) -> bool:
@@ -105,6 +108,7 @@ class Escalation:
         self.store = store
         self.dispatcher = dispatcher
         self.webhooks = webhooks or WebhookSender(self.settings.webhook)
+        self._endpoint_cache: tuple[float, dict[str, Endpoint]] | None = None
         self.notification_groups = [
             g for g in config.feeds.groups.values() if g.kind is FeedKind.NOTIFICATION
         ]
@@ -317,14 +321,12 @@ class Escalation:
     # -- attempts --------------------------------------------------------------------------
     async def run_attempt(self, job: Attempt) -> None:
         """Send a pending delivery once, under a lease, and record how it went."""
-        delivery = await self.store.get(job.scope, job.delivery_id)
-        if delivery is None or delivery.status != "pending":
-            return
         now = datetime.now(UTC)
         started = await self.store.begin(job.scope, job.delivery_id, now, now + self.settings.lease)
         if started is None:
-            # Another attempt holds the lease: a live one will record its outcome; a dead
-            # worker's lease runs out, and this timer comes back then to try again.
+            # Delivered, dead, unknown, or another attempt holds the lease: a live one will
+            # record its outcome; a dead worker's lease runs out, and this timer comes back
+            # then to try again.
             held = await self.store.get(job.scope, job.delivery_id)
             if held is not None and held.status == "pending" and held.lease_until > now:
                 await self.dispatcher.schedule([Timer(at=held.lease_until, job=job)])
@@ -341,7 +343,7 @@ class Escalation:
 
     async def _send(self, delivery: Delivery) -> None:
         if delivery.channel == "webhook":
-            endpoint = {e.id: e for e in await self.store.endpoints()}.get(delivery.target)
+            endpoint = (await self._endpoints()).get(delivery.target)
             if endpoint is None:
                 raise WebhookFailed("the endpoint was deleted", permanent=True)
             if endpoint.disabled:
@@ -350,6 +352,15 @@ class Escalation:
             return
         data = msgspec.json.decode(delivery.payload, type=DigestData)
         await send_email(render_digest(data, self.settings), self.settings.email)
+
+    async def _endpoints(self) -> dict[str, Endpoint]:
+        """Endpoints by id, read at most every ``_ENDPOINTS_TTL_S`` per process (an attempt
+        would otherwise read them all each time): a change reaches attempts within that."""
+        now = time.monotonic()
+        if self._endpoint_cache is None or now - self._endpoint_cache[0] > _ENDPOINTS_TTL_S:
+            found = {e.id: e for e in await self.store.endpoints()}
+            self._endpoint_cache = (now, found)
+        return self._endpoint_cache[1]
 
     async def _failed(
         self, delivery: Delivery, job: Attempt, reason: str, *, permanent: bool

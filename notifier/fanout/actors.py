@@ -21,6 +21,7 @@ import dramatiq
 import msgspec
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import QueueJoinTimeout
 
 from notifier import metrics
@@ -184,6 +185,17 @@ class FanoutActors:
         ]
         if isinstance(self.broker, StubBroker):
             self._enqueue_delayed(delayed)
+        elif isinstance(self.broker, PriorityRedisBroker):
+            # One pipelined round trip on this loop for the whole batch (a fanout chunk's
+            # escalation timers, a burst of delivery attempts): a delayed message is what
+            # dramatiq's own enqueue makes of it, on the queue's delay queue with its eta.
+            await self.broker.enqueue_async([
+                message if not delay else message.copy(
+                    queue_name=dq_name(message.queue_name),
+                    options={"eta": current_millis() + delay},
+                )
+                for message, delay in delayed
+            ])  # fmt: skip
         else:
             # dramatiq's enqueue with a delay is synchronous: off the loop, a thread hop per
             # batch (a round trip per timer; timers are one per expiring activity).

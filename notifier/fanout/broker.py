@@ -298,10 +298,15 @@ class _BellConsumer(_RedisConsumer):
         self.wait_s = max(timeout, 10) / 1000
 
     def __next__(self) -> MessageProxy | None:
+        # Whether the prefetch is full is read *before* dramatiq decides whether to fetch: read
+        # after, an acknowledgement in between made a full consumer (which fetched nothing)
+        # look like one that found the queue empty, and it waited out the doorbell with
+        # thousands of jobs queued (found by ``notifier bench webhooks``: stalls of 100 ms).
+        full = self.outstanding_message_count >= self.prefetch
         message = super().__next__()  # type: ignore[no-untyped-call]
         if message is not None:
             return cast(MessageProxy, message)
-        if self.outstanding_message_count >= self.prefetch:
+        if full:
             time.sleep(_FULL_PAUSE_S)  # busy: our own jobs free the slots, not new arrivals
             return None
         try:

@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import jwt
+import msgspec
 
 from notifier.delivery.settings import DeliverySettings
 from notifier.errors import ConfigError, InvalidInput, NotifierError
 from notifier.model import check_user_id
+from notifier.preferences import ALL_CATEGORIES, Preferences
 
 UNSUBSCRIBE_PATH = "/v1/unsubscribe"
 AUDIENCE = "notifier:unsubscribe"
@@ -92,3 +94,10 @@ def _key(secret: str) -> bytes:
     if not secret:
         raise ConfigError("unsubscribe links need NOTIFIER_SECRET")
     return hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+def without_email(prefs: Preferences) -> Preferences:
+    """``prefs`` with every email digest turned off (``channels["email"] = {"*"}``), all else
+    kept: mutes, other channels, the address (the app may still use it)."""
+    channels = {**prefs.channels, "email": frozenset({ALL_CATEGORIES})}
+    return msgspec.structs.replace(prefs, channels=channels)

@@ -167,21 +167,20 @@ def render_digest(
     if not data.items:
         raise ValueError("a digest lists at least one group")
     now = now or datetime.now(UTC)
+    title = subject(data)
     unsubscribe = unsubscribe_url(data.user, settings, now)
     context = {
-        "subject": subject(data),
+        "subject": title,
         "items": data.items,
         "more": data.more,
         "total": data.total,
-        "window_start": data.window_start,
-        "window_end": data.window_end,
         "unsubscribe_url": unsubscribe,
         "web_url": web_url,
         "when": when,
     }
     templates = _templates()
     message = EmailMessage(policy=BODY_POLICY)
-    message["Subject"] = context["subject"]
+    message["Subject"] = title
     message["From"] = settings.email.sender
     message["To"] = data.address
     message["Date"] = format_datetime(now.astimezone(UTC))

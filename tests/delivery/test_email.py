@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from notifier.delivery.email import (
+    ATTEMPT_TIMEOUTS,
     DigestData,
     DigestItem,
     EmailFailed,
@@ -25,7 +26,7 @@ from notifier.delivery.email import (
     render_digest,
     send_email,
 )
-from notifier.delivery.settings import DeliverySettings
+from notifier.delivery.settings import DeliverySettings, EmailSettings
 from notifier.delivery.unsubscribe import read_unsubscribe_token
 from notifier.feeds import Group
 from notifier.model import Activity, VerbRegistry
@@ -257,6 +258,12 @@ async def test_a_login_is_sent_when_a_username_is_set() -> None:
         anonymous = await _send_to(smtp)
         assert not anonymous.permanent
     assert len(smtp.messages) == 1
+
+
+def test_an_attempt_ends_within_the_lease_it_holds() -> None:
+    for timeout_s in (0.5, 30, 300):
+        settings = DeliverySettings(email=EmailSettings(timeout_s=timeout_s))
+        assert settings.lease.total_seconds() > timeout_s * ATTEMPT_TIMEOUTS
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 
 from notifier import ids, metrics
-from notifier.delivery.email import DigestData, DigestItem, EmailFailed, render_digest, send_email
+from notifier.delivery.email import DigestData, EmailFailed, digest_item, render_digest, send_email
 from notifier.delivery.model import Delivery, Endpoint, Outcome, make_id, window_key
 from notifier.delivery.settings import DeliverySettings, Rule
 from notifier.delivery.store import DeliveryStore
@@ -265,7 +265,7 @@ class Escalation:
             address=prefs.email or "",
             window_start=start,
             window_end=start + window,
-            items=[_item(feed, g, self.config) for feed, g in due[:limit]],
+            items=[digest_item(feed, g, self.config.verbs) for feed, g in due[:limit]],
             more=max(0, len(due) - limit),
         )
         delivery = Delivery(
@@ -397,20 +397,6 @@ class Escalation:
 
     async def close(self) -> None:
         await self.webhooks.close()
-
-
-def _item(feed: str, group: Group, config: Config) -> DigestItem:
-    return DigestItem(
-        feed=feed,
-        group_id=group.id,
-        position=group.position,
-        category=group.category,
-        verb=group.verb,
-        summary=summary(group, config.verbs),
-        actors=group.actors,
-        activity_count=group.activity_count,
-        updated_at=group.updated_at,
-    )
 
 
 async def _bounded(work: Callable[[_T], Awaitable[_R]], items: Sequence[_T]) -> list[_R]:

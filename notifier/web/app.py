@@ -37,6 +37,7 @@ from notifier.web.routing import Call, Endpoint, Guards, build_routes, json_resp
 from notifier.web.schemas import Health
 from notifier.web.services import Services
 from notifier.web.static import static_mount
+from notifier.web.unsubscribe import unsubscribe_routes
 
 REALTIME_PATH = "/v1/realtime"
 """The websocket endpoint (docs/realtime.md); not in the OpenAPI document, which has no
@@ -127,6 +128,7 @@ def create_app(services: Services, *, extra_routes: Sequence[BaseRoute] = ()) ->
         routes.append(scrape)
     reporter = WebReporter(services)
     routes.extend(admin_routes(services, reporter))
+    routes.extend(unsubscribe_routes(services))
     routes.extend(extra_routes)
     static = static_mount()
     if static is not None:

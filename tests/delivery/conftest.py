@@ -1,6 +1,6 @@
 """Delivery fixtures: a manager whose config has escalation rules with short delays, a local
-webhook receiver, and (for Redis) real ``notifier worker`` processes that run the timers and
-attempts, so a test can SIGKILL one.
+webhook receiver, the SMTP receiver (tests/delivery/smtp.py), and (for Redis and Cassandra)
+real ``notifier worker`` processes that run the timers and attempts, so a test can SIGKILL one.
 
 Clocks are driven by configuration: rules fire after fractions of a second and digest windows
 last one second, so tests wait seconds, never minutes.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,11 @@ from notifier.model import Activity
 from notifier.service import Notifier
 from tests import cassandra_node
 from tests.delivery.receiver import WebhookReceiver
-from tests.delivery.smtp import SmtpReceiver
+from tests.delivery.smtp import SmtpReceiver, certificate, receiving, smtp
 from tests.fanout.conftest import FANOUT, WorkerPool, pytest_runtest_makereport, toml
 from tests.services import broker_for
 
-__all__ = ["pytest_runtest_makereport"]
+__all__ = ["certificate", "pytest_runtest_makereport", "smtp"]
 
 SECRET = "d" * 40
 FEEDS = """
@@ -109,6 +110,8 @@ class Stack:
     webhooks: WebhookReceiver
     smtp: SmtpReceiver
     pool: WorkerPool | None = None
+    mail: ExitStack = field(default_factory=ExitStack)
+    """Stops the SMTP server."""
 
     @property
     def app(self) -> Notifier:
@@ -144,16 +147,16 @@ class Stack:
 async def open_stack(
     backend: str, storage_url: str, broker_url: str | None = None, **delivery: Any
 ) -> Stack:
-    webhooks, smtp = WebhookReceiver(), SmtpReceiver()
+    webhooks, mail = WebhookReceiver(), ExitStack()
     await webhooks.start()
-    smtp.start()
+    smtp = mail.enter_context(receiving())
     prefix = f"d{uuid.uuid4().hex[:10]}"
     config, path = make_config(storage_url, prefix, smtp.port, broker_url, **delivery)
     pool = None
     if backend != "memory":
         pool = WorkerPool(path, threads=4, env={"NOTIFIER_SECRET": SECRET})
         pool.start(1)
-    return Stack(backend, config, open_manager(config), webhooks, smtp, pool)
+    return Stack(backend, config, open_manager(config), webhooks, smtp, pool, mail)
 
 
 async def close_stack(stack: Stack, failed: bool = False) -> None:
@@ -163,7 +166,7 @@ async def close_stack(stack: Stack, failed: bool = False) -> None:
     if stack.pool is not None:
         stack.pool.stop()
     await stack.webhooks.stop()
-    stack.smtp.stop()
+    stack.mail.close()
 
 
 StackFactory = Callable[..., Awaitable[Stack]]

@@ -34,7 +34,7 @@ async def test_an_unseen_group_is_posted_once_signed_after_the_delay(stack: Stac
         "bo",
         "notification",
     )
-    assert event["summary"] == "ana liked your photo"
+    assert event["summary"] == "ana liked a photo"
     assert event["group"]["activities"][0]["id"] == like.id
     assert event["group"]["is_seen"] is False
     assert event["rule"] == {"category": "social", "after_s": 0.3, "until": "seen"}
@@ -68,7 +68,7 @@ async def test_a_group_that_changes_is_delivered_for_its_last_change_and_again_l
     await wait_until(lambda: _count(stack, 1), within=20)
     await settle(0.8)
     [first] = stack.webhooks.verified()
-    assert first.json()["summary"] == "dee and ana liked your photo"
+    assert first.json()["summary"] == "dee and ana liked a photo"
     # A change after the delivery re-arms the rule: one more delivery, under a new id.
     await stack.notify("bo", "eve")
     await wait_until(lambda: _count(stack, 2), within=20)
@@ -125,7 +125,7 @@ async def test_endpoints_categories_and_users_channels_decide_who_gets_what(
     )
     await stack.notify("bo", "ana")  # social
     await stack.notify("cy", "ana")  # social, which cy turned off for webhooks
-    await stack.notify("cy", "acme", verb="invoice", obj="invoice:7")  # billing
+    await stack.notify("cy", "acme", verb="invoice", obj="receipt:7")  # billing
     await wait_until(lambda: _count(stack, 3), within=20)
     await settle()
     got = {
@@ -149,7 +149,7 @@ async def test_a_category_rule_overrides_the_default(make_stack: StackFactory) -
     )
     await stack.endpoint("hooks")
     await stack.notify("bo", "ana")
-    await stack.notify("bo", "acme", verb="invoice", obj="invoice:7")
+    await stack.notify("bo", "acme", verb="invoice", obj="receipt:7")
     group = stack.config.feeds["notification"]
     await stack.manager.storage.mark(group, "bo", Marks(seen=True), all=True)  # not read
     await wait_until(lambda: _count(stack, 1), within=20)

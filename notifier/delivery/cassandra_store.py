@@ -18,11 +18,11 @@ their own and could be ordered against a Paxos write by the clocks):
 - ``begin``, ``finish`` and ``replay`` read the delivery at the serial consistency, decide
   in Python exactly as the memory backend does, and rewrite the whole delivery ``IF version
   = <the version read>`` with a new version. Of concurrent writers of one delivery one
-  applies; the others read again and decide again. A condition on ``status``, ``attempts``
-  and ``lease_until`` alone would miss a write that changes none of them (a finish that
-  leaves a failed attempt pending changes ``last_error``), and the returned delivery would
-  not be the stored one; rewriting the whole delivery also gives it the whole retention
-  again (a partial update would refresh only the cells it sets).
+  applies; the others read again and decide again. A condition on the fields a step checks
+  (``status``, ``attempts``, ``lease_until``) would let it apply over a write that changed
+  only others (a finish reported twice changes only the error and the time), and return a
+  delivery other than the stored one. Rewriting the whole delivery also gives every cell
+  the whole retention again: an update of some cells would refresh only theirs.
 
 A write whose answer is lost (a timeout, ``CAS_WRITE_UNKNOWN``, a coordinator that died) is
 settled by the next serial read, which completes such a proposal first: the version it finds
@@ -31,19 +31,20 @@ tells whether this call's write applied. A claim reports ``created`` from that v
 The log row of a delivery is a plain insert in another partition (the target's), so it
 cannot join the batch. It is written *before* each write of the delivery, with the same TTL:
 a process dying between the two leaves a log row without a delivery (``list`` skips it, as
-it skips rows whose delivery expired), never a delivery that ``list`` cannot find. A claim
-writes it whether it creates or not, so running a claim again repairs a lost one.
+it skips rows whose delivery expired), never a delivery that ``list`` cannot find.
 
-What it costs (Paxos v1, Cassandra's default up to 5.0: a conditional write is four
-coordinator-replica exchanges, prepare, read, propose and commit; a serial read is a Paxos
-round too, without the commit):
+What it costs, in coordinator-replica exchanges, one after the other (Paxos v1, Cassandra's
+default up to 5.0, as traced on 5.0.9): a conditional write takes four (prepare, read,
+propose, commit), a serial read three (prepare, an empty proposal, read), a plain read or
+write one.
 
-- ``claim``: one log write and one conditional batch; a claim that loses adds a serial read.
-- ``begin``, ``finish``, ``replay``: one serial read, then (when the step applies) one log
-  write and one conditional update. A refused step (leased, delivered, a late attempt,
-  unknown) is the serial read alone. Contention costs another read and update per loser.
-- ``marks``: one serial read (the marks decide what the next claim covers); ``get``: one
-  quorum read; ``list``: one log slice per page, then every page's deliveries concurrently.
+- ``claim``: the log write, then the conditional batch: 5. A claim that loses reads the
+  stored delivery serially: 8.
+- ``begin``, ``finish``, ``replay``: a serial read, then (when the step applies) the log
+  write and the conditional update: 8. A refused step (leased, delivered, a late attempt,
+  unknown) is the serial read alone: 3. Each lost race costs another read and update.
+- ``marks``: one serial read, 3 (the marks decide what the next claim covers); ``get``: 1;
+  ``list``: a log slice per page (1), then the page's deliveries concurrently (1).
 
 Partition sizes: a webhook delivery's partition holds that one delivery; a user's holds the
 digests of the last ``retention`` (one per digest window) and one mark per group emailed in

@@ -158,13 +158,14 @@ class CassandraDeliveries:
         self, delivery: Delivery, marks: Mapping[str, str] | None = None
     ) -> tuple[Delivery, bool]:
         ns, scope, ttl = self.prefix, delivery.scope, self.ttl
+        attempts = self.conn.settings.cas_attempts
         await self._note(delivery)
         version = uuid.uuid4()
         calls: list[Call] = [("dl_claim", (ns, scope, delivery.id, encode(delivery), version, ttl))]
         calls += [
             ("dl_mark", (ns, scope, name, value, ttl)) for name, value in (marks or {}).items()
         ]
-        for attempt in range(self.conn.settings.cas_attempts):
+        for attempt in range(attempts):
             try:
                 rows = await self.conn.run_batch(calls, idempotent=False)
                 if rows[0][0]:
@@ -180,7 +181,7 @@ class CassandraDeliveries:
                 stored, stored_version = found
                 return stored, stored_version == version
             await _backoff(attempt)  # not applied, and gone already (expired): claim again
-        raise Conflict(f"delivery {delivery.id!r} stayed contended")
+        raise Conflict(f"delivery {delivery.id!r} stayed contended for {attempts} attempts")
 
     async def marks(self, scope: str, names: Sequence[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(names))

@@ -11,6 +11,8 @@ partition key, so many namespaces share one keyspace):
 - ``followers ((ns, uid), follower)`` / ``following ((ns, uid), target)``;
   ``history_keepers ((ns, uid), keeper)``: who unfollowed ``uid`` keeping its activities.
 - ``preferences ((ns, uid))``: what a user muted (see ``cassandra_preferences``).
+- ``deliveries``, ``delivery_log``, ``webhook_endpoints``: the delivery store, opened on this
+  storage's connection (``notifier.delivery.cassandra_store``, whose statements are here).
 
 Flat feeds need no Paxos: adding ids commutes, so a write reads the feed's head (at most
 ``max_length`` ids, the newest-first slice that stops there), inserts what is new and kept,
@@ -28,6 +30,7 @@ from typing import TypeVar
 
 from cassandra.query import Statement
 
+from notifier.delivery.cassandra_store import QUERIES as DELIVERY_QUERIES
 from notifier.feedgroups import FeedGroup
 from notifier.model import Activity, decode_activity, encode_activity
 from notifier.preferences import Preferences
@@ -90,6 +93,7 @@ QUERIES = {
     **AGGREGATED_QUERIES,
     **PREFERENCE_QUERIES,
     **ANNOTATION_QUERIES,
+    **DELIVERY_QUERIES,
 }
 
 

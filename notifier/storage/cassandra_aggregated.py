@@ -24,8 +24,6 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
-from cassandra import OperationTimedOut, WriteTimeout
-from cassandra.connection import ConnectionException
 from cassandra.protocol import ErrorMessage
 
 from notifier.errors import Conflict
@@ -42,27 +40,16 @@ from notifier.storage.cassandra_groups import (
     page,
     plan_mark,
 )
-from notifier.storage.cassandra_session import Call, CassandraConnection
+from notifier.storage.cassandra_session import (
+    CAS_WRITE_UNKNOWN,
+    COMMIT_ERRORS,
+    Call,
+    CassandraConnection,
+    outcome_unknown,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-CAS_WRITE_UNKNOWN = 0x1700
-"""Native protocol v5 error: a Paxos proposal was accepted by some replicas but not by a
-quorum (a competing ballot cut it short), so a later Paxos round on the partition may still
-complete it. Seen on more than one replica only, from conditional writes and from serial
-reads (which complete a proposal in flight first); cassandra-driver 3.x raises it as a bare
-``ErrorMessage``."""
-
-
-def _outcome_unknown(exc: Exception) -> bool:
-    """Whether a failed commit may have been applied (or may be applied later): it timed
-    out, half a quorum accepted it, or the connection to its coordinator closed under it (a
-    node that died; the driver retries no conditional write on another node)."""
-    if isinstance(exc, ErrorMessage):
-        return bool(exc.code == CAS_WRITE_UNKNOWN)
-    return isinstance(exc, (WriteTimeout, OperationTimedOut, ConnectionException))
-
 
 _TABLE = "{ks}.aggregated_feeds"
 _FEED = f"FROM {_TABLE} WHERE ns = ? AND feed = ?"
@@ -230,8 +217,8 @@ class AggregatedFeeds:
                 )
                 if rows and rows[0][0]:
                     return result
-            except (WriteTimeout, OperationTimedOut, ConnectionException, ErrorMessage) as exc:
-                if not _outcome_unknown(exc):
+            except COMMIT_ERRORS as exc:
+                if not outcome_unknown(exc):
                     raise
                 log.warning("commit outcome unknown, re-reading feed=%s error=%s", feed, exc)
                 uncertain = result

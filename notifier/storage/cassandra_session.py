@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from cassandra import ConsistencyLevel, WriteType
+from cassandra import ConsistencyLevel, OperationTimedOut, WriteTimeout, WriteType
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
+from cassandra.protocol import ErrorMessage
 from cassandra.query import (
     BatchStatement,
     BatchType,
@@ -57,6 +59,26 @@ _PARAMS = {
     "cas_attempts",
     "protocol_version",
 }
+
+
+CAS_WRITE_UNKNOWN = 0x1700
+"""Native protocol v5 error: a Paxos proposal was accepted by some replicas but not by a
+quorum (a competing ballot cut it short), so a later Paxos round on the partition may still
+complete it. Seen on more than one replica only, from conditional writes and from serial
+reads (which complete a proposal in flight first); cassandra-driver 3.x raises it as a bare
+``ErrorMessage``."""
+COMMIT_ERRORS = (WriteTimeout, OperationTimedOut, ConnectionException, ErrorMessage)
+"""What a conditional write may raise; ``outcome_unknown`` tells which leave it undecided."""
+
+
+def outcome_unknown(exc: Exception) -> bool:
+    """Whether a failed conditional write may have been applied (or may be applied later): it
+    timed out, half a quorum accepted it, or the connection to its coordinator closed under
+    it (a node that died; the driver retries no conditional write on another node). A serial
+    read of the partition settles it: it completes such a proposal first, or it never will."""
+    if isinstance(exc, ErrorMessage):
+        return bool(exc.code == CAS_WRITE_UNKNOWN)
+    return isinstance(exc, (WriteTimeout, OperationTimedOut, ConnectionException))
 
 
 def _consistency(name: str, param: str) -> int:

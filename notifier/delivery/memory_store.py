@@ -100,7 +100,7 @@ class MemoryDeliveries:
             if stored is None:
                 return None
             again = msgspec.structs.replace(
-                stored, status="pending", lease_until=EPOCH, updated_at=now
+                stored, status="pending", updated_at=now
             )
             self._deliveries[(scope, delivery_id)] = again
             return again

@@ -71,8 +71,9 @@ class DeliveryStore(Protocol):
         started since (then nothing changes and False is returned)."""
 
     async def replay(self, scope: str, delivery_id: str, now: datetime) -> Delivery | None:
-        """Make a delivery pending again whatever its status (lease ended, attempts kept,
-        ``updated_at`` = now); None when unknown."""
+        """Make a delivery pending again whatever its status (attempts kept, ``updated_at``
+        = now); the lease of an attempt still running is kept, so the replay's attempt waits
+        for it rather than overlapping it. None when unknown."""
 
     async def list(
         self,

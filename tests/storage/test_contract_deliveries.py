@@ -214,3 +214,13 @@ def _fields(d: Delivery) -> dict[str, object]:
     import msgspec
 
     return msgspec.structs.asdict(d)
+
+
+async def test_a_replay_keeps_the_lease_of_an_attempt_still_running(store: DeliveryStore) -> None:
+    d = delivery(1)
+    await store.claim(d)
+    await store.begin(d.scope, d.id, NOW, at(30))
+    again = await store.replay(d.scope, d.id, at(1))
+    assert again is not None and again.lease_until == at(30)
+    assert await store.begin(d.scope, d.id, at(2), at(60)) is None  # no overlap
+    assert await store.begin(d.scope, d.id, at(31), at(60)) is not None

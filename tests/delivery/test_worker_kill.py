@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from notifier.preferences import Preferences
 from tests.delivery.conftest import close_stack, open_stack
 from tests.fanout.conftest import wait_until
 
@@ -63,13 +64,16 @@ async def test_a_worker_killed_while_its_webhook_waits_for_the_answer_loses_and_
 async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_duplicate_nothing(
     storage_redis_url: str,
 ) -> None:
-    """60 users' groups escalate to two endpoints while workers are SIGKILLed at random
-    moments; at the end every (group, endpoint) was acknowledged under one id, and no
-    (group, endpoint) has two deliveries."""
+    """60 users' groups escalate to two endpoints, and half of the users get email digests,
+    while workers are SIGKILLed at random moments. At the end every (group, endpoint) was
+    acknowledged under its one id and every addressed user got one digest (one Message-ID)
+    holding their group: nothing lost, and nothing decided twice."""
     users = [f"u{n:02d}" for n in range(60)]
+    addressed = users[::2]
     stack = await open_stack(
-        "redis", storage_redis_url, webhook_timeout_s=1, email_timeout_s=1, rules={
-            "default": {"webhook": '{ after_s = 0.5, until = "seen" }'}}
+        "redis", storage_redis_url, webhook_timeout_s=1, email_timeout_s=1, window_s=2.0,
+        rules={"default": {"webhook": '{ after_s = 0.5, until = "seen" }',
+                           "email": '{ after_s = 0.5, until = "seen" }'}},
     )  # fmt: skip
     failed = True
     try:
@@ -79,6 +83,10 @@ async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_dup
         stack.webhooks.delay = 0.05  # attempts stay in flight a while: kills land mid-POST
         for name in ("a", "b"):
             await stack.endpoint(name)
+        for user in addressed:
+            await stack.manager.storage.put_preferences(
+                user, Preferences(email=f"{user}@example.com")
+            )
         for user in users:
             await stack.notify(user, "ana")
         rng = random.Random(1812)
@@ -92,11 +100,12 @@ async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_dup
             pool.start(1)
 
         async def all_delivered() -> bool:
-            done = [await stack.store.list(f"ep_{n}", limit=500, status="delivered") for n in "ab"]
-            return sum(len(d) for d in done) == 2 * len(users)
+            hooks = [await stack.store.list(f"ep_{n}", limit=500, status="delivered") for n in "ab"]
+            digests = [await stack.store.list(u, limit=10, status="delivered") for u in addressed]
+            return sum(map(len, hooks)) == 2 * len(users) and all(digests)
 
         await wait_until(all_delivered, within=120, every=0.5)
-        await asyncio.sleep(1)
+        await asyncio.sleep(3)  # a window more: no late second digest
         decided = {n: await stack.store.list(f"ep_{n}", limit=500) for n in "ab"}
         for name, deliveries in decided.items():
             assert sorted(d.user for d in deliveries) == users, name  # one per user: no twin
@@ -104,13 +113,25 @@ async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_dup
             acknowledged = {r.delivery_id for r in stack.webhooks.verified(f"/{name}")
                             if 200 <= r.status < 300}  # fmt: skip
             assert acknowledged == {d.id for d in deliveries}, name  # none lost
+        mails: dict[str, set[str]] = {}
+        for received in stack.smtp.messages:
+            mails.setdefault(received.rcpts[0], set()).add(received.message["Message-ID"])
+        assert {rcpt: len(ids) for rcpt, ids in mails.items()} == {
+            f"{u}@example.com": 1 for u in addressed
+        }
+        for user in addressed:
+            [digest] = await stack.store.list(user, limit=10)
+            assert digest.status == "delivered"
+            assert mails[f"{user}@example.com"] == {f"<{digest.id}@localhost>"}
         # Attempts in flight when their worker died reached the receiver and are sent again
         # under the same id once their lease runs out: what receivers dedupe by webhook-id.
         repeats = sum(n - 1 for n in stack.webhooks.acknowledged.values())
         attempts = sum(d.attempts for ds in decided.values() for d in ds)
         print(
-            f"\nworker kills: {kills}; deliveries {2 * len(users)}, attempts {attempts}, "
-            f"POSTs {len(stack.webhooks.received)}, acknowledged twice (same id): {repeats}"
+            f"\nworker kills: {kills}; webhooks {2 * len(users)} (attempts {attempts}, "
+            f"POSTs {len(stack.webhooks.received)}, acknowledged again under the same id "
+            f"{repeats}); digests {len(addressed)} (messages received "
+            f"{len(stack.smtp.messages)})"
         )
         failed = False
     finally:

@@ -225,9 +225,7 @@ class CassandraDeliveries:
 
     async def replay(self, scope: str, delivery_id: str, now: datetime) -> Delivery | None:
         def again(stored: Delivery) -> Delivery:
-            return msgspec.structs.replace(
-                stored, status="pending", updated_at=now
-            )
+            return msgspec.structs.replace(stored, status="pending", updated_at=now)
 
         return await self._update(scope, delivery_id, again)
 

@@ -99,9 +99,7 @@ class MemoryDeliveries:
             stored = self._deliveries.get((scope, delivery_id))
             if stored is None:
                 return None
-            again = msgspec.structs.replace(
-                stored, status="pending", updated_at=now
-            )
+            again = msgspec.structs.replace(stored, status="pending", updated_at=now)
             self._deliveries[(scope, delivery_id)] = again
             return again
 

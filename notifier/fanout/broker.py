@@ -105,7 +105,8 @@ def make_broker(settings: FanoutSettings, url: str) -> dramatiq.Broker:
             maintenance_chance=settings.maintenance_chance,
         )
     if settings.metrics_listen:
-        queues = {"high": settings.high_queue, "low": settings.low_queue}
+        queues = {"high": settings.high_queue, "low": settings.low_queue,
+                  "deliveries": settings.delivery_queue}  # fmt: skip
         exporter = MetricsExporter(settings.metrics_listen, QueueCollector(broker, queues))
         broker.add_middleware(exporter)
     # What dramatiq's own CLI does once per process: starts the time-limit watchdog.

@@ -93,7 +93,8 @@ def metrics_route(services: Services) -> Route | None:
     broker = getattr(services.fanout.dispatcher, "broker", None)
     settings = services.fanout.settings
     if broker is not None:
-        queues = {"high": settings.high_queue, "low": settings.low_queue}
+        queues = {"high": settings.high_queue, "low": settings.low_queue,
+                  "deliveries": settings.delivery_queue}  # fmt: skip
         registry.register(QueueCollector(broker, queues))
     keys = ApiKeys(services.settings.api_keys)
 

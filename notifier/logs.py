@@ -146,6 +146,9 @@ def configure_logging(level: str, env: Mapping[str, str] | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request at INFO: a line per webhook delivery. Deliveries log what
+    # matters themselves (failures, dead letters); httpx's own warnings still show.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     # The operator page's "recent errors" (notifier/board.py), filtered the same way.
     from notifier.board import install_error_ring
 

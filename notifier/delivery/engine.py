@@ -170,10 +170,15 @@ class Escalation:
             return
         prefs = await self.storage.preferences(job.users)
         wanted = set(job.activity_ids)
+        # Only groups whose newest activity is this write's or later can be the ones to
+        # deliver: the read starts there (usually one group), not at the top of the feed.
+        after = _just_below(min(job.activity_ids))
         now = datetime.now(UTC)
 
         async def decide(user: str) -> list[Delivery]:
-            stored, _, notes = await self.storage.read_inbox(group, user, limit=group.max_length)
+            stored, _, notes = await self.storage.read_inbox(
+                group, user, limit=group.max_length, id_gt=after
+            )
             changed = [g for g in stored if g.position in wanted]
             if not changed:
                 return []
@@ -300,9 +305,12 @@ class Escalation:
         still waiting, changed at least ``after_s`` ago (and within retention: marks older
         than that are gone, so older groups are never emailed again)."""
         oldest = now - self.settings.retention
+        after = f"{ids.micros(oldest):014x}{0:012x}"  # positions within retention only
         found: list[tuple[str, Group]] = []
         for group in self.notification_groups:
-            stored, _, notes = await self.storage.read_inbox(group, user, limit=group.max_length)
+            stored, _, notes = await self.storage.read_inbox(
+                group, user, limit=group.max_length, id_gt=after
+            )
             waiting = [
                 g for g in stored
                 if not g.is_archived and not (g.is_seen and g.is_read)
@@ -397,6 +405,11 @@ class Escalation:
 
     async def close(self) -> None:
         await self.webhooks.close()
+
+
+def _just_below(activity_id: str) -> str:
+    """The id right before ``activity_id`` (ids are fixed-width hex, so they sort as text)."""
+    return f"{max(0, int(activity_id, 16) - 1):0{len(activity_id)}x}"
 
 
 async def _bounded(work: Callable[[_T], Awaitable[_R]], items: Sequence[_T]) -> list[_R]:

@@ -44,6 +44,12 @@ kind = "notification"
 max_length = 100
 rule = "{{ verb }}:{{ object }}"
 
+[feeds.digest]
+kind = "notification"
+max_length = 100
+fanout = true
+rule = "{{ verb }}:{{ actor }}"
+
 [verbs]
 like = "liked"
 comment = "commented on"

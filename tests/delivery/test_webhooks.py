@@ -187,5 +187,38 @@ async def _acknowledged(stack: Stack, n: int) -> bool:
 async def _delivered(stack: Stack, endpoint_id: str, n: int = 1) -> bool:
     """Whether ``n`` deliveries to the endpoint are recorded delivered (after the receiver's
     answer, the worker still writes that down)."""
-    found = await stack.store.list(endpoint_id, limit=100, status="delivered")
+    found = await stack.store.list(endpoint_id, limit=1000, status="delivered")
+    return len(found) >= n
+
+
+async def test_a_fanout_escalates_each_followers_copy_once(stack: Stack) -> None:
+    """ana's post reaches 450 followers' fanout notification feeds in chunks of 200; each
+    follower's copy is one delivery, decided by one timer per chunk."""
+    followers = [f"f{n:03d}" for n in range(450)]
+    for user in followers:
+        await stack.manager.follow(user, "ana", backfill=0)
+    await stack.endpoint("hooks")
+    post = stack.app.activity(actor="ana", verb="like", object="photo:1")
+    await stack.manager.add_activity(post)
+    await wait_until(lambda: _delivered(stack, "ep_hooks", len(followers)), within=60)
+    await settle()
+    delivered = await stack.store.list("ep_hooks", limit=1000)
+    assert sorted(d.user for d in delivered) == followers
+    assert {d.status for d in delivered} == {"delivered"}
+    assert len(stack.webhooks.received) == len(followers)
+    assert {r.json()["feed"] for r in stack.webhooks.verified()} == {"digest"}
+
+
+async def _count(stack: Stack, n: int) -> bool:
+    return len(stack.webhooks.verified()) >= n
+
+
+async def _acknowledged(stack: Stack, n: int) -> bool:
+    return sum(stack.webhooks.acknowledged.values()) >= n
+
+
+async def _delivered(stack: Stack, endpoint_id: str, n: int = 1) -> bool:
+    """Whether ``n`` deliveries to the endpoint are recorded delivered (after the receiver's
+    answer, the worker still writes that down)."""
+    found = await stack.store.list(endpoint_id, limit=1000, status="delivered")
     return len(found) >= n

@@ -344,6 +344,13 @@ class Escalation:
         except (WebhookFailed, EmailFailed) as exc:
             await self._failed(started, job, exc.reason, permanent=exc.permanent)
             return
+        except Exception as exc:
+            # Anything else (a template that does not render, the endpoint read failing) is
+            # a failed attempt too: counted, retried with backoff, dead after the last, and
+            # never a lease left held by an attempt that gave up.
+            log.exception("delivery attempt raised id=%s", started.id)
+            await self._failed(started, job, f"{type(exc).__name__}: {exc}"[:300], permanent=False)
+            return
         done = Outcome(status="delivered", at=datetime.now(UTC))
         if not await self.store.finish(job.scope, job.delivery_id, started.attempts, done):
             log.warning("delivery sent after its lease ran out id=%s", started.id)

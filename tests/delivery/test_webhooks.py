@@ -113,6 +113,24 @@ async def test_the_last_failure_leaves_a_dead_letter_that_a_replay_sends(stack: 
     assert (stored.status, stored.attempts) == ("delivered", 4)
 
 
+async def test_an_endpoint_nobody_listens_on_is_retried_then_dead(stack: Stack) -> None:
+    from notifier.delivery.model import Endpoint
+    from notifier.delivery.signing import new_secret
+    from tests.services import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/gone"
+    await stack.store.put_endpoint(Endpoint(
+        id="ep_gone", url=closed, secret=new_secret(), created_at=datetime.now(UTC)))  # fmt: skip
+    await stack.notify("bo", "ana")
+
+    async def dead() -> bool:
+        return bool(await stack.store.list("ep_gone", limit=10, status="dead"))
+
+    await wait_until(dead, within=20)
+    [letter] = await stack.store.list("ep_gone", limit=10)
+    assert letter.attempts == 3 and "Connect" in letter.last_error
+
+
 async def test_endpoints_categories_and_users_channels_decide_who_gets_what(
     stack: Stack,
 ) -> None:

@@ -193,7 +193,9 @@ async def make_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFacto
         elif backend == "redis":
             url = request.getfixturevalue("storage_redis_url")
         else:
-            url = cassandra_node.url(request.getfixturevalue("cassandra_hosts"))
+            hosts = request.getfixturevalue("cassandra_hosts")
+            cassandra_node.connection(hosts)  # the test keyspace exists and is migrated
+            url = cassandra_node.url(hosts)
             broker = request.getfixturevalue("redis_url")
         stack = await open_stack(backend, url, broker, **delivery)
         made.append(stack)

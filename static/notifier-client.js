@@ -777,18 +777,21 @@ export class NotifierClient {
 
   /**
    * The user's preferences: `{muted: {categories, verbs, actors}, categories: [{name,
-   * critical}]}`.
+   * critical}], channels: {email: [...]}, email}` (channels: categories not sent by email or
+   * webhook, `*` for all; email: the digests' address, set by the app).
    */
   preferences() {
     return this.call("GET", "/v1/me/preferences");
   }
 
   /**
-   * Replace what the user mutes; resolves to the preferences as stored.
+   * Replace what the user mutes (and, when given, the categories turned off per channel);
+   * resolves to the preferences as stored. Channels left out are kept.
    * @param {{categories?: string[], verbs?: string[], actors?: string[]}} muted
+   * @param {Record<string, string[]>} [channels]
    */
-  savePreferences(muted) {
-    return this.call("PUT", "/v1/me/preferences", { muted });
+  savePreferences(muted, channels) {
+    return this.call("PUT", "/v1/me/preferences", channels ? { muted, channels } : { muted });
   }
 
   /**

@@ -1,6 +1,7 @@
 // notifier widget: the preferences view inside the inbox panel. One checkbox per category
 // and per verb, ticked when the user is notified of it; unticking mutes it
 // (`PUT /v1/me/preferences`). Critical categories are shown ticked and cannot be muted.
+// A user with an email address (set by the app) also gets one box for email digests.
 
 import { el } from "./notifier-dom.js";
 
@@ -87,6 +88,18 @@ export class Preferences {
         ),
       );
     }
+    if (this.saved.email) {
+      // Digests go to an address only the app knows: no address, nothing to turn off.
+      const off = new Set((this.saved.channels ?? {}).email ?? []);
+      this.form.append(
+        this._fieldset(
+          s.settingsChannels,
+          "channels",
+          [{ name: "email", label: s.channelEmail, fixed: false }],
+          off.has("*") ? new Set(["email"]) : new Set(),
+        ),
+      );
+    }
   }
 
   _fieldset(legend, kind, entries, muted) {
@@ -112,15 +125,22 @@ export class Preferences {
     return fieldset;
   }
 
-  /** Send what the boxes say (actors muted elsewhere are kept). */
+  /** Send what the boxes say (actors muted elsewhere are kept, and categories turned off
+   * for a channel by the app, but for the "all" the email box stands for). */
   async save() {
     const muted = { categories: [], verbs: [], actors: this.saved?.muted?.actors ?? [] };
+    let channels;
     for (const box of this.form.querySelectorAll("input[data-kind]")) {
-      if (!box.checked && !box.disabled) muted[box.dataset.kind].push(box.dataset.name);
+      if (box.dataset.kind === "channels") {
+        const off = ((this.saved?.channels ?? {}).email ?? []).filter((c) => c !== "*");
+        channels = { email: box.checked ? off : ["*", ...off] };
+      } else if (!box.checked && !box.disabled) {
+        muted[box.dataset.kind].push(box.dataset.name);
+      }
     }
     this.status.textContent = "";
     try {
-      this.saved = await this.host.client.savePreferences(muted);
+      this.saved = await this.host.client.savePreferences(muted, channels);
       this.status.textContent = this.host.strings.saved;
     } catch (error) {
       this.status.textContent = this.host._message(error);

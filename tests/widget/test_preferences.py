@@ -72,3 +72,41 @@ async def test_preferences_are_saved_from_another_allowed_origin(
         await page.get_by_role("button", name="Notification settings").click()
         await page.get_by_role("checkbox", name="Social").uncheck(timeout=WAIT_MS)
         await expect(page.get_by_test_id("notifier-prefs-status")).to_have_text("Saved")
+
+
+async def test_a_user_with_an_address_turns_email_digests_off_and_on(
+    server: Server, open_tab: Any
+) -> None:
+    body = {"muted": {}, "email": "bo@example.com", "channels": {"email": ["social"]}}
+    put = await server.http.put("/v1/users/bo/preferences", json=body, headers=server.api())
+    assert put.status_code == 200, put.text
+    tab: Tab = await open_tab()
+    bo = tab.user("bo")
+    await bo.get_by_test_id("notifier-bell").click()
+    await bo.get_by_role("button", name="Notification settings").click()
+    prefs = bo.get_by_role("region", name="Notification settings")
+    email = prefs.get_by_role("group", name="Beyond this inbox").get_by_role(
+        "checkbox", name="Email me a digest of what I miss"
+    )
+    await expect(email).to_be_checked()
+    await email.uncheck()
+    await expect(bo.get_by_test_id("notifier-prefs-status")).to_have_text("Saved")
+    await eventually(lambda: channels(server), {"email": ["*", "social"]})
+    await email.check()
+    await expect(bo.get_by_test_id("notifier-prefs-status")).to_have_text("Saved")
+    # Back on, the category the app had turned off stays off; the address is untouched.
+    await eventually(lambda: channels(server), {"email": ["social"]})
+    stored = await server.http.get("/v1/users/bo/preferences", headers=server.api())
+    assert stored.json()["email"] == "bo@example.com"
+    # A user without an address has no such box.
+    ana = tab.user("ana")
+    await ana.get_by_test_id("notifier-bell").click()
+    await ana.get_by_role("button", name="Notification settings").click()
+    await expect(ana.get_by_role("group", name="Categories")).to_be_visible()
+    await expect(ana.get_by_role("group", name="Beyond this inbox")).to_have_count(0)
+
+
+async def channels(server: Server) -> dict[str, list[str]]:
+    response = await server.http.get("/v1/users/bo/preferences", headers=server.api())
+    found: dict[str, list[str]] = response.json()["channels"]
+    return found

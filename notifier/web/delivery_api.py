@@ -72,8 +72,10 @@ class DeliveriesQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Newest first; ``before``: the ``next`` of the previous page."""
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
-    before: _DeliveryId | None = None
-    status: Status | None = None
+    before: _DeliveryId | msgspec.UnsetType = msgspec.UNSET
+    status: Status | msgspec.UnsetType = msgspec.UNSET
+    """Not nullable in the schema: a fuzzer's "null" (or an empty value) for a query
+    parameter is no parameter at all, which the server cannot tell from one left out."""
 
 
 class DeliveryOut(msgspec.Struct, kw_only=True):
@@ -203,9 +205,9 @@ def delivery_endpoints(s: Services) -> list[Route]:
         return DeletedWebhookOut(endpoint_id)
 
     async def page(target: str, query: DeliveriesQuery) -> DeliveriesOut:
-        found = await store.list(
-            target, limit=query.limit, before=query.before, status=query.status
-        )
+        before = None if query.before is msgspec.UNSET else query.before
+        status = None if query.status is msgspec.UNSET else query.status
+        found = await store.list(target, limit=query.limit, before=before, status=status)
         nxt = found[-1].id if len(found) == query.limit else None
         return DeliveriesOut([_delivery_out(d) for d in found], nxt)
 

@@ -194,21 +194,6 @@ async def test_a_timer_that_runs_again_sends_the_decision_it_made_not_a_new_one(
     assert len(await stack.store.list("ep_hooks", limit=10)) == 1
 
 
-async def _count(stack: Stack, n: int) -> bool:
-    return len(stack.webhooks.verified()) >= n
-
-
-async def _acknowledged(stack: Stack, n: int) -> bool:
-    return sum(stack.webhooks.acknowledged.values()) >= n
-
-
-async def _delivered(stack: Stack, endpoint_id: str, n: int = 1) -> bool:
-    """Whether ``n`` deliveries to the endpoint are recorded delivered (after the receiver's
-    answer, the worker still writes that down)."""
-    found = await stack.store.list(endpoint_id, limit=1000, status="delivered")
-    return len(found) >= n
-
-
 async def test_a_fanout_escalates_each_followers_copy_once(stack: Stack) -> None:
     """ana's post reaches 450 followers' fanout notification feeds in chunks of 200; each
     follower's copy is one delivery, decided by one timer per chunk."""

@@ -17,7 +17,10 @@ The flow, all on dramatiq (timers: notifier/fanout/timers.py; no scheduler of it
 4. **Deciding** is a claim (``DeliveryStore.claim``): the delivery, with an id derived from
    what was decided, and for a digest the marks "emailed at this position" of its groups,
    are written in one atomic step, once. A second run of the same timer (a retry, a worker
-   killed half-way) finds the stored delivery and sends that one, never a second.
+   killed half-way) finds the stored delivery and sends that one, never a second; and when
+   it has nothing to decide any more (the user saw the group since, or the first run's claim
+   marked the digest's groups), it still starts the attempt of that run's decision if it is
+   pending (``_resume``): the first run may have died before scheduling it.
 5. **Attempts** (``Attempt`` timers on the delivery queue) lease the delivery, send it, and
    record the outcome: delivered; failed, retried with exponential backoff; or dead after
    ``max_attempts`` (a dead letter, listed and replayed through the server API). An attempt
@@ -175,37 +178,39 @@ class Escalation:
         after = _just_below(min(job.activity_ids))
         now = datetime.now(UTC)
 
-        async def decide(user: str) -> list[Delivery]:
+        async def decide(user: str) -> tuple[list[Delivery], list[str]]:
             stored, _, notes = await self.storage.read_inbox(
                 group, user, limit=group.max_length, id_gt=after
             )
             changed = [g for g in stored if g.position in wanted]
             if not changed:
-                return []
+                return [], []
             mine = prefs.get(user, Preferences())
-            found = []
+            found, undecided = [], []
             for shown in await hydrate(self.storage, changed, None, notes):
                 rule = self.settings.rule(shown.category, "webhook")
-                if rule is None or not is_pending(shown, rule):
+                if rule is None:
                     continue
-                if not mine.allows("webhook", shown.category):
+                wanting = [e for e in endpoints if e.wants(shown.category)]
+                if not is_pending(shown, rule) or not mine.allows("webhook", shown.category):
+                    # Not to be decided now; but an earlier run of this timer may have decided
+                    # it before the user saw it and died before its attempt was scheduled.
+                    undecided += [_webhook_id(e, group, user, shown) for e in wanting]
                     continue
                 text = summary(shown, self.config.verbs)
-                for endpoint in endpoints:
-                    if endpoint.wants(shown.category):
-                        found.append(self._webhook(endpoint, group, user, shown, text, rule, now))
-            return found
+                found += [self._webhook(e, group, user, shown, text, rule, now) for e in wanting]
+            return found, undecided
 
-        decided = [d for found in await _bounded(decide, job.users) for d in found]
-        await self._claim_and_send(decided)
+        results = await _bounded(decide, job.users)
+        await self._claim_and_send([d for found, _ in results for d in found])
+        await self._resume([(i, i) for _, undecided in results for i in undecided])
 
     def _webhook(
         self, endpoint: Endpoint, group: FeedGroup, user: str, shown: Group, text: str,
         rule: Rule, now: datetime,
     ) -> Delivery:  # fmt: skip
-        """The delivery of ``shown`` to ``endpoint``: its id names the endpoint, the feed and
-        the group at its current position, so each change of a group is one delivery."""
-        delivery_id = make_id(shown.position, "webhook", endpoint.id, group.name, user, shown.id)
+        """The delivery of ``shown`` to ``endpoint`` (its id: ``_webhook_id``)."""
+        delivery_id = _webhook_id(endpoint, group, user, shown)
         body = event_body(
             delivery_id=delivery_id, created_at=now, user=user, feed=group.name, group=shown,
             summary=text, rule=rule,
@@ -231,7 +236,20 @@ class Escalation:
             metrics.DELIVERY_DECISIONS.labels(decided[0].channel).inc(fresh)
         await self._attempt_now([stored for stored, _ in claims if stored.status == "pending"])
 
+    async def _resume(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Start an attempt of each delivery of ``keys`` (scope, id) that was decided and is
+        still pending, though this run does not decide it again: a run of the same timer
+        claimed it, then its worker died before it scheduled the attempt, and what it saw
+        changed since (the user saw the group, or its digest groups were marked by that
+        claim). Without this, such a decision would stay pending and never be sent."""
+        if not keys:
+            return
+        stored = await _bounded(lambda key: self.store.get(*key), keys)
+        await self._attempt_now([d for d in stored if d is not None and d.status == "pending"])
+
     async def _attempt_now(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
         now = datetime.now(UTC)
         await self.dispatcher.schedule(
             [Timer(at=now, job=Attempt(scope=d.scope, delivery_id=d.id)) for d in deliveries]
@@ -252,18 +270,22 @@ class Escalation:
         await _bounded(decide, users)
 
     async def _digest(self, user: str, prefs: Preferences, start: datetime, now: datetime) -> None:
+        delivery_id = make_id(window_key(start), "email", user)
         due = await self._due_for_email(user, prefs, now)
+        if due:
+            names = [f"{feed}:{g.id}" for feed, g in due]
+            emailed = await self.store.marks(user, names)
+            due = [
+                (f, g) for (f, g), n in zip(due, names, strict=True) if emailed.get(n) != g.position
+            ]  # fmt: skip
         if not due:
-            return
-        names = [f"{feed}:{g.id}" for feed, g in due]
-        emailed = await self.store.marks(user, names)
-        due = [(f, g) for (f, g), n in zip(due, names, strict=True) if emailed.get(n) != g.position]
-        if not due:
+            # Nothing (left) to decide; but this window's email may have been decided by an
+            # earlier run whose worker died before scheduling its attempt.
+            await self._resume([(user, delivery_id)])
             return
         due.sort(key=lambda fg: fg[1].position, reverse=True)
         limit = self.settings.digest.max_groups
         window = timedelta(seconds=self.settings.digest.window_s)
-        delivery_id = make_id(window_key(start), "email", user)
         data = DigestData(
             delivery_id=delivery_id,
             user=user,
@@ -412,6 +434,12 @@ class Escalation:
 
     async def close(self) -> None:
         await self.webhooks.close()
+
+
+def _webhook_id(endpoint: Endpoint, group: FeedGroup, user: str, shown: Group) -> str:
+    """The id of ``shown``'s delivery to ``endpoint``: it names the endpoint, the feed and the
+    group at its current position, so each change of a group is one delivery."""
+    return make_id(shown.position, "webhook", endpoint.id, group.name, user, shown.id)
 
 
 def _just_below(activity_id: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from notifier.config import Config
-from notifier.delivery.model import Endpoint
+from notifier.delivery.engine import Escalation
+from notifier.delivery.model import Delivery, Endpoint
 from notifier.delivery.signing import new_secret
 from notifier.fanout.manager import Manager
 from notifier.fanout.runtime import open_manager
@@ -212,3 +213,24 @@ async def stack(make_stack: StackFactory) -> Stack:
     """A stack with the default test rules (webhook after 0.3 s unseen, email digest after
     0.3 s unread, one-second windows)."""
     return await make_stack()
+
+
+@contextmanager
+def dies_once_before_scheduling(
+    escalation: Escalation, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The next scheduling of attempts by ``escalation`` raises, as if its worker died right
+    after deciding; the ones after it work."""
+    real = escalation._attempt_now
+    calls = 0
+
+    async def dies_once(deliveries: Sequence[Delivery]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("the worker died")
+        await real(deliveries)
+
+    monkeypatch.setattr(escalation, "_attempt_now", dies_once)
+    yield
+    assert calls >= 1, "nothing was decided"

@@ -4,16 +4,20 @@ tests parse, one-second windows and a 0.3 s rule (tests/delivery/conftest.py).""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from notifier.delivery.engine import window_start
+from notifier.fanout.timers import Digest
 from notifier.preferences import Preferences
 from notifier.storage.base import Marks
 from notifier.web.app import create_app
 from notifier.web.wiring import build_services
-from tests.delivery.conftest import Stack, StackFactory
+from tests.delivery.conftest import Stack, StackFactory, dies_once_before_scheduling
 from tests.fanout.conftest import wait_until
 from tests.web.conftest import close_services, server_settings
 
@@ -109,6 +113,34 @@ async def test_an_emailed_group_comes_again_only_after_it_changes(stack: Stack) 
     assert len(stack.smtp.messages) == 2
     assert "dee and ana liked a photo" in text_of(second)
     assert first["Message-ID"] != second["Message-ID"]
+
+
+async def test_a_digest_decided_by_a_run_that_died_before_its_attempt_is_sent_by_the_next(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of the window's timer decides (claims) bo's digest, marking its groups, and dies
+    before it schedules the attempt; bo reads everything before the timer runs again. That
+    run finds nothing due, but sends the email the first one decided: once."""
+    await addressed(stack, "bo")
+    escalation = stack.manager.escalation
+    monkeypatch.setattr(escalation, "timers_for", lambda *args: [])  # only the runs below
+    await stack.notify("bo", "ana")
+    await asyncio.sleep(0.5)  # the rule's 0.3 s: the group is due
+    start = window_start(datetime.now(UTC), stack.config.delivery.digest.window_s)
+    job = Digest(users=["bo"], window_start=start)
+    with dies_once_before_scheduling(escalation, monkeypatch), pytest.raises(ConnectionError):
+        await escalation.run_digest(job)
+    await asyncio.sleep(1.2)
+    assert stack.smtp.messages == []
+    [decided] = await stack.store.list("bo", limit=10)
+    assert (decided.status, decided.attempts) == ("pending", 0)
+    group = stack.config.feeds["notification"]
+    await stack.manager.storage.mark(group, "bo", Marks(seen=True, read=True), all=True)
+    await escalation.run_digest(job)  # the timer again (dramatiq redelivers it)
+    [message] = await emails(stack, 1)
+    assert message["Message-ID"] == f"<{decided.id}@localhost>"
+    await asyncio.sleep(1.2)
+    assert len(stack.smtp.messages) == 1
 
 
 async def test_a_refused_digest_is_retried_and_a_rejected_one_is_a_dead_letter(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from notifier.delivery.signing import verify
 from notifier.fanout.timers import Escalate
 from notifier.storage.base import Marks
-from tests.delivery.conftest import Stack, StackFactory
+from tests.delivery.conftest import Stack, StackFactory, dies_once_before_scheduling
 from tests.fanout.conftest import wait_until
 
 
@@ -192,6 +194,31 @@ async def test_a_timer_that_runs_again_sends_the_decision_it_made_not_a_new_one(
     await settle()
     assert len(stack.webhooks.received) == 1
     assert len(await stack.store.list("ep_hooks", limit=10)) == 1
+
+
+async def test_a_decision_whose_worker_died_before_its_attempt_is_sent_by_the_next_run(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of the timer decides (claims) the delivery and dies before it schedules the
+    attempt; the user sees the group before the timer runs again. That run decides nothing
+    new, but sends what the first one decided: once, under its id."""
+    await stack.endpoint("hooks")
+    escalation = stack.manager.escalation
+    monkeypatch.setattr(escalation, "timers_for", lambda *args: [])  # only the runs below
+    like = await stack.notify("bo", "ana")
+    job = Escalate(group="notification", users=["bo"], activity_ids=[like.id])
+    with dies_once_before_scheduling(escalation, monkeypatch), pytest.raises(ConnectionError):
+        await escalation.run_escalate(job)
+    await settle()
+    assert stack.webhooks.received == []
+    [decided] = await stack.store.list("ep_hooks", limit=10)
+    assert (decided.status, decided.attempts) == ("pending", 0)
+    group = stack.config.feeds["notification"]
+    await stack.manager.storage.mark(group, "bo", Marks(seen=True), all=True)
+    await escalation.run_escalate(job)  # the timer again (dramatiq redelivers it)
+    await wait_until(lambda: _delivered(stack, "ep_hooks"), within=20)
+    await settle()
+    assert [r.delivery_id for r in stack.webhooks.verified()] == [decided.id]
 
 
 async def test_a_fanout_escalates_each_followers_copy_once(stack: Stack) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -16,11 +15,6 @@ BACKENDS = ["memory", "redis", "cassandra"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "kill_storm: the random worker-kill run of the delivery tests; deselected (not "
-        "skipped) unless NOTIFIER_TEST_KILL_STORM=1 (see tests/delivery/test_worker_kill.py)",
-    )
     config.addinivalue_line(
         "markers",
         "single_redis: needs one redis-server (restarts it, reads its INFO…): not part of the "
@@ -107,13 +101,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for backend, counts in per_backend.items():
             summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
             terminalreporter.write_line(f"{backend:>10}: {summary}")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the kill-storm test unless asked for (NOTIFIER_TEST_KILL_STORM=1)."""
-    if os.environ.get("NOTIFIER_TEST_KILL_STORM") == "1":
-        return
-    kept = [item for item in items if item.get_closest_marker("kill_storm") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept

@@ -48,6 +48,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def bound_socket() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 and kept open, for a server to listen on
+    (uvicorn's ``serve(sockets=…)``). ``free_port()`` then a later bind is a race: between the
+    two, another server of the test or an outgoing connection can take the port (seen in CI:
+    "address already in use"); a port that must be known before its server starts (an
+    allowed origin) is reserved this way instead."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from notifier.config import Config
 from notifier.demo import build_demo
 from notifier.demo import demo_settings as make_settings
 from notifier.web.services import Services
-from tests.services import free_port, unavailable
+from tests.services import bound_socket, free_port, unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -221,13 +222,20 @@ async def eventually(probe: Callable[[], Awaitable[T]], expected: T) -> None:
         await asyncio.sleep(0.05)
 
 
+def origin_of(sock: socket.socket) -> str:
+    """The origin of a site that will listen on ``sock`` (``serve_site``)."""
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 @contextlib.asynccontextmanager
-async def serve_site(app: Starlette, port: int | None = None) -> AsyncIterator[str]:
+async def serve_site(app: Starlette, sock: socket.socket | None = None) -> AsyncIterator[str]:
     """Another site (an app embedding the widget) under uvicorn on its own origin, in the
-    test's loop: its base URL while it runs."""
-    port = port or free_port()
-    site = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(site.serve())
+    test's loop: its base URL while it runs. ``sock``: the bound socket it listens on
+    (``bound_socket()``), when its origin must be known before (an allowed origin)."""
+    sock = sock or bound_socket()
+    port = int(sock.getsockname()[1])
+    site = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(site.serve(sockets=[sock]))
     while not site.started:
         if task.done():
             task.result()
@@ -237,3 +245,4 @@ async def serve_site(app: Starlette, port: int | None = None) -> AsyncIterator[s
     finally:
         site.should_exit = True
         await task
+        sock.close()

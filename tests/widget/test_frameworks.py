@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from tests.services import free_port
+from tests.services import bound_socket
 from tests.widget import npm
-from tests.widget.conftest import Server, ServerFactory, serve_site
+from tests.widget.conftest import Server, ServerFactory, origin_of, serve_site
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "widget.md"
 DOC_ORIGIN = "https://notifier.example"
@@ -50,7 +51,7 @@ def test_the_doc_has_both_examples() -> None:
 
 
 @contextlib.asynccontextmanager
-async def readers_app(server: Server, port: int, framework: str) -> AsyncIterator[str]:
+async def readers_app(server: Server, sock: socket.socket, framework: str) -> AsyncIterator[str]:
     """The reader's app on its own origin: the doc's page (``html``, and ``js`` as
     /src/main.js), its backend's token route, and node_modules at /npm/."""
     blocks = {lang: code.replace(DOC_ORIGIN, server.url)
@@ -76,7 +77,7 @@ async def readers_app(server: Server, port: int, framework: str) -> AsyncIterato
         Route("/notifier-token", notifier_token, methods=["POST"]),
         npm.route,
     ]
-    async with serve_site(Starlette(routes=routes), port) as url:
+    async with serve_site(Starlette(routes=routes), sock) as url:
         yield url
 
 
@@ -85,12 +86,12 @@ async def test_the_docs_example_counts_live_and_its_listeners_fire(
     framework: str, server_factory: ServerFactory, browser: Browser
 ) -> None:
     npm.node_modules()
-    port = free_port()
-    server: Server = await server_factory(origins=(f"http://127.0.0.1:{port}",))
+    sock = bound_socket()
+    server: Server = await server_factory(origins=(origin_of(sock),))
     problems: list[str] = []  # printed, so that a failure shows them too
     context = await browser.new_context(viewport={"width": 1100, "height": 760})
     try:
-        async with readers_app(server, port, framework) as origin:
+        async with readers_app(server, sock, framework) as origin:
             page = await context.new_page()
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.on(

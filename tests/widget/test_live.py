@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -18,8 +19,15 @@ from starlette.routing import Route
 
 from notifier.config import Config
 from notifier.feedgroups import FeedGroups, default_groups
-from tests.services import free_port
-from tests.widget.conftest import Server, ServerFactory, Tab, eventually, serve_site
+from tests.services import bound_socket
+from tests.widget.conftest import (
+    Server,
+    ServerFactory,
+    Tab,
+    eventually,
+    origin_of,
+    serve_site,
+)
 
 BO_CLIENT = 'document.querySelector("[data-testid=user-bo] notifier-bell").client'
 
@@ -183,24 +191,24 @@ EMBED = """<!doctype html><html><body>
 
 
 @contextlib.asynccontextmanager
-async def app_page(server: Server, port: int) -> AsyncIterator[str]:
+async def app_page(server: Server, sock: socket.socket) -> AsyncIterator[str]:
     """Another site (its own origin: another port) whose page embeds bo's bell."""
     html = EMBED.format(server=server.url, token=json.dumps(server.token("bo")))
 
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(html)
 
-    async with serve_site(Starlette(routes=[Route("/", page)]), port) as url:
+    async with serve_site(Starlette(routes=[Route("/", page)]), sock) as url:
         yield url
 
 
 async def test_the_widget_works_from_an_allowed_origin_and_not_from_others(
     server_factory: ServerFactory, context: BrowserContext
 ) -> None:
-    allowed_port = free_port()
-    server: Server = await server_factory(origins=(f"http://127.0.0.1:{allowed_port}",))
+    allowed = bound_socket()
+    server: Server = await server_factory(origins=(origin_of(allowed),))
     await server.notify("bo", "ana")
-    async with app_page(server, allowed_port) as origin:
+    async with app_page(server, allowed) as origin:
         allowed = await context.new_page()
         await allowed.goto(origin)
         await expect(allowed.get_by_test_id("notifier-badge")).to_have_text("1")
@@ -208,7 +216,7 @@ async def test_the_widget_works_from_an_allowed_origin_and_not_from_others(
         await expect(allowed.get_by_test_id("notifier-item-text")).to_have_text(
             "ana liked your photo"
         )
-    async with app_page(server, free_port()) as origin:
+    async with app_page(server, bound_socket()) as origin:
         foreign = await context.new_page()
         refused: list[str] = []
         foreign.on("console", lambda message: refused.append(message.text))

@@ -7,8 +7,8 @@ from typing import Any
 
 from playwright.async_api import BrowserContext, expect
 
-from tests.services import free_port
-from tests.widget.conftest import WAIT_MS, Server, ServerFactory, Tab, eventually
+from tests.services import bound_socket
+from tests.widget.conftest import WAIT_MS, Server, ServerFactory, Tab, eventually, origin_of
 from tests.widget.test_live import app_page
 
 
@@ -63,9 +63,9 @@ async def muted_categories(server: Server) -> list[str]:
 async def test_preferences_are_saved_from_another_allowed_origin(
     server_factory: ServerFactory, context: BrowserContext
 ) -> None:
-    port = free_port()
-    server: Server = await server_factory(origins=(f"http://127.0.0.1:{port}",))
-    async with app_page(server, port) as origin:
+    sock = bound_socket()
+    server: Server = await server_factory(origins=(origin_of(sock),))
+    async with app_page(server, sock) as origin:
         page = await context.new_page()
         await page.goto(origin)
         await page.get_by_test_id("notifier-bell").click()

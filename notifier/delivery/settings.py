@@ -76,7 +76,8 @@ class WebhookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     """One POST's whole time (connect, send, answer)."""
     max_endpoints: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     allow_private: bool = False
-    """Allow endpoint URLs on loopback and private networks (tests, one-host setups)."""
+    """Allow webhooks to loopback and private networks, by address or by what a name resolves
+    to (tests, one-host setups; notifier.delivery.egress)."""
 
 
 class _Raw(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

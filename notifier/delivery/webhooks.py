@@ -10,7 +10,6 @@ followed to wherever a redirect points).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from notifier.delivery.egress import CheckedTransport, is_private
 from notifier.delivery.settings import Rule, WebhookSettings
 from notifier.delivery.signing import headers
 from notifier.errors import InvalidInput
@@ -73,7 +73,7 @@ def check_url(url: object, *, allow_private: bool) -> str:
     """An endpoint URL, or InvalidInput on ``url``: http(s), a host, no credentials, and
     (unless ``allow_private``) no loopback, private, link-local or reserved address, so the
     API cannot be used to make the server call into its own network. Names are checked as
-    written; a public name that resolves to a private address is not caught here."""
+    written here; what they resolve to is checked when connecting (notifier.delivery.egress)."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL:
         raise InvalidInput("url", f"must be an http(s) URL of at most {MAX_URL} characters")
     try:
@@ -87,21 +87,11 @@ def check_url(url: object, *, allow_private: bool) -> str:
         raise InvalidInput("url", "must not carry credentials (the signature authenticates)")
     if port == 0:
         raise InvalidInput("url", "port 0 is not a port")
-    if not allow_private and _private(parts.hostname):
+    if not allow_private and is_private(parts.hostname):
         raise InvalidInput(
             "url", "points at a private or loopback address (delivery.webhook.allow_private)"
         )
     return url
-
-
-def _private(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_global or address.is_multicast
 
 
 class WebhookFailed(Exception):
@@ -125,10 +115,13 @@ class WebhookSender:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._loop = asyncio.get_running_loop()
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
             self._client = httpx.AsyncClient(
+                transport=CheckedTransport(
+                    limits=limits, allow_private=self.settings.allow_private
+                ),
                 timeout=httpx.Timeout(self.settings.timeout_s),
                 follow_redirects=False,
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 headers={"user-agent": _USER_AGENT, "content-type": "application/json"},
             )
         return self._client

@@ -274,18 +274,83 @@ class PriorityRedisBroker(RedisBroker):
         if delay is None and message.queue_name != self.low_queue:
             pipe = self.client.pipeline(transaction=False)
             self._ring(pipe, message.queue_name)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:
+                # The job is queued: a silent doorbell only delays its pick-up to the next
+                # poll, while failing here would have the caller enqueue it twice.
+                log.warning("doorbell of %s not rung: %r", message.queue_name, exc)
         return enqueued
 
+    def _dispatch(self, command: str) -> Callable[..., Any]:
+        """dramatiq's script call for ``command`` (``do_enqueue``, ``do_requeue``, …), whose
+        lost connections raise ``BrokerUnavailable``: dramatiq's own consumer code expects
+        its ``ConnectionClosed`` there and otherwise takes the "unexpected error" path. That
+        path closed the consumer by requeueing over the same dead connection, the error
+        escaped, and the delay queue's consumer thread died for the life of the process
+        (a Redis restart during deliveries: tests/delivery/test_redis_restart.py)."""
+        call = super()._dispatch(command)  # type: ignore[no-untyped-call]
+
+        def guarded(queue_name: str, *args: Any) -> Any:
+            try:
+                return call(queue_name, *args)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise BrokerUnavailable(exc) from exc
+
+        return guarded
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        if queue_name in self.delay_queues:
+            self._requeue_orphans(queue_name)
         if queue_name != self.low_queue:
             consumer: Consumer = _BellConsumer(self, queue_name, prefetch, timeout)
             return consumer
         # LOW keeps dramatiq's polling: waking it at once would let LOW chunks slip in
         # whenever the worker has taken the HIGH queue's jobs but not run them yet.
         low: Consumer = super().consume(queue_name, prefetch, timeout)
-        high = f"{self.namespace}:{self.high_queue}"
-        return GatedConsumer(low, lambda: bool(self.client.llen(high)), _GATE_PAUSE_S)
+        return GatedConsumer(low, self._high_waiting, _GATE_PAUSE_S)
+
+    def _high_waiting(self) -> bool:
+        try:
+            return bool(self.client.llen(f"{self.namespace}:{self.high_queue}"))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # the consumer restarts
+            raise BrokerUnavailable(exc) from exc
+
+    def _requeue_orphans(self, queue_name: str) -> None:
+        """Put back on ``queue_name`` (a delay queue) the messages this process fetched from
+        it and no longer holds, before a new consumer of it starts.
+
+        dramatiq's consumer thread keeps a delay queue's messages in memory until their eta.
+        When its connection fails it drops them (``self.delay_queue = PriorityQueue()`` in
+        dramatiq/worker.py) and starts a new consumer, while the messages stay in this
+        process's acknowledgement set, which only the sweep of a *dead* process's set puts
+        back: every timer it held (a digest, an expiry, a retry's backoff) was lost for as
+        long as the process lived. Found by a Redis restart during deliveries
+        (tests/delivery/test_redis_restart.py: 40 digest timers stranded). A new consumer
+        of a delay queue holds nothing yet (dramatiq's consumer thread hands back what it
+        held before it closes one), so every message in this process's set for the queue
+        is such an orphan."""
+        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        try:
+            found = self.client.smembers(acks)
+            orphans = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+            if orphans:
+                log.warning("requeueing %d delayed job(s) of %s", len(orphans), queue_name)
+                self._dispatch("requeue")(queue_name, *orphans)
+        except BrokerUnavailable:
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(exc) from exc
+
+
+class BrokerUnavailable(ConnectionClosed, redis.ConnectionError):
+    """The broker's Redis did not answer a dramatiq script call. Both dramatiq's type (its
+    consumer threads restart on it and its acknowledgements wait for the connection to
+    come back) and redis-py's (what notifier's own outage handling catches)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        redis.ConnectionError.__init__(self, str(cause))
+        self.message = str(cause)
 
 
 class _BellConsumer(_RedisConsumer):

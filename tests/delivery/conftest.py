@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def delivery_toml(smtp_port: int, **overrides: Any) -> str:
 def make_config(
     storage_url: str, prefix: str, smtp_port: int, broker_url: str | None = None, **delivery: Any
 ) -> tuple[Config, Path]:
-    fanout = {**FANOUT, "namespace": f"ns{prefix}"}
+    fanout = {**FANOUT, "namespace": f"ns{prefix}", **delivery.pop("fanout", {})}
     broker = broker_url or (broker_for(storage_url) if storage_url != "memory://" else None)
     if broker is not None:
         fanout["broker_url"] = broker
@@ -130,7 +131,6 @@ class Stack:
 
     async def endpoint(self, name: str, categories: frozenset[str] | None = None) -> Endpoint:
         """Register an endpoint posting to ``/<name>`` of the receiver."""
-        from datetime import UTC, datetime
 
         endpoint = Endpoint(
             id=f"ep_{name}", url=self.webhooks.url(f"/{name}"), secret=new_secret(),
@@ -234,3 +234,48 @@ def dies_once_before_scheduling(
     monkeypatch.setattr(escalation, "_attempt_now", dies_once)
     yield
     assert calls >= 1, "nothing was decided"
+
+
+async def undelivered(
+    stack: Stack, endpoints: Iterable[str], users: list[str], addressed: list[str]
+) -> str:
+    """What a fault test left undelivered, for its failure output: each endpoint's deliveries
+    that are not delivered (or missing), each addressed user without a delivered digest,
+    and what the broker still holds."""
+    lines = []
+    for name in endpoints:
+        stored = await stack.store.list(f"ep_{name}", limit=500)
+        lines.append(f"ep_{name}: {len(stored)} decided, missing users "
+                     f"{sorted(set(users) - {d.user for d in stored})}")  # fmt: skip
+        lines += [f"  {d.user} {d.id} {d.status} attempts={d.attempts} "
+                  f"lease_until={d.lease_until:%H:%M:%S.%f} error={d.last_error!r}"
+                  for d in stored if d.status != "delivered"]  # fmt: skip
+    for user in addressed:
+        digests = await stack.store.list(user, limit=10)
+        if not any(d.status == "delivered" for d in digests):
+            lines.append(f"digest {user}: {[(d.id, d.status, d.attempts) for d in digests]}")
+    lines.append(f"now {datetime.now(UTC):%H:%M:%S.%f}")
+    try:
+        lines.append(f"broker: {await broker_state(stack)}")
+    except Exception as exc:  # the summary above is what matters
+        lines.append(f"broker state unavailable: {exc!r}")
+    return "\n".join(lines)
+
+
+async def broker_state(stack: Stack) -> dict[str, int]:
+    """Sizes of the broker's Redis keys (queues, delay queues, acks, heartbeats)."""
+    import redis.asyncio as aioredis
+
+    url = stack.config.fanout.broker_url or stack.config.storage_url
+    client = aioredis.Redis.from_url(url)
+    try:
+        found = {}
+        namespace = stack.config.fanout.namespace
+        async for key in client.scan_iter(match=f"{namespace}*"):
+            kind = (await client.type(key)).decode()
+            size = {"list": client.llen, "set": client.scard, "zset": client.zcard,
+                    "hash": client.hlen}.get(kind)  # fmt: skip
+            found[key.decode()] = await size(key) if size else -1
+        return found
+    finally:
+        await client.aclose()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
 
 import pytest
 
 from notifier.preferences import Preferences
-from tests.delivery.conftest import Stack, close_stack, open_stack
+from tests.delivery.conftest import close_stack, open_stack, undelivered
 from tests.fanout.conftest import wait_until
 
 pytestmark = pytest.mark.single_redis
@@ -108,7 +107,7 @@ async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_dup
         try:
             await wait_until(all_delivered, within=120, every=0.5)
         except AssertionError:
-            print(await _undelivered(stack, users, addressed))
+            print(await undelivered(stack, "ab", users, addressed))
             raise
         await asyncio.sleep(3)  # a window more: no late second digest
         decided = {n: await stack.store.list(f"ep_{n}", limit=500) for n in "ab"}
@@ -141,46 +140,3 @@ async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_dup
         failed = False
     finally:
         await close_stack(stack, failed=failed)
-
-
-async def _undelivered(stack: Stack, users: list[str], addressed: list[str]) -> str:
-    """What a storm left undelivered, for the failure message: each endpoint's deliveries
-    that are not delivered (or missing), each addressed user without a delivered digest,
-    and what the broker still holds."""
-    lines = []
-    for name in "ab":
-        stored = await stack.store.list(f"ep_{name}", limit=500)
-        lines.append(f"ep_{name}: {len(stored)} decided, missing users "
-                     f"{sorted(set(users) - {d.user for d in stored})}")  # fmt: skip
-        lines += [f"  {d.user} {d.id} {d.status} attempts={d.attempts} "
-                  f"lease_until={d.lease_until:%H:%M:%S.%f} error={d.last_error!r}"
-                  for d in stored if d.status != "delivered"]  # fmt: skip
-    for user in addressed:
-        digests = await stack.store.list(user, limit=10)
-        if not any(d.status == "delivered" for d in digests):
-            lines.append(f"digest {user}: {[(d.id, d.status, d.attempts) for d in digests]}")
-    lines.append(f"now {datetime.now(UTC):%H:%M:%S.%f}")
-    try:
-        lines.append(f"broker: {await _broker_state(stack)}")
-    except Exception as exc:  # the summary above is what matters
-        lines.append(f"broker state unavailable: {exc!r}")
-    return "\n".join(lines)
-
-
-async def _broker_state(stack: Stack) -> dict[str, int]:
-    """Sizes of the broker's Redis keys (queues, delay queues, acks, heartbeats)."""
-    import redis.asyncio as aioredis
-
-    url = stack.config.fanout.broker_url or stack.config.storage_url
-    client = aioredis.Redis.from_url(url)
-    try:
-        found = {}
-        namespace = stack.config.fanout.namespace
-        async for key in client.scan_iter(match=f"{namespace}*"):
-            kind = (await client.type(key)).decode()
-            size = {"list": client.llen, "set": client.scard, "zset": client.zcard,
-                    "hash": client.hlen}.get(kind)  # fmt: skip
-            found[key.decode()] = await size(key) if size else -1
-        return found
-    finally:
-        await client.aclose()

@@ -179,6 +179,18 @@ async def close_stack(stack: Stack, failed: bool = False) -> None:
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
+def storage_for(request: pytest.FixtureRequest, backend: str) -> tuple[str, str | None]:
+    """The storage URL of ``backend`` for a stack, and its broker URL when that is not the
+    storage's own Redis (Cassandra: the session's redis-server)."""
+    if backend == "memory":
+        return "memory://", None
+    if backend == "redis":
+        return request.getfixturevalue("storage_redis_url"), None
+    hosts = request.getfixturevalue("cassandra_hosts")
+    cassandra_node.connection(hosts)  # the test keyspace exists and is migrated
+    return cassandra_node.url(hosts), request.getfixturevalue("redis_url")
+
+
 @pytest.fixture(params=["memory", "redis", "cassandra"])
 async def make_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
     """Opens stacks on memory (in-process workers), Redis or Cassandra (a worker process, the
@@ -188,16 +200,7 @@ async def make_stack(request: pytest.FixtureRequest) -> AsyncIterator[StackFacto
     made: list[Stack] = []
 
     async def make(**delivery: Any) -> Stack:
-        broker = None
-        if backend == "memory":
-            url = "memory://"
-        elif backend == "redis":
-            url = request.getfixturevalue("storage_redis_url")
-        else:
-            hosts = request.getfixturevalue("cassandra_hosts")
-            cassandra_node.connection(hosts)  # the test keyspace exists and is migrated
-            url = cassandra_node.url(hosts)
-            broker = request.getfixturevalue("redis_url")
+        url, broker = storage_for(request, backend)
         stack = await open_stack(backend, url, broker, **delivery)
         made.append(stack)
         return stack

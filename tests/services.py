@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -35,7 +36,7 @@ def broker_for(storage_url: str) -> str | None:
     return CLUSTER_BROKER_URL if storage_url.startswith("redis+cluster://") else None
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip loudly outside CI; fail in CI, where every service-backed test must run."""
     if IN_CI:
         pytest.fail(f"CI=true but {reason}", pytrace=False)
@@ -127,6 +128,23 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+@contextmanager
+def restartable_redis() -> Iterator[RedisServer]:
+    """A started redis-server of the test's own, which it may stop and start again: its
+    append-only file is fsynced on every write, so a restart keeps everything acknowledged.
+    Stopped and removed at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary, persistent=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 @contextmanager

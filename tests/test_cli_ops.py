@@ -35,7 +35,7 @@ from notifier.storage.base import Entry, FeedChange
 from notifier.storage.memory import MemoryStorage
 from notifier.web.app import create_app
 from tests.fanout.conftest import WorkerPool, make_config, wait_until
-from tests.services import RedisServer, running_demo, unavailable
+from tests.services import RedisServer, restartable_redis, running_demo
 from tests.web.conftest import API_KEY, SECRET, close_services, make_services, server_settings
 
 NOTIFIER = Path(sys.executable).with_name("notifier")
@@ -208,14 +208,8 @@ async def run_curl(argv: list[str]) -> dict[str, Any]:
 def storage_redis() -> Iterator[RedisServer]:
     """A Redis of its own for the feeds (append-only file: a restart keeps them), which a
     test can stop to make every fanout write fail, as an outage would."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed (apt-get install redis-server)")
-        return
-    server = RedisServer(binary, persistent=True)
-    server.start()
-    yield server
-    server.stop()
+    with restartable_redis() as server:
+        yield server
 
 
 async def test_deadletters_list_requeue_and_discard_on_a_redis_broker(

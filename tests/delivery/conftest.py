@@ -8,6 +8,7 @@ last one second, so tests wait seconds, never minutes.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from notifier.config import Config
 from notifier.delivery.engine import Escalation
@@ -30,7 +32,7 @@ from notifier.service import Notifier
 from tests import cassandra_node
 from tests.delivery.receiver import WebhookReceiver
 from tests.delivery.smtp import SmtpReceiver, certificate, receiving, smtp
-from tests.fanout.conftest import FANOUT, WorkerPool, pytest_runtest_makereport, toml
+from tests.fanout.conftest import FANOUT, WorkerPool, pytest_runtest_makereport, toml, wait_until
 from tests.services import broker_for
 
 __all__ = ["certificate", "pytest_runtest_makereport", "smtp"]
@@ -282,3 +284,50 @@ async def broker_state(stack: Stack) -> dict[str, int]:
         return found
     finally:
         await client.aclose()
+
+
+async def delivered_exactly_once(
+    stack: Stack, endpoints: str, users: list[str], addressed: list[str], within: float
+) -> list[Delivery]:
+    """Wait until every user's group was delivered to each endpoint (``"ab"``: ``ep_a`` and
+    ``ep_b``) and every addressed user's digest too (on a timeout, print what is left:
+    ``undelivered``); then, a window later, check it happened exactly once: one decision
+    per (user, endpoint), each acknowledged under its id, and one digest per addressed
+    user, every message of it under its one Message-ID. The webhook deliveries."""
+
+    async def all_delivered() -> bool:
+        try:
+            hooks = [await stack.store.list(f"ep_{n}", limit=500, status="delivered")
+                     for n in endpoints]  # fmt: skip
+            digests = [await stack.store.list(u, limit=10, status="delivered")
+                       for u in addressed]  # fmt: skip
+        except (ConnectionError, redis.ConnectionError):  # ours, right after a Redis restart
+            return False
+        return sum(map(len, hooks)) == len(endpoints) * len(users) and all(digests)
+
+    try:
+        await wait_until(all_delivered, within=within, every=0.5)
+    except AssertionError:
+        print(await undelivered(stack, endpoints, users, addressed))
+        raise
+    await asyncio.sleep(3)  # a window more: no late second digest
+    decided = []
+    for name in endpoints:
+        deliveries = await stack.store.list(f"ep_{name}", limit=500)
+        assert sorted(d.user for d in deliveries) == users, name  # one per user: no twin
+        assert {d.status for d in deliveries} == {"delivered"}
+        acknowledged = {r.delivery_id for r in stack.webhooks.verified(f"/{name}")
+                        if 200 <= r.status < 300}  # fmt: skip
+        assert acknowledged == {d.id for d in deliveries}, name  # none lost
+        decided += deliveries
+    mails: dict[str, set[str]] = {}
+    for received in stack.smtp.messages:
+        mails.setdefault(received.rcpts[0], set()).add(received.message["Message-ID"])
+    assert {rcpt: len(ids) for rcpt, ids in mails.items()} == {
+        f"{u}@example.com": 1 for u in addressed
+    }
+    for user in addressed:
+        [digest] = await stack.store.list(user, limit=10)
+        assert digest.status == "delivered"
+        assert mails[f"{user}@example.com"] == {f"<{digest.id}@localhost>"}
+    return decided

@@ -8,25 +8,26 @@ digest: nothing lost to the outage, nothing decided twice."""
 from __future__ import annotations
 
 import asyncio
-import shutil
+from collections.abc import Iterator
 
 import pytest
 
 from notifier.preferences import Preferences
-from tests.delivery.conftest import close_stack, open_stack, undelivered
-from tests.fanout.conftest import wait_until
-from tests.services import RedisServer, unavailable
+from tests.delivery.conftest import close_stack, delivered_exactly_once, open_stack
+from tests.services import RedisServer, restartable_redis
 
 pytestmark = pytest.mark.single_redis
 
 
-async def test_a_redis_restart_during_a_delivery_run_loses_and_duplicates_nothing() -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed (apt-get install redis-server)")
-        return
-    redis = RedisServer(binary, persistent=True)
-    redis.start()
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with restartable_redis() as server:
+        yield server
+
+
+async def test_a_redis_restart_during_a_delivery_run_loses_and_duplicates_nothing(
+    redis: RedisServer,
+) -> None:
     users = [f"u{n:02d}" for n in range(40)]
     addressed = users[::2]
     stack = await open_stack(
@@ -52,32 +53,7 @@ async def test_a_redis_restart_during_a_delivery_run_loses_and_duplicates_nothin
         await asyncio.sleep(1.5)
         await asyncio.to_thread(redis.start)
 
-        async def all_delivered() -> bool:
-            try:
-                hooks = await stack.store.list("ep_a", limit=500, status="delivered")
-                digests = [await stack.store.list(u, limit=10, status="delivered")
-                           for u in addressed]  # fmt: skip
-            except ConnectionError:
-                return False
-            return len(hooks) == len(users) and all(digests)
-
-        try:
-            await wait_until(all_delivered, within=90, every=0.5)
-        except AssertionError:
-            print(await undelivered(stack, "a", users, addressed))
-            raise
-        await asyncio.sleep(3)  # a window more: no late second digest
-        decided = await stack.store.list("ep_a", limit=500)
-        assert sorted(d.user for d in decided) == users  # one per user: no twin
-        acknowledged = {r.delivery_id for r in stack.webhooks.verified("/a")
-                        if 200 <= r.status < 300}  # fmt: skip
-        assert acknowledged == {d.id for d in decided}
-        mails: dict[str, set[str]] = {}
-        for received in stack.smtp.messages:
-            mails.setdefault(received.rcpts[0], set()).add(received.message["Message-ID"])
-        assert {rcpt: len(ids) for rcpt, ids in mails.items()} == {
-            f"{u}@example.com": 1 for u in addressed
-        }
+        await delivered_exactly_once(stack, "a", users, addressed, within=90)
         print(
             f"\nwebhooks {len(users)} (POSTs {len(stack.webhooks.received)}); digests "
             f"{len(addressed)} (messages {len(stack.smtp.messages)})"
@@ -85,4 +61,3 @@ async def test_a_redis_restart_during_a_delivery_run_loses_and_duplicates_nothin
         failed = False
     finally:
         await close_stack(stack, failed=failed)
-        redis.stop()

@@ -14,7 +14,7 @@ import random
 import pytest
 
 from notifier.preferences import Preferences
-from tests.delivery.conftest import close_stack, open_stack, storage_for, undelivered
+from tests.delivery.conftest import close_stack, delivered_exactly_once, open_stack, storage_for
 from tests.fanout.conftest import wait_until
 
 pytestmark = pytest.mark.single_redis
@@ -103,38 +103,11 @@ async def test_workers_killed_again_and_again_during_a_delivery_run_lose_and_dup
             kills += 1
             pool.start(1)
 
-        async def all_delivered() -> bool:
-            hooks = [await stack.store.list(f"ep_{n}", limit=500, status="delivered") for n in "ab"]
-            digests = [await stack.store.list(u, limit=10, status="delivered") for u in addressed]
-            return sum(map(len, hooks)) == 2 * len(users) and all(digests)
-
-        try:
-            await wait_until(all_delivered, within=120, every=0.5)
-        except AssertionError:
-            print(await undelivered(stack, "ab", users, addressed))
-            raise
-        await asyncio.sleep(3)  # a window more: no late second digest
-        decided = {n: await stack.store.list(f"ep_{n}", limit=500) for n in "ab"}
-        for name, deliveries in decided.items():
-            assert sorted(d.user for d in deliveries) == users, name  # one per user: no twin
-            assert {d.status for d in deliveries} == {"delivered"}
-            acknowledged = {r.delivery_id for r in stack.webhooks.verified(f"/{name}")
-                            if 200 <= r.status < 300}  # fmt: skip
-            assert acknowledged == {d.id for d in deliveries}, name  # none lost
-        mails: dict[str, set[str]] = {}
-        for received in stack.smtp.messages:
-            mails.setdefault(received.rcpts[0], set()).add(received.message["Message-ID"])
-        assert {rcpt: len(ids) for rcpt, ids in mails.items()} == {
-            f"{u}@example.com": 1 for u in addressed
-        }
-        for user in addressed:
-            [digest] = await stack.store.list(user, limit=10)
-            assert digest.status == "delivered"
-            assert mails[f"{user}@example.com"] == {f"<{digest.id}@localhost>"}
+        decided = await delivered_exactly_once(stack, "ab", users, addressed, within=120)
         # Attempts in flight when their worker died reached the receiver and are sent again
         # under the same id once their lease runs out: what receivers dedupe by webhook-id.
         repeats = sum(n - 1 for n in stack.webhooks.acknowledged.values())
-        attempts = sum(d.attempts for ds in decided.values() for d in ds)
+        attempts = sum(d.attempts for d in decided)
         print(
             f"\nworker kills: {kills}; webhooks {2 * len(users)} (attempts {attempts}, "
             f"POSTs {len(stack.webhooks.received)}, acknowledged again under the same id "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,7 +15,7 @@ import websockets
 from notifier.storage.redis import RedisStorage
 from tests.realtime.client import Client, http_window, summary
 from tests.realtime.conftest import Live, LiveFactory
-from tests.services import RedisServer, unavailable
+from tests.services import RedisServer, restartable_redis
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.single_redis]
 
@@ -25,14 +24,8 @@ USERS = 300
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary, persistent=True)  # a restart keeps what was written
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
+    with restartable_redis() as server:
+        yield server
 
 
 @pytest.fixture

@@ -52,7 +52,6 @@ from notifier.delivery.settings import DeliverySettings, Rule
 from notifier.delivery.store import DeliveryStore
 from notifier.delivery.summary import summary
 from notifier.delivery.webhooks import WebhookFailed, WebhookSender, event_body
-from notifier.errors import is_transient
 from notifier.fanout.timers import Attempt, Digest, Escalate, Timer
 from notifier.feedgroups import FeedGroup, FeedKind
 from notifier.feeds import Group, hydrate
@@ -375,28 +374,9 @@ class Escalation:
             await self._failed(started, job, f"{type(exc).__name__}: {exc}"[:300], permanent=False)
             return
         done = Outcome(status="delivered", at=datetime.now(UTC))
-        if not await self._record(started, done):
+        if not await self.store.finish(job.scope, job.delivery_id, started.attempts, done):
             log.warning("delivery sent after its lease ran out id=%s", started.id)
         metrics.DELIVERY_ATTEMPTS.labels(started.channel, "delivered").inc()
-
-    async def _record(self, started: Delivery, outcome: Outcome) -> bool:
-        """``finish`` the attempt ``started``, waiting out a store outage in place while its
-        lease lasts: the receiver has the delivery already, and a job that failed here would
-        run again only to find its own lease, then send it a second time once that ran out
-        (a Redis restart during deliveries re-sent 5 to 8 of 40 webhooks that way)."""
-        wait = 0.05
-        while True:
-            try:
-                return await self.store.finish(started.scope, started.id, started.attempts, outcome)
-            except Exception as exc:
-                if not is_transient(exc) or datetime.now(UTC) + timedelta(seconds=wait) >= (
-                    started.lease_until
-                ):
-                    raise
-                log.warning("delivery outcome not recorded yet (%r), again in %.2fs id=%s",
-                            exc, wait, started.id)  # fmt: skip
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 1.0)
 
     async def _send(self, delivery: Delivery) -> None:
         if delivery.channel == "webhook":
@@ -425,7 +405,7 @@ class Escalation:
         now = datetime.now(UTC)
         last = permanent or delivery.attempts >= self.settings.max_attempts
         outcome = Outcome(status="dead" if last else "pending", at=now, error=reason)
-        if not await self._record(delivery, outcome):
+        if not await self.store.finish(job.scope, job.delivery_id, delivery.attempts, outcome):
             return
         if last:
             metrics.DELIVERY_ATTEMPTS.labels(delivery.channel, "dead").inc()

@@ -24,7 +24,7 @@ Semantics every backend must share (the contract suite in tests/storage checks t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -274,16 +274,6 @@ class Storage(Protocol):
 
     async def put_preferences(self, user: str, prefs: Preferences) -> None:
         """Replace ``user``'s preferences (default ones are forgotten, not stored)."""
-
-    async def update_preferences(
-        self, user: str, change: Callable[[Preferences], Preferences]
-    ) -> Preferences:
-        """Apply ``change`` to ``user``'s stored preferences (the default ones when none are
-        stored) and store the result, as one compare-and-set: an update made meanwhile by
-        another process is never overwritten, ``change`` is applied again on top of it.
-        ``change`` may therefore run more than once, and must be pure and idempotent (it
-        sets fields; it does not toggle them). Returns what is stored. A one-click
-        unsubscribe and a settings save from the widget at the same moment both stay."""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -433,11 +433,6 @@ class CassandraStorage(CassandraAnnotations):
     async def put_preferences(self, user: str, prefs: Preferences) -> None:
         await self._preferences.write(user, prefs)
 
-    async def update_preferences(
-        self, user: str, change: Callable[[Preferences], Preferences]
-    ) -> Preferences:
-        return await self._preferences.update(user, change)
-
     # -- lifecycle -------------------------------------------------------------------------
     async def group_members(
         self, group: FeedGroup, user: str, group_ids: Sequence[str]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from notifier.feedgroups import FeedGroup
@@ -429,21 +429,10 @@ class MemoryStorage:
 
     async def put_preferences(self, user: str, prefs: Preferences) -> None:
         with self._lock:
-            self._put_preferences(user, prefs)
-
-    async def update_preferences(
-        self, user: str, change: Callable[[Preferences], Preferences]
-    ) -> Preferences:
-        with self._lock:  # no await inside: nothing else runs between the read and the write
-            after = change(self._preferences.get(user, Preferences()))
-            self._put_preferences(user, after)
-            return after
-
-    def _put_preferences(self, user: str, prefs: Preferences) -> None:
-        if prefs.is_default:
-            self._preferences.pop(user, None)
-        else:
-            self._preferences[user] = prefs
+            if prefs.is_default:
+                self._preferences.pop(user, None)
+            else:
+                self._preferences[user] = prefs
 
     # -- lifecycle -------------------------------------------------------------------------
     async def ping(self) -> None:

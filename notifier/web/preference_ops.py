@@ -52,21 +52,13 @@ async def replace(
     )
     if body.email is not msgspec.UNSET and not may_set_email:
         raise InvalidInput("email", "the address is set by the app, through the server API")
-    channels = (
-        None
-        if body.channels is msgspec.UNSET
-        else check_channels(body.channels, known_categories=config.categories, limits=config.limits)
-    )
-    email = None if body.email is msgspec.UNSET else check_email(body.email)
-
-    def saved(before: Preferences) -> Preferences:
-        """The body over ``before``: what it leaves out (channels, email) is kept."""
-        return msgspec.structs.replace(
-            prefs,
-            channels=before.channels if channels is None else channels,
-            email=before.email if body.email is msgspec.UNSET else email,
+    before = await stored(notifier, user)
+    channels = before.channels
+    if body.channels is not msgspec.UNSET:
+        channels = check_channels(
+            body.channels, known_categories=config.categories, limits=config.limits
         )
-
-    # A compare-and-set, so that a one-click unsubscribe (or another tab's save of other
-    # fields) at the same moment is not overwritten with what this request read before it.
-    return _out(notifier, await notifier.storage.update_preferences(user, saved))
+    email = before.email if body.email is msgspec.UNSET else check_email(body.email)
+    prefs = msgspec.structs.replace(prefs, channels=channels, email=email)
+    await notifier.storage.put_preferences(user, prefs)
+    return _out(notifier, prefs)

@@ -88,15 +88,11 @@ def unsubscribe_routes(
         except InvalidUnsubscribeToken as exc:
             return refused(exc)
         try:
-            seen: list[Preferences] = []
-
-            def unsubscribed(current: Preferences) -> Preferences:
-                seen.append(current)
-                return without_email(current)
-
-            # A compare-and-set: a settings save at the same moment cannot undo the click.
-            after = await storage.update_preferences(user, unsubscribed)
-            before = seen[-1]
+            found = await storage.preferences([user])
+            before = found.get(user, Preferences())
+            after = without_email(before)
+            if after != before:
+                await storage.put_preferences(user, after)
         except Exception as exc:
             if not is_transient(exc):
                 raise

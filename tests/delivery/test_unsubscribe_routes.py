@@ -161,12 +161,12 @@ async def test_other_methods_are_405_listing_both(api: Api) -> None:
 async def test_a_storage_outage_is_a_503_page_and_the_click_can_be_repeated(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def unreachable(*args: Any) -> Any:
+    async def unreachable(users: Any) -> Any:
         raise ConnectionError("storage down")
 
     token = unsubscribe_token("bo", DELIVERY)
     with monkeypatch.context() as patch:
-        patch.setattr(api.app.storage, "update_preferences", unreachable)
+        patch.setattr(api.app.storage, "preferences", unreachable)
         response = await api.http.post(url(token), **ONE_CLICK)
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("text/html")

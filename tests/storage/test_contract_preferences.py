@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
-import msgspec
-
 from notifier.preferences import Muted, Preferences
 from notifier.storage.base import Storage
 
@@ -60,43 +55,3 @@ async def test_preferences_are_per_user_and_keep_names_exactly(storage: Storage)
     await storage.put_preferences("Bo", muting(actors=("ana",)))
     found = await storage.preferences(["bo", "Bo"])
     assert found == {"bo": muting(actors=("Ana",)), "Bo": muting(actors=("ana",))}
-
-
-async def test_updates_at_the_same_moment_all_stay(storage: Storage) -> None:
-    """Twelve updates race, each muting one more actor over what it reads: a read-then-write
-    keeps only the last writers' (the rest read before they wrote); a compare-and-set keeps
-    every one, applying the losers again over the winners."""
-    await storage.put_preferences("bo", muting(verbs=("like",)))
-    actors = [f"a{n:02d}" for n in range(12)]
-
-    def muting_also(actor: str) -> Callable[[Preferences], Preferences]:
-        def change(before: Preferences) -> Preferences:
-            muted = msgspec.structs.replace(before.muted, actors=before.muted.actors | {actor})
-            return msgspec.structs.replace(before, muted=muted)
-
-        return change
-
-    stored = await asyncio.gather(
-        *(storage.update_preferences("bo", muting_also(a)) for a in actors)
-    )
-    expected = muting(verbs=("like",), actors=tuple(actors))
-    assert await storage.preferences(["bo"]) == {"bo": expected}
-    assert all(s.muted.verbs == {"like"} for s in stored)  # each returned what it stored
-
-
-async def test_an_update_starts_from_the_defaults_and_forgets_default_results(
-    storage: Storage,
-) -> None:
-    found: list[Preferences] = []
-
-    def mute_like(before: Preferences) -> Preferences:
-        found.append(before)
-        return muting(verbs=("like",))
-
-    assert await storage.update_preferences("bo", mute_like) == muting(verbs=("like",))
-    assert found == [Preferences()]
-    assert await storage.preferences(["bo"]) == {"bo": muting(verbs=("like",))}
-    assert await storage.update_preferences("bo", lambda _: Preferences()) == Preferences()
-    assert await storage.preferences(["bo"]) == {}
-    await storage.update_preferences("bo", lambda before: before)  # no change: nothing stored
-    assert await storage.preferences(["bo"]) == {}
